@@ -1,0 +1,42 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""optax_ext: gradient-population aggregators and optimisers for optax.
+
+Public API:
+
+* :mod:`optax_ext.population`: maths over a gradient population;
+* :mod:`optax_ext.aggregation`: aggregators (population -> updates);
+* the most used names re-exported at the top level.
+"""
+
+from optax_ext import aggregation
+from optax_ext import population
+from optax_ext.aggregation import aggregate_by_mean
+from optax_ext.aggregation import aggregate_by_sum
+from optax_ext.aggregation import Aggregator
+from optax_ext.aggregation import grad_population
+from optax_ext.aggregation import PopulationAxes
+
+__version__ = '0.1.0.dev0'
+
+__all__ = (
+  'Aggregator',
+  'PopulationAxes',
+  'aggregate_by_mean',
+  'aggregate_by_sum',
+  'aggregation',
+  'grad_population',
+  'population',
+)

@@ -1,0 +1,199 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Construction-time validation of hyper-parameters.
+
+Every public factory validates its concrete hyper-parameters when it is
+called, so that a wrong value fails loudly at the call site rather than
+producing a silently wrong optimiser. Traced values (inside ``jax.jit`` or
+``optax.inject_hyperparams``) and schedules (callables) are skipped: they are
+only known at run time, and validating them would break
+``inject_hyperparams``.
+
+All messages share one style::
+
+  <factory>: `<name>` must be <range>, got <value!r>.
+"""
+
+from collections.abc import Sequence
+import math
+import numbers
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def _as_python_scalar(value: Any) -> Any:
+  """Converts a concrete 0-d array to a Python scalar, else returns it."""
+  if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+    if np.ndim(value) != 0:
+      return value
+    return np.asarray(value).item()
+  return value
+
+
+def _fail(
+  where: str, name: str, expected: str, value: Any, exc=ValueError
+) -> None:
+  raise exc(f'{where}: `{name}` must be {expected}, got {value!r}.')
+
+
+def check_number(
+  where: str,
+  name: str,
+  value: Any,
+  *,
+  lower: float | None = None,
+  upper: float | None = None,
+  lower_inclusive: bool = True,
+  upper_inclusive: bool = True,
+  allow_schedule: bool = True,
+) -> None:
+  """Checks that a concrete real hyper-parameter lies in a range.
+
+  Args:
+    where: name of the public factory, used in the message.
+    name: name of the hyper-parameter.
+    value: the value received. Tracers are skipped; callables (schedules) are
+      skipped when ``allow_schedule`` and rejected otherwise.
+    lower: lower bound or ``None`` for no bound.
+    upper: upper bound or ``None`` for no bound.
+    lower_inclusive: whether ``value == lower`` is allowed.
+    upper_inclusive: whether ``value == upper`` is allowed.
+    allow_schedule: whether a callable is accepted.
+
+  Raises:
+    TypeError: if the value is not a real number (or schedule when allowed).
+    ValueError: if the value is NaN or outside the range.
+  """
+  expected = _describe_range(lower, upper, lower_inclusive, upper_inclusive)
+  if callable(value):
+    if allow_schedule:
+      return
+    _fail(where, name, f'a number {expected}', value, TypeError)
+  if isinstance(value, jax.core.Tracer):
+    return
+  scalar = _as_python_scalar(value)
+  if isinstance(scalar, bool) or not isinstance(scalar, numbers.Real):
+    _fail(where, name, f'a real number {expected}', value, TypeError)
+  if math.isnan(scalar):
+    _fail(where, name, f'a number {expected}', value)
+  ok = True
+  if lower is not None:
+    ok &= scalar >= lower if lower_inclusive else scalar > lower
+  if upper is not None:
+    ok &= scalar <= upper if upper_inclusive else scalar < upper
+  if not ok:
+    _fail(where, name, expected, value)
+
+
+def check_integer(
+  where: str,
+  name: str,
+  value: Any,
+  *,
+  lower: int | None = None,
+  upper: int | None = None,
+) -> None:
+  """Checks that a hyper-parameter is a Python/NumPy integer in a range.
+
+  Args:
+    where: name of the public factory, used in the message.
+    name: name of the hyper-parameter.
+    value: the value received.
+    lower: inclusive lower bound or ``None``.
+    upper: inclusive upper bound or ``None``.
+
+  Raises:
+    TypeError: if the value is not an integer.
+    ValueError: if the value is outside the range.
+  """
+  expected = _describe_range(lower, upper, True, True)
+  scalar = _as_python_scalar(value)
+  if isinstance(scalar, bool) or not isinstance(scalar, numbers.Integral):
+    _fail(where, name, f'an integer {expected}'.rstrip(), value, TypeError)
+  if (lower is not None and scalar < lower) or (
+    upper is not None and scalar > upper
+  ):
+    _fail(where, name, f'an integer {expected}', value)
+
+
+def check_optional_axis_name(where: str, name: str, value: Any) -> None:
+  """Checks a named-axis argument: ``None``, a hashable name or a tuple."""
+  if value is None:
+    return
+  if isinstance(value, tuple):
+    if not value or not all(isinstance(v, str) for v in value):
+      _fail(
+        where,
+        name,
+        'None, a string or a non-empty tuple of strings',
+        value,
+        TypeError,
+      )
+    return
+  if not isinstance(value, str):
+    _fail(
+      where,
+      name,
+      'None, a string or a non-empty tuple of strings',
+      value,
+      TypeError,
+    )
+
+
+def check_same_length(
+  where: str, names: Sequence[str], values: Sequence[Sequence[Any]]
+) -> None:
+  """Checks that several sequence hyper-parameters have the same length."""
+  lengths = [len(v) for v in values]
+  if len(set(lengths)) > 1:
+    pairs = zip(names, lengths, strict=True)
+    listed = ', '.join(f'`{n}` has {k}' for n, k in pairs)
+    raise ValueError(
+      f'{where}: {", ".join(f"`{n}`" for n in names)} must have the same '
+      f'length, got: {listed}.'
+    )
+
+
+def check_callable(where: str, name: str, value: Any) -> None:
+  """Checks that a hyper-parameter is callable."""
+  if not callable(value):
+    _fail(where, name, 'callable', value, TypeError)
+
+
+def check_one_of(
+  where: str, name: str, value: Any, choices: Sequence[Any]
+) -> None:
+  """Checks that a hyper-parameter is one of a fixed set of choices."""
+  if value not in choices:
+    _fail(where, name, f'one of {tuple(choices)!r}', value)
+
+
+def _describe_range(
+  lower: float | None,
+  upper: float | None,
+  lower_inclusive: bool,
+  upper_inclusive: bool,
+) -> str:
+  if lower is None and upper is None:
+    return ''
+  if upper is None:
+    return f'{">=" if lower_inclusive else ">"} {lower}'
+  if lower is None:
+    return f'{"<=" if upper_inclusive else "<"} {upper}'
+  left = '[' if lower_inclusive else '('
+  right = ']' if upper_inclusive else ')'
+  return f'in {left}{lower}, {upper}{right}'
