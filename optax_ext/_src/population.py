@@ -142,9 +142,10 @@ def local_size(population: Population, axes: PopulationAxes | None = None):
       )
     sizes[jax.tree_util.keystr(path)] = shape[axes.axis]
   if len(set(sizes.values())) > 1:
+    listed = ', '.join(f'leaf {p} has {k}' for p, k in sizes.items())
     raise ValueError(
       'population: leaves disagree on the number of members along axis '
-      f'{axes.axis}: {sizes}.'
+      f'{axes.axis}: {listed}.'
     )
   return next(iter(sizes.values()))
 
@@ -178,6 +179,24 @@ def _local_sum(x: jax.Array, axes: PopulationAxes) -> jax.Array:
   if axes.axis is None:
     return x.astype(acc)
   return jnp.sum(x, axis=axes.axis, dtype=acc)
+
+
+def _all_gather(x: jax.Array, axis_name: AxisName, *, tiled: bool):
+  """``lax.all_gather`` on axis 0 whose result is typed as replicated.
+
+  Under ``jax.shard_map`` (with its varying-manual-axes check) a gathered
+  value is the same on every index, and is marked so (``to='invarying'``) to
+  be returnable with ``out_specs=P()``. Under ``vmap``/``pmap`` there is no
+  such typing and the plain gather is used.
+  """
+  names = set(axis_name) if isinstance(axis_name, tuple) else {axis_name}
+  aval = jax.typeof(x)
+  manual = getattr(aval, 'manual_axis_type', None)
+  varying = getattr(manual, 'varying', None)
+  if varying is None:  # older spelling of the varying-manual-axes type
+    varying = getattr(aval, 'vma', frozenset())
+  to = 'invarying' if names & set(varying) else 'varying'
+  return lax.all_gather(x, axis_name, axis=0, tiled=tiled, to=to)
 
 
 def _psum(x, axes: PopulationAxes):
@@ -362,7 +381,9 @@ def gather(
   On the stacked path this only moves the member axis to the front. On the
   named path it is an ``all_gather``: each index then holds ``K`` times the
   memory of one member, and the communication is ``(K - 1)`` members per
-  index. Order: named-axis index first, then local position.
+  index. Order: named-axis index first, then local position. The result is
+  typed as replicated (``to='invarying'``), so under ``jax.shard_map`` it can
+  be returned with ``out_specs=P()``.
 
   Args:
     population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named). Any
@@ -389,9 +410,7 @@ def gather(
       x = _leading(x, axes.axis)
     if not axes.is_named:
       return x
-    return lax.all_gather(
-      x, axes.axis_name, axis=0, tiled=axes.axis is not None
-    )
+    return _all_gather(x, axes.axis_name, tiled=axes.axis is not None)
 
   return jax.tree.map(one, population)
 
@@ -444,7 +463,7 @@ def gramian(
     )
   )
   if axes.is_named:
-    g = lax.all_gather(g, axes.axis_name, axis=0, tiled=True)
+    g = _all_gather(g, axes.axis_name, tiled=True)
   return g
 
 

@@ -1,0 +1,261 @@
+"""The optax-style battery, run over every entry of ``tests/registry.py``."""
+
+from flax import nnx
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from tests import registry
+
+ENTRIES = [pytest.param(e, id=e.name) for e in registry.REGISTRY]
+
+
+def _params(dtype=jnp.float32):
+  return {
+    'w': jnp.array([1.0, -2.0, 3.0], dtype=dtype),
+    'b': jnp.array([[0.5, -0.5], [2.0, 0.0]], dtype=dtype),
+  }
+
+
+_TARGET = {
+  'w': jnp.array([-1.0, 0.5, 2.0]),
+  'b': jnp.array([[1.0, 1.0], [-1.0, 0.25]]),
+}
+
+
+def _parabola(params):
+  return sum(
+    jnp.sum(jnp.square(p.astype(jnp.float32) - t))
+    for p, t in zip(
+      jax.tree.leaves(params), jax.tree.leaves(_TARGET), strict=True
+    )
+  )
+
+
+def _rosenbrock(params):
+  x, y = params['xy'][0], params['xy'][1]
+  return jnp.square(1.0 - x) + 100.0 * jnp.square(y - x * x)
+
+
+def _run(entry, loss, params, lr, steps):
+  """Runs ``steps`` of the entry's optimiser on ``loss`` with lax.scan."""
+  opt = entry.optimizer(lr)
+
+  def step(carry, _):
+    p, s = carry
+    g = jax.grad(loss)(p)
+    u, s = opt.update(entry.oracle_input(g), s, p)
+    return (optax.apply_updates(p, u), s), None
+
+  (params, _), _ = jax.jit(
+    lambda p: lax.scan(step, (p, opt.init(p)), length=steps)
+  )(params)
+  return params
+
+
+def _grads(params, i):
+  """A deterministic param-shaped gradient differing from step to step."""
+  return jax.tree.map(
+    lambda p: (
+      jnp.sin(jnp.arange(p.size, dtype=jnp.float32) + i).reshape(p.shape)
+    ).astype(p.dtype),
+    params,
+  )
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_parabola_converges(entry):
+  params = _run(entry, _parabola, _params(), entry.lr, 500)
+  for p, t in zip(
+    jax.tree.leaves(params), jax.tree.leaves(_TARGET), strict=True
+  ):
+    np.testing.assert_allclose(p, t, atol=1e-2)
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_rosenbrock_converges(entry):
+  lr, steps = entry.rosenbrock
+  params = _run(entry, _rosenbrock, {'xy': jnp.array([-1.0, 1.5])}, lr, steps)
+  np.testing.assert_allclose(params['xy'], [1.0, 1.0], atol=2e-2)
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_unknown_extra_args_are_ignored(entry):
+  tx = entry.make()
+  params = _params()
+  state = tx.init(params)
+  g = entry.oracle_input(_grads(params, 0))
+  u1, s1 = tx.update(g, state, params)
+  u2, s2 = tx.update(
+    g, state, params, some_unknown_arg=jnp.ones(3), another='x', value=1.0
+  )
+  jax.tree.map(np.testing.assert_array_equal, u1, u2)
+  jax.tree.map(np.testing.assert_array_equal, s1, s2)
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_inject_hyperparams_equivalence(entry):
+  plain = entry.make()
+  injected = optax.inject_hyperparams(entry.factory)(**entry.kwargs)
+  params = _params()
+  s_plain, s_inj = plain.init(params), injected.init(params)
+  assert set(entry.hyperparams) <= set(s_inj.hyperparams), (
+    f'{entry.name}: inject_hyperparams exposes {sorted(s_inj.hyperparams)}, '
+    f'expected at least {sorted(entry.hyperparams)}'
+  )
+  for i in range(3):
+    g = entry.oracle_input(_grads(params, i))
+    u_plain, s_plain = plain.update(g, s_plain, params)
+    u_inj, s_inj = injected.update(g, s_inj, params)
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+      u_plain,
+      u_inj,
+    )
+    params = optax.apply_updates(params, u_plain)
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16], ids=str)
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_dtype_stability(entry, dtype):
+  """Update dtype == grad dtype; state dtypes stable; lax.cond compiles."""
+  tx = entry.make()
+  params = _params(dtype)
+  state = tx.init(params)
+  state_dtypes = jax.tree.map(lambda x: jnp.asarray(x).dtype, state)
+
+  @jax.jit
+  def step(p, s, g, take):
+    def do(s):
+      return tx.update(g, s, p)
+
+    def skip(s):
+      return jax.tree.map(jnp.zeros_like, p), s
+
+    return lax.cond(take, do, skip, s)
+
+  for i in range(3):
+    grads = _grads(params, i)
+    updates, state = step(params, state, entry.oracle_input(grads), i != 1)
+    for u, g in zip(
+      jax.tree.leaves(updates), jax.tree.leaves(grads), strict=True
+    ):
+      assert u.dtype == g.dtype, (u.dtype, g.dtype)
+      assert bool(jnp.all(jnp.isfinite(u.astype(jnp.float32))))
+    assert jax.tree.map(lambda x: jnp.asarray(x).dtype, state) == state_dtypes
+    params = optax.apply_updates(params, updates)
+    assert all(p.dtype == dtype for p in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_compiles_once(entry):
+  tx = entry.optimizer(0.01)
+  traces = []
+
+  @jax.jit
+  def step(p, s, g):
+    traces.append(None)
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+
+  params = _params()
+  state = tx.init(params)
+  for i in range(4):
+    params, state = step(params, state, entry.oracle_input(_grads(params, i)))
+  assert len(traces) == 1, f'{entry.name} re-traced {len(traces)} times'
+
+
+@pytest.mark.standard_promotion  # optax.MultiSteps is not strict-clean
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_multi_steps(entry):
+  """MultiSteps gives zero updates then the inner update on the mean grad."""
+  every_k = 2
+  if entry.kind == 'aggregator':
+    # Accumulation happens after aggregation, on param-shaped updates.
+    tx = optax.chain(
+      entry.make(),
+      optax.MultiSteps(optax.sgd(0.1), every_k).gradient_transformation(),
+    )
+    ref = optax.chain(entry.make(), optax.sgd(0.1))
+  else:
+    tx = optax.MultiSteps(entry.optimizer(0.1), every_k)
+    ref = entry.optimizer(0.1)
+  params = _params()
+  state = tx.init(params)
+  inputs = [entry.oracle_input(_grads(params, i)) for i in range(every_k)]
+  u0, state = tx.update(inputs[0], state, params)
+  for u in jax.tree.leaves(u0):
+    np.testing.assert_array_equal(u, 0.0)
+  u1, state = tx.update(inputs[1], state, params)
+  mean_input = jax.tree.map(lambda a, b: (a + b) / 2, *inputs)
+  expected, _ = ref.update(mean_input, ref.init(params), params)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+    u1,
+    expected,
+  )
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_init_on_shape_dtype_struct(entry):
+  tx = entry.make()
+  params = _params()
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params
+  )
+  shapes = jax.eval_shape(tx.init, abstract)
+  concrete = tx.init(params)
+  assert jax.tree.structure(shapes) == jax.tree.structure(concrete)
+  for a, c in zip(
+    jax.tree.leaves(shapes), jax.tree.leaves(concrete), strict=True
+  ):
+    assert a.shape == jnp.shape(c) and a.dtype == jnp.asarray(c).dtype
+
+
+class _Mlp(nnx.Module):
+  def __init__(self, rngs):
+    self.l1 = nnx.Linear(3, 4, rngs=rngs)
+    self.l2 = nnx.Linear(4, 1, rngs=rngs)
+
+  def __call__(self, x):
+    return self.l2(jax.nn.tanh(self.l1(x)))
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_runs_inside_nnx_optimizer(entry):
+  """nnx.Optimizer(model, tx, wrt=nnx.Param) gives the same as plain optax."""
+  model = _Mlp(nnx.Rngs(0))
+  tx = entry.optimizer(0.05)
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  graphdef, params = nnx.split(model, nnx.Param)
+  params = jax.tree.map(jnp.copy, params)  # the split State aliases the model
+  x = jnp.linspace(-1.0, 1.0, 24).reshape(8, 3)
+  y = jnp.sum(x, axis=1, keepdims=True)
+
+  def loss(p, xb, yb):
+    return jnp.mean((nnx.merge(graphdef, p)(xb) - yb) ** 2)
+
+  def oracle(p):
+    if entry.kind == 'aggregator':  # a per-example population
+      per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))
+      return per_example(p, x[:, None], y[:, None])
+    return jax.grad(loss)(p, x, y)
+
+  ref_params, ref_state = params, tx.init(params)
+  for _ in range(3):
+    grads = oracle(nnx.state(model, nnx.Param))
+    optimizer.update(model, grads)
+    u, ref_state = tx.update(oracle(ref_params), ref_state, ref_params)
+    ref_params = optax.apply_updates(ref_params, u)
+  got = nnx.state(model, nnx.Param)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+    got,
+    ref_params,
+  )
+  assert not np.allclose(jax.tree.leaves(got)[0], jax.tree.leaves(params)[0]), (
+    'the model did not move'
+  )
