@@ -16,6 +16,7 @@
 
 import chex
 import jax
+import jax.numpy as jnp
 from optax.experimental import aggregating
 
 from optax_ext._src import population as pop_lib
@@ -35,6 +36,12 @@ class Aggregator(aggregating.Aggregator):
 
   It subclasses ``optax.experimental.aggregating.Aggregator`` so it can also
   be the aggregator of ``optax.experimental.aggregating.process``.
+
+  Wrappers that look at the incoming updates go *after* the aggregator, on
+  param-shaped updates: ``optax.chain(agg, optax.apply_if_finite(tx, 3))``
+  and ``optax.chain(agg, optax.MultiSteps(tx, k).gradient_transformation())``
+  (wrapping the aggregator itself would make their skip branch return
+  population-shaped zeros).
 
   Attributes:
     init: ``init(params) -> state``.
@@ -61,15 +68,19 @@ def check_population(
     The local number of members.
 
   Raises:
-    ValueError: if the tree structures differ, or a leaf's shape is not the
-      param's shape with the member axis inserted.
+    ValueError: if the tree structures differ, a leaf's shape is not the
+      param's shape with the member axis inserted, or leaves disagree on the
+      number of members.
   """
+  if params is not None:
+    _check_against_params(where, population, params, axes)
   try:
-    k_local = pop_lib.local_size(population, axes)
+    return pop_lib.local_size(population, axes)
   except ValueError as e:
     raise ValueError(f'{where}: {e}') from None
-  if params is None:
-    return k_local
+
+
+def _check_against_params(where, population, params, axes) -> None:
   p_def = jax.tree.structure(params)
   g_def = jax.tree.structure(population)
   if p_def != g_def:
@@ -82,21 +93,21 @@ def check_population(
     jax.tree.leaves(params),
     strict=True,
   ):
-    g_shape, p_shape = tuple(jax.numpy.shape(g)), tuple(jax.numpy.shape(p))
+    g_shape, p_shape = tuple(jnp.shape(g)), tuple(jnp.shape(p))
     if axes.axis is None:
-      expected = p_shape
+      ok, expected = g_shape == p_shape, str(p_shape)
+      layout = 'param-shaped members (axis=None)'
     else:
-      expected = p_shape[: axes.axis] + (k_local,) + p_shape[axes.axis :]
-    if g_shape != expected:
-      layout = (
-        'param-shaped members (axis=None)'
-        if axes.axis is None
-        else f'members on axis {axes.axis}'
+      a = axes.axis
+      ok = len(g_shape) == len(p_shape) + 1 and (
+        g_shape[:a] + g_shape[a + 1 :] == p_shape
       )
+      expected = str(p_shape[:a] + ('K',) + p_shape[a:]).replace("'", '')
+      layout = f'members on axis {a}'
+    if not ok:
       raise ValueError(
         f'{where}: population leaf {jax.tree_util.keystr(path)} has shape '
         f'{g_shape} but params have shape {p_shape}; with {layout} the '
         f'population leaf must have shape {expected}. An aggregator must '
         'come first in a chain and receive the population as its updates.'
       )
-  return k_local

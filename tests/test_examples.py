@@ -1,0 +1,46 @@
+"""The examples run as the README says (short settings)."""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run_example(name, *args, timeout=300):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  env.pop('XLA_FLAGS', None)
+  out = subprocess.run(
+    [sys.executable, str(ROOT / 'examples' / name), *args],
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    env=env,
+    check=False,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out.stdout
+
+
+def test_quickstart_learns_digits():
+  stdout = _run_example('quickstart.py', '--epochs', '3')
+  accs = [float(a) for a in re.findall(r'test accuracy (\d\.\d+)', stdout)]
+  assert len(accs) == 4, stdout  # three epochs and the final line
+  assert accs[-1] > 0.85, stdout
+
+
+def test_quickstart_with_microbatch_population():
+  stdout = _run_example(
+    'quickstart.py',
+    '--epochs',
+    '1',
+    '--members',
+    '8',
+    '--aggregator',
+    'sum',
+    '--learning-rate',
+    '3e-4',
+  )
+  assert 'population K=8 per batch of 64' in stdout

@@ -1,0 +1,157 @@
+"""The public API: complete sorted ``__all__``, documented factories, states.
+
+A *public factory* is a public callable whose return annotation is an
+``optax.GradientTransformation`` (or subclass). Every one must be in
+``tests/registry.py`` (so the battery covers it), carry a doctested Example
+and References in its docstring, and build states that follow the naming
+rule.
+"""
+
+import importlib
+import inspect
+import pkgutil
+import typing
+
+import jax
+import optax
+import pytest
+
+import optax_ext
+from tests import registry
+
+
+def _public_modules():
+  mods = [optax_ext]
+  for info in pkgutil.walk_packages(optax_ext.__path__, 'optax_ext.'):
+    if '._' in info.name or info.name.startswith('optax_ext._'):
+      continue
+    mods.append(importlib.import_module(info.name))
+  return mods
+
+
+MODULES = _public_modules()
+
+
+def _is_factory(obj) -> bool:
+  if not inspect.isfunction(obj):
+    return False
+  try:
+    ret = typing.get_type_hints(obj).get('return')
+  except Exception:  # noqa: BLE001 - unresolvable hints are not factories
+    return False
+  return inspect.isclass(ret) and issubclass(ret, optax.GradientTransformation)
+
+
+def _public_factories():
+  found = {}
+  for mod in MODULES:
+    for name in mod.__all__:
+      obj = getattr(mod, name)
+      if _is_factory(obj):
+        found[name] = obj
+  return found
+
+
+FACTORIES = _public_factories()
+
+
+@pytest.mark.parametrize('mod', MODULES, ids=lambda m: m.__name__)
+def test_all_is_sorted_and_unique(mod):
+  assert list(mod.__all__) == sorted(mod.__all__), mod.__name__
+  assert len(set(mod.__all__)) == len(mod.__all__)
+
+
+@pytest.mark.parametrize('mod', MODULES, ids=lambda m: m.__name__)
+def test_all_is_complete(mod):
+  """Every public attribute is listed, and every listed name exists."""
+  for name in mod.__all__:
+    assert hasattr(mod, name), f'{mod.__name__}.__all__ lists missing {name}'
+  for name, obj in vars(mod).items():
+    if name.startswith('_'):
+      continue
+    if inspect.ismodule(obj):
+      # Submodules of optax_ext are public API; third-party imports are not.
+      if not obj.__name__.startswith('optax_ext.'):
+        continue
+    elif not getattr(obj, '__module__', '').startswith('optax_ext'):
+      continue
+    assert name in mod.__all__, f'{mod.__name__}.{name} is not in __all__'
+
+
+def test_top_level_reexports_are_the_same_objects():
+  for name in optax_ext.__all__:
+    obj = getattr(optax_ext, name)
+    for mod in MODULES[1:]:
+      if name in mod.__all__:
+        assert getattr(mod, name) is obj
+
+
+def test_version():
+  assert isinstance(optax_ext.__version__, str) and optax_ext.__version__
+
+
+def test_factories_found():
+  # Guards the discovery itself: the foundation's two aggregators are found.
+  assert {'aggregate_by_mean', 'aggregate_by_sum'} <= set(FACTORIES)
+
+
+@pytest.mark.parametrize('name', sorted(FACTORIES))
+def test_every_factory_is_in_the_registry(name):
+  assert name in registry.BY_NAME, (
+    f'{name} is public but not in tests/registry.py, so the battery does '
+    'not cover it'
+  )
+  assert registry.BY_NAME[name].factory is FACTORIES[name]
+
+
+def test_registry_has_only_public_factories():
+  assert set(registry.BY_NAME) <= set(FACTORIES)
+
+
+@pytest.mark.parametrize('name', sorted(FACTORIES))
+def test_factory_docstring(name):
+  doc = inspect.getdoc(FACTORIES[name]) or ''
+  assert 'Example:' in doc and '>>>' in doc, f'{name}: no doctested Example'
+  assert 'References:' in doc, f'{name}: no References section'
+  assert 'Args:' in doc and 'Returns:' in doc, f'{name}: no Args/Returns'
+
+
+def _state_nodes(state):
+  """All NamedTuple nodes of a state tree (including nested ones)."""
+  nodes = []
+
+  def visit(x):
+    if isinstance(x, tuple) and hasattr(x, '_fields'):
+      nodes.append(x)
+      for v in x:
+        visit(v)
+    elif isinstance(x, (tuple, list)):
+      for v in x:
+        visit(v)
+    elif isinstance(x, dict):
+      for v in x.values():
+        visit(v)
+
+  visit(state)
+  return nodes
+
+
+@pytest.mark.parametrize('entry', registry.REGISTRY, ids=lambda e: e.name)
+def test_state_classes_follow_the_naming_rule(entry):
+  """Our states are public NamedTuples named ``...State``; counts int32."""
+  params = {'w': jax.numpy.zeros(3)}
+  exported = {
+    getattr(m, n)
+    for m in MODULES
+    for n in m.__all__
+    if inspect.isclass(getattr(m, n))
+  }
+  for node in _state_nodes(entry.make().init(params)):
+    cls = type(node)
+    if not cls.__module__.startswith('optax_ext'):
+      continue
+    assert cls.__name__.endswith('State'), cls
+    assert cls in exported, f'{cls.__name__} is not exported publicly'
+    for field in ('count', 'mini_step', 'step'):
+      if field in node._fields:
+        assert jax.numpy.asarray(getattr(node, field)).dtype == 'int32'
