@@ -269,13 +269,18 @@ def mean_and_var(
     \sigma^2 = \frac{1}{K - \mathrm{ddof}} \sum_k (g_k - \mu)^2 .
 
   Both are returned in the accumulation dtype (float32 for float32, bfloat16
-  and float16 leaves) because they are statistics, not updates. On the named
-  path every index first computes the mean and sum of squared deviations of
-  its local members, and these are merged across the axis with the parallel
-  formula of Chan, Golub and LeVeque (all indices hold the same number of
-  members): :math:`M_2 = \sum_p M_{2,p} + \sum_p k (\mu_p - \mu)^2`. This
-  two-pass form does not lose precision when ``|mu| >> sigma``, unlike
-  :math:`E[g^2] - E[g]^2`.
+  and float16 leaves) because they are statistics, not updates.
+
+  The local members are reduced in one pass with the *shifted* sums
+  :math:`S_1 = \sum_k (g_k - c)`, :math:`S_2 = \sum_k (g_k - c)^2` with the
+  shift :math:`c = g_1` (the first local member), so that
+  :math:`M_2 = S_2 - S_1^2 / k` does not lose precision when
+  :math:`|\mu| \gg \sigma` (unlike :math:`E[g^2] - E[g]^2`), while XLA reads
+  the population once (both sums fuse into one loop). On the named path
+  every index's local mean and :math:`M_2` are merged across the axis with
+  the parallel formula of Chan, Golub and LeVeque (all indices hold the same
+  number of members): :math:`M_2 = \sum_p M_{2,p} + \sum_p k (\mu_p -
+  \mu)^2` (two all-reduces).
 
   Args:
     population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named).
@@ -314,10 +319,12 @@ def mean_and_var(
       local_mean = x.astype(acc)
       local_m2 = jnp.zeros_like(local_mean)
     else:
-      xs = x.astype(acc)
-      local_mean = jnp.mean(xs, axis=axes.axis)
-      dev = xs - jnp.expand_dims(local_mean, axes.axis)
-      local_m2 = jnp.sum(dev * dev, axis=axes.axis)
+      xs = _leading(x, axes.axis).astype(acc)
+      d = xs - xs[0]
+      s1 = jnp.sum(d, axis=0)
+      s2 = jnp.sum(d * d, axis=0)
+      local_mean = xs[0] + s1 / k_local
+      local_m2 = jnp.maximum(s2 - s1 * s1 / k_local, 0.0)
     if not axes.is_named:
       return local_mean, local_m2 / (k - ddof)
     n_index = k // k_local
