@@ -18,11 +18,13 @@ Public API:
 
 * :mod:`optax_ext.population`: maths over a gradient population;
 * :mod:`optax_ext.aggregation`: aggregators (population -> updates);
+* :mod:`optax_ext.variance`: GSNR variance reduction (VRGD);
 * the most used names re-exported at the top level.
 """
 
 from optax_ext import aggregation
 from optax_ext import population
+from optax_ext import variance
 from optax_ext.aggregation import aggregate_by_mean
 from optax_ext.aggregation import aggregate_by_sum
 from optax_ext.aggregation import Aggregator
@@ -39,4 +41,5 @@ __all__ = (
   'aggregation',
   'grad_population',
   'population',
+  'variance',
 )

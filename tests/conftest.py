@@ -26,14 +26,24 @@ def mesh():
 
 @pytest.fixture(autouse=True)
 def _promotion_mode(request):
-  """Standard promotion for tests marked ``standard_promotion``.
+  """Standard promotion where optax's own code needs it.
 
-  optax's bias-corrected optimisers (``optax.adam`` and friends) compute
-  ``b1 ** count`` with an int32 ``count`` and a Python float, which strict
-  promotion rejects. Tests that chain them opt in with the marker; everything
-  of ours runs under strict promotion.
+  optax's bias-corrected optimisers (``optax.adam``, ``scale_by_adam``,
+  ``MultiSteps``) compute ``b1 ** count`` with an int32 ``count`` and a Python
+  float, which strict promotion rejects. Standard promotion is used for:
+  tests marked ``standard_promotion``; battery tests of registry entries with
+  ``strict_promotion=False`` (those that chain such optax pieces); and
+  doctests, which are user-facing examples run as users run them. Everything
+  else runs under strict promotion.
   """
-  if request.node.get_closest_marker('standard_promotion'):
+  callspec = getattr(request.node, 'callspec', None)
+  entry = callspec.params.get('entry') if callspec else None
+  standard = (
+    request.node.get_closest_marker('standard_promotion') is not None
+    or (entry is not None and not getattr(entry, 'strict_promotion', True))
+    or isinstance(request.node, pytest.DoctestItem)
+  )
+  if standard:
     with jax.numpy_dtype_promotion('standard'):
       yield
   else:

@@ -48,6 +48,16 @@ def symmetric_population(grads, num_members: int = NUM_MEMBERS):
   return jax.tree.map(one, grads)
 
 
+def cosine_decay(init_value: float, steps: int):
+  """A strict-promotion-clean cosine decay (optax's schedules are not)."""
+
+  def schedule(count):
+    frac = jnp.minimum(jnp.asarray(count, jnp.float32), steps) / steps
+    return init_value * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+
+  return schedule
+
+
 def _heavy_ball(learning_rate: float) -> optax.GradientTransformation:
   return optax.sgd(learning_rate, momentum=0.9)
 
@@ -64,10 +74,16 @@ class Entry:
     alias: whether the factory takes ``learning_rate`` (an optimiser).
     hyperparams: the kwargs ``optax.inject_hyperparams`` must expose.
     lr: learning rate for the parabola test.
-    rosenbrock: ``(learning_rate, steps)`` for the Rosenbrock test.
+    rosenbrock: ``(learning_rate or schedule, steps)`` for the Rosenbrock
+      test, from ``(-1, 1.5)`` to within ``2e-2`` of ``(1, 1)``.
     population: for aggregators, ``grads -> population``.
-    post: for aggregators, the optimiser chained after it, given an lr
-      (heavy-ball SGD by default: strict-promotion clean, unlike optax.adam).
+    extra_args: ``grads -> dict`` of extra arguments ``update`` needs.
+    strict_promotion: ``False`` for factories that chain optax pieces that
+      are not strict-promotion clean (``scale_by_adam``); the battery then
+      runs them under standard promotion (see ``conftest.py``).
+    post: the optimiser chained after a non-alias transform, given an lr;
+      default: heavy-ball SGD after aggregators (strict-promotion clean,
+      unlike optax.adam), ``scale_by_learning_rate`` after param transforms.
   """
 
   name: str
@@ -79,7 +95,9 @@ class Entry:
   lr: float = 0.1
   rosenbrock: tuple[float, int] = (0.01, 5000)
   population: Callable[[Any], Any] = symmetric_population
-  post: Callable[[float], optax.GradientTransformation] = _heavy_ball
+  extra_args: Callable[[Any], dict[str, Any]] = lambda grads: {}
+  strict_promotion: bool = True
+  post: Callable[[float], optax.GradientTransformation] | None = None
 
   def make(self, **overrides) -> optax.GradientTransformation:
     """The transform itself, as a user would build it."""
@@ -87,11 +105,16 @@ class Entry:
 
   def optimizer(self, learning_rate: float) -> optax.GradientTransformation:
     """A full optimiser (updates are added to params) around the transform."""
-    if self.kind == 'aggregator':
-      return optax.chain(self.make(), self.post(learning_rate))
     if self.alias:
       return self.make(learning_rate=learning_rate)
-    return optax.chain(self.make(), optax.scale_by_learning_rate(learning_rate))
+    post = self.post
+    if post is None:
+      post = (
+        _heavy_ball
+        if self.kind == 'aggregator'
+        else optax.scale_by_learning_rate
+      )
+    return optax.chain(self.make(), post(learning_rate))
 
   def oracle_input(self, grads):
     """What the transform's ``update`` receives for param-shaped ``grads``."""
@@ -113,6 +136,79 @@ REGISTRY: tuple[Entry, ...] = (
     kind='aggregator',
     lr=0.1 / NUM_MEMBERS,
     rosenbrock=(1e-3 / NUM_MEMBERS, 5000),
+  ),
+)
+
+
+def _group_grads(grads):
+  return {'group_grads': symmetric_population(grads)}
+
+
+_VR_LR = 0.02  # the GSNR factor can reach 10x: keep 10 * lr * curvature < 2
+
+REGISTRY += (
+  Entry(
+    name='scale_by_gsnr',
+    factory=optax_ext.variance.scale_by_gsnr,
+    kwargs={'ema_decay': 0.5},
+    kind='param',
+    hyperparams=('gamma_min', 'gamma_max', 'cap', 'ema_decay'),
+    lr=_VR_LR,
+    rosenbrock=(2e-4, 20000),
+    extra_args=_group_grads,
+    post=_heavy_ball,
+  ),
+  Entry(
+    name='aggregate_by_gsnr',
+    factory=optax_ext.variance.aggregate_by_gsnr,
+    kwargs={},
+    kind='aggregator',
+    hyperparams=('gamma_min', 'gamma_max', 'cap'),
+    lr=_VR_LR,
+    rosenbrock=(1e-4, 20000),
+  ),
+  Entry(
+    name='vr_sgd',
+    factory=optax_ext.variance.vr_sgd,
+    kwargs={'learning_rate': 0.01, 'momentum': 0.9},
+    kind='aggregator',
+    alias=True,
+    hyperparams=('learning_rate', 'momentum', 'gamma_min'),
+    lr=_VR_LR / 10,
+    rosenbrock=(1e-4, 20000),
+  ),
+  Entry(
+    name='vr_adam',
+    factory=optax_ext.variance.vr_adam,
+    kwargs={'learning_rate': 0.01},
+    kind='aggregator',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps'),
+    lr=0.01,
+    rosenbrock=(3e-3, 10000),
+    strict_promotion=False,
+  ),
+  Entry(
+    name='vr_lamb',
+    factory=optax_ext.variance.vr_lamb,
+    kwargs={'learning_rate': 0.01},
+    kind='aggregator',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'weight_decay'),
+    lr=0.01,
+    # Trust-ratio steps have near-fixed length: decay the rate to settle.
+    rosenbrock=(cosine_decay(1e-2, 10000), 10000),
+    strict_promotion=False,
+  ),
+  Entry(
+    name='vr_lars',
+    factory=optax_ext.variance.vr_lars,
+    kwargs={'learning_rate': 1.0},
+    kind='aggregator',
+    alias=True,
+    hyperparams=('learning_rate', 'momentum', 'trust_coefficient'),
+    lr=1.0,
+    rosenbrock=(cosine_decay(1.0, 10000), 10000),
   ),
 )
 

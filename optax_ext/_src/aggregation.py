@@ -17,6 +17,7 @@
 from collections.abc import Callable
 
 import chex
+import jax
 import optax
 
 from optax_ext._src import base
@@ -130,3 +131,51 @@ def aggregate_by_sum(
     <https://arxiv.org/abs/2406.16232>`_, 2024.
   """
   return _reducing_aggregator('aggregate_by_sum', pop_lib.sum, axes)
+
+
+def mean_with_population(
+  where: str,
+  inner: optax.GradientTransformation,
+  axes: pop_lib.PopulationAxes | None,
+  extra_name: str = 'group_grads',
+) -> base.Aggregator:
+  """An aggregator feeding ``inner`` the mean gradient *and* the population.
+
+  ``update(population, ...)`` calls ``inner.update(mean, ..., <extra_name>=
+  population)``, so param-shaped transforms anywhere in ``inner`` that need
+  the population (``scale_by_gsnr``, cluster momentum) receive it as a named
+  extra argument, while the rest of ``inner`` sees the ordinary mean gradient.
+
+  The mean is computed with :func:`optax_ext.population.mean_and_var`, the
+  same computation transforms use for their statistics, so under ``jit``
+  XLA's common-subexpression elimination computes it once.
+
+  Args:
+    where: the public name, for error messages.
+    inner: a transform on param-shaped updates.
+    axes: where the members live.
+    extra_name: the keyword under which ``inner`` receives the population.
+
+  Returns:
+    An :class:`optax_ext.Aggregator`.
+  """
+  axes = pop_lib.PopulationAxes() if axes is None else axes
+  if not isinstance(axes, pop_lib.PopulationAxes):
+    raise TypeError(
+      f'{where}: `axes` must be an optax_ext.PopulationAxes, got {axes!r}.'
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    if extra_name in extra_args:
+      raise ValueError(
+        f'{where} takes the gradient population as its updates; do not also '
+        f'pass `{extra_name}=`.'
+      )
+    base.check_population(where, updates, params, axes)
+    mean_f32, _ = pop_lib.mean_and_var(updates, axes)
+    mean = jax.tree.map(lambda m, g: m.astype(g.dtype), mean_f32, updates)
+    return inner.update(
+      mean, state, params, **{extra_name: updates}, **extra_args
+    )
+
+  return base.Aggregator(inner.init, update_fn)
