@@ -44,3 +44,14 @@ def test_quickstart_with_microbatch_population():
     '3e-4',
   )
   assert 'population K=8 per batch of 64' in stdout
+
+
+def test_large_batch_gsnr_smoke(tmp_path):
+  plot = tmp_path / 'gsnr.png'
+  stdout = _run_example(
+    'large_batch_gsnr.py', '--smoke', '--lr-sweep', '--plot', str(plot)
+  )
+  assert 'vr_adam' in stdout and 'lr x8' in stdout
+  rows = re.findall(r'^\s+(64|256) ', stdout, flags=re.M)
+  assert rows == ['64', '256'], stdout
+  assert plot.stat().st_size > 10_000

@@ -355,3 +355,21 @@ def test_named_axis_works_under_lax_control_flow(mesh):
 
   out = _shard_map(local, mesh, P('data'))(g)
   _assert_close(out, pop.mean(g), 'mean')
+
+
+@pytest.mark.parametrize('k', [1, 7, 64, 65, 150, 300])
+def test_sum_over_members_matches_axis_sum(k):
+  """Straight line (K <= 64), static groups (<= 256), looped groups + rest."""
+  from optax_ext._src import numerics
+
+  x = jax.random.normal(jax.random.key(k), (k, 5, 3))
+  s, sq = numerics.sum_over_members(x, (lambda m: m, jnp.square))
+  np.testing.assert_allclose(
+    s, np.asarray(x, np.float64).sum(0), rtol=1e-5, atol=1e-5
+  )
+  np.testing.assert_allclose(
+    sq, np.square(np.asarray(x, np.float64)).sum(0), rtol=1e-5
+  )
+  xb = x.astype(jnp.bfloat16)
+  (sb,) = numerics.sum_over_members(xb, (lambda m: m,))
+  assert sb.dtype == jnp.float32

@@ -137,24 +137,21 @@ def mean_with_population(
   where: str,
   inner: optax.GradientTransformation,
   axes: pop_lib.PopulationAxes | None,
-  extra_name: str = 'group_grads',
 ) -> base.Aggregator:
   """An aggregator feeding ``inner`` the mean gradient *and* the population.
 
-  ``update(population, ...)`` calls ``inner.update(mean, ..., <extra_name>=
-  population)``, so param-shaped transforms anywhere in ``inner`` that need
-  the population (``scale_by_gsnr``, cluster momentum) receive it as a named
-  extra argument, while the rest of ``inner`` sees the ordinary mean gradient.
-
-  The mean is computed with :func:`optax_ext.population.mean_and_var`, the
-  same computation transforms use for their statistics, so under ``jit``
-  XLA's common-subexpression elimination computes it once.
+  ``update(population, ...)`` computes the population's mean and variance in
+  one pass and calls ``inner.update(mean, ..., group_grads=population,
+  group_mean_var=(mean, var))``: param-shaped transforms in ``inner`` that
+  need the population (``scale_by_gsnr``) receive it, and its statistics, as
+  named extra arguments, while the rest of ``inner`` sees the ordinary mean
+  gradient. Passing the statistics avoids a second pass over the members
+  (XLA does not merge the two).
 
   Args:
     where: the public name, for error messages.
     inner: a transform on param-shaped updates.
     axes: where the members live.
-    extra_name: the keyword under which ``inner`` receives the population.
 
   Returns:
     An :class:`optax_ext.Aggregator`.
@@ -166,16 +163,22 @@ def mean_with_population(
     )
 
   def update_fn(updates, state, params=None, **extra_args):
-    if extra_name in extra_args:
-      raise ValueError(
-        f'{where} takes the gradient population as its updates; do not also '
-        f'pass `{extra_name}=`.'
-      )
+    for name in ('group_grads', 'group_mean_var'):
+      if name in extra_args:
+        raise ValueError(
+          f'{where} takes the gradient population as its updates; do not '
+          f'also pass `{name}=`.'
+        )
     base.check_population(where, updates, params, axes)
-    mean_f32, _ = pop_lib.mean_and_var(updates, axes)
+    mean_f32, var = pop_lib.mean_and_var(updates, axes)
     mean = jax.tree.map(lambda m, g: m.astype(g.dtype), mean_f32, updates)
     return inner.update(
-      mean, state, params, **{extra_name: updates}, **extra_args
+      mean,
+      state,
+      params,
+      group_grads=updates,
+      group_mean_var=(mean_f32, var),
+      **extra_args,
     )
 
   return base.Aggregator(inner.init, update_fn)

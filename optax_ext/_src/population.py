@@ -175,10 +175,10 @@ def size(population: Population, axes: PopulationAxes | None = None) -> int:
 
 def _local_sum(x: jax.Array, axes: PopulationAxes) -> jax.Array:
   """Sum over the local member axis in the accumulation dtype."""
-  acc = numerics.accumulation_dtype(x.dtype)
   if axes.axis is None:
-    return x.astype(acc)
-  return jnp.sum(x, axis=axes.axis, dtype=acc)
+    return numerics.to_accumulation(x)
+  (total,) = numerics.sum_over_members(_leading(x, axes.axis), (_identity,))
+  return total
 
 
 def _all_gather(x: jax.Array, axis_name: AxisName, *, tiled: bool):
@@ -197,6 +197,10 @@ def _all_gather(x: jax.Array, axis_name: AxisName, *, tiled: bool):
     varying = getattr(aval, 'vma', frozenset())
   to = 'invarying' if names & set(varying) else 'varying'
   return lax.all_gather(x, axis_name, axis=0, tiled=tiled, to=to)
+
+
+def _identity(x):
+  return x
 
 
 def _psum(x, axes: PopulationAxes):
@@ -319,18 +323,19 @@ def mean_and_var(
       local_mean = x.astype(acc)
       local_m2 = jnp.zeros_like(local_mean)
     else:
-      xs = _leading(x, axes.axis).astype(acc)
-      d = xs - xs[0]
-      s1 = jnp.sum(d, axis=0)
-      s2 = jnp.sum(d * d, axis=0)
-      local_mean = xs[0] + s1 / k_local
+      xs = _leading(x, axes.axis)
+      shift = xs[0].astype(acc)
+      s1, s2 = numerics.sum_over_members(
+        xs, (lambda m: m - shift, lambda m: jnp.square(m - shift))
+      )
+      local_mean = shift + s1 / k_local
       local_m2 = jnp.maximum(s2 - s1 * s1 / k_local, 0.0)
     if not axes.is_named:
       return local_mean, local_m2 / (k - ddof)
     n_index = k // k_local
     global_mean = lax.psum(local_mean, axes.axis_name) / n_index
-    shift = local_mean - global_mean
-    m2 = lax.psum(local_m2 + k_local * shift * shift, axes.axis_name)
+    offset = local_mean - global_mean
+    m2 = lax.psum(local_m2 + k_local * offset * offset, axes.axis_name)
     return global_mean, m2 / (k - ddof)
 
   pairs = jax.tree.map(one, population)

@@ -50,6 +50,15 @@ def _check_eps_rel(where, eps_rel):
   )
 
 
+def _check_size(where, population, axes):
+  k = pop_lib.size(population, axes)
+  if k < 2:
+    raise ValueError(
+      f'{where}: the population has K={k} member(s); the GSNR needs a '
+      'variance over K >= 2 members (K >= 4 advisable).'
+    )
+
+
 def _leaf_ratio(mean: jax.Array, var: jax.Array, eps_rel) -> jax.Array:
   floor = eps_rel * jnp.mean(var) + _FLOOR_ABS
   return (mean * mean) / (var + floor)
@@ -113,13 +122,12 @@ def gsnr(
     Noise Ratio (GSNR) <https://arxiv.org/abs/2309.13681>`_, 2023.
   """
   _check_eps_rel('gsnr', eps_rel)
-  k = pop_lib.size(population, axes)
-  if k < 2:
-    raise ValueError(
-      f'gsnr: the population has K={k} member(s); the GSNR needs a variance '
-      'over K >= 2 members (K >= 4 advisable).'
-    )
-  mean, var = pop_lib.mean_and_var(population, axes)
+  _check_size('gsnr', population, axes)
+  return _ratio_from_moments(pop_lib.mean_and_var(population, axes), eps_rel)
+
+
+def _ratio_from_moments(mean_var, eps_rel):
+  mean, var = mean_var
   return jax.tree.map(lambda m, v: _leaf_ratio(m, v, eps_rel), mean, var)
 
 
@@ -203,7 +211,9 @@ def scale_by_gsnr(
   ``updates`` are param-shaped (the mean gradient, or what an earlier
   transform made of it, e.g. Adam's direction) and ``group_grads`` is the
   population. :func:`aggregate_by_gsnr` and the ``vr_*`` aliases take the
-  population as their updates and pass it on for you.
+  population as their updates and pass it on for you, together with
+  ``group_mean_var=(mean, var)`` (float32, ddof 0), the statistics they
+  computed anyway, which saves a second pass over the members.
 
   .. note::
     The VRGD paper's algorithm boxes and code were unavailable (only its
@@ -300,7 +310,13 @@ def scale_by_gsnr(
     return ScaleByGsnrState(count=jnp.zeros([], jnp.int32), gsnr=ones)
 
   def update_fn(
-    updates, state, params=None, *, group_grads=None, **extra_args: Any
+    updates,
+    state,
+    params=None,
+    *,
+    group_grads=None,
+    group_mean_var=None,
+    **extra_args: Any,
   ):
     del params, extra_args
     if group_grads is None:
@@ -310,7 +326,11 @@ def scale_by_gsnr(
         'population as their updates).'
       )
     base.check_population(where, group_grads, updates, axes)
-    r = gsnr(group_grads, axes, eps_rel=eps_rel)
+    if group_mean_var is None:
+      r = gsnr(group_grads, axes, eps_rel=eps_rel)
+    else:  # statistics precomputed by the caller (aggregate_by_gsnr, vr_*)
+      _check_size(where, group_grads, axes)
+      r = _ratio_from_moments(group_mean_var, eps_rel)
     factor = _normalised_factor(r, cap, gamma_min, gamma_max, normalize)
     if not no_ema:
       factor = jax.tree.map(
