@@ -55,3 +55,26 @@ def test_large_batch_gsnr_smoke(tmp_path):
   rows = re.findall(r'^\s+(64|256) ', stdout, flags=re.M)
   assert rows == ['64', '256'], stdout
   assert plot.stat().st_size > 10_000
+
+
+def test_benchmarks_quick(tmp_path):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  env.pop('XLA_FLAGS', None)
+  out = subprocess.run(
+    [
+      sys.executable,
+      str(ROOT / 'benchmarks' / 'run.py'),
+      '--quick',
+      '--out',
+      str(tmp_path),
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=env,
+    check=False,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  table = (tmp_path / 'quick.md').read_text()
+  assert '| aggregate_by_gsnr | 8 |' in table
+  assert (tmp_path / 'quick.json').exists()

@@ -14,6 +14,7 @@ def test_readme_has_python_examples():
   assert BLOCKS
 
 
+@pytest.mark.standard_promotion  # user code, run as users run it
 @pytest.mark.parametrize('code', BLOCKS, ids=lambda c: c.splitlines()[0])
 def test_readme_python_block_runs(code):
   exec(compile(code, 'README.md', 'exec'), {})  # noqa: S102
