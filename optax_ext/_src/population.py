@@ -207,6 +207,17 @@ def _psum(x, axes: PopulationAxes):
   return lax.psum(x, axes.axis_name) if axes.is_named else x
 
 
+def _total(population, axes: PopulationAxes, divisor: int | None = None):
+  """Sum of the members (divided by ``divisor``), in each leaf's dtype."""
+  local_size(population, axes)
+
+  def one(x):
+    total = _psum(_local_sum(x, axes), axes)
+    return (total if divisor is None else total / divisor).astype(x.dtype)
+
+  return jax.tree.map(one, population)
+
+
 def sum(  # pylint: disable=redefined-builtin
   population: Population, axes: PopulationAxes | None = None
 ) -> chex.ArrayTree:
@@ -227,11 +238,7 @@ def sum(  # pylint: disable=redefined-builtin
     >>> population.sum({'w': jnp.array([[1., 2.], [3., 4.]])})
     {'w': Array([4., 6.], dtype=float32)}
   """
-  axes = _axes(axes)
-  local_size(population, axes)
-  return jax.tree.map(
-    lambda x: _psum(_local_sum(x, axes), axes).astype(x.dtype), population
-  )
+  return _total(population, _axes(axes))
 
 
 def mean(
@@ -253,11 +260,7 @@ def mean(
     {'w': Array([2., 3.], dtype=float32)}
   """
   axes = _axes(axes)
-  k = size(population, axes)
-  return jax.tree.map(
-    lambda x: (_psum(_local_sum(x, axes), axes) / k).astype(x.dtype),
-    population,
-  )
+  return _total(population, axes, divisor=size(population, axes))
 
 
 def mean_and_var(

@@ -46,6 +46,20 @@ def _check_common(where, learning_rate, **ranges):
     )
 
 
+def _validated_adam(where, learning_rate, b1, b2, eps, eps_root, weight_decay):
+  """``optax.scale_by_adam`` after checking the Adam-family hyper-parameters."""
+  _check_common(
+    where,
+    learning_rate,
+    b1=(b1, 0.0, 1.0, False),
+    b2=(b2, 0.0, 1.0, False),
+    eps=(eps, 0.0, None, True),
+    eps_root=(eps_root, 0.0, None, True),
+    weight_decay=(weight_decay, 0.0, None, True),
+  )
+  return optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+
+
 def vr_sgd(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float | None = None,
@@ -169,17 +183,8 @@ def vr_adam(
     <https://arxiv.org/abs/1412.6980>`_, 2014.
   """
   where = 'vr_adam'
-  _check_common(
-    where,
-    learning_rate,
-    b1=(b1, 0.0, 1.0, False),
-    b2=(b2, 0.0, 1.0, False),
-    eps=(eps, 0.0, None, True),
-    eps_root=(eps_root, 0.0, None, True),
-    weight_decay=(weight_decay, 0.0, None, True),
-  )
   inner = optax.chain(
-    optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+    _validated_adam(where, learning_rate, b1, b2, eps, eps_root, weight_decay),
     _gsnr.scale_by_gsnr(
       gamma_min, gamma_max, cap, eps_rel, ema_decay, normalize, axes
     ),
@@ -251,17 +256,8 @@ def vr_lamb(
     76 minutes <https://arxiv.org/abs/1904.00962>`_, 2019.
   """
   where = 'vr_lamb'
-  _check_common(
-    where,
-    learning_rate,
-    b1=(b1, 0.0, 1.0, False),
-    b2=(b2, 0.0, 1.0, False),
-    eps=(eps, 0.0, None, True),
-    eps_root=(eps_root, 0.0, None, True),
-    weight_decay=(weight_decay, 0.0, None, True),
-  )
   inner = optax.chain(
-    optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
+    _validated_adam(where, learning_rate, b1, b2, eps, eps_root, weight_decay),
     _gsnr.scale_by_gsnr(
       gamma_min, gamma_max, cap, eps_rel, ema_decay, normalize, axes
     ),
