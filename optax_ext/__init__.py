@@ -18,11 +18,13 @@ Public API:
 
 * :mod:`optax_ext.population`: maths over a gradient population;
 * :mod:`optax_ext.aggregation`: aggregators (population -> updates);
+* :mod:`optax_ext.momentum`: momentum mixtures (QHM, AggMo, MARS, ...);
 * :mod:`optax_ext.variance`: GSNR variance reduction (VRGD);
 * the most used names re-exported at the top level.
 """
 
 from optax_ext import aggregation
+from optax_ext import momentum
 from optax_ext import population
 from optax_ext import variance
 from optax_ext.aggregation import aggregate_by_mean
@@ -40,6 +42,7 @@ __all__ = (
   'aggregate_by_sum',
   'aggregation',
   'grad_population',
+  'momentum',
   'population',
   'variance',
 )

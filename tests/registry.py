@@ -213,3 +213,131 @@ REGISTRY += (
 )
 
 BY_NAME = {e.name: e for e in REGISTRY}
+
+_M = optax_ext.momentum
+
+REGISTRY += (
+  Entry(
+    name='scale_by_momentum_mixture',
+    factory=_M.scale_by_momentum_mixture,
+    kwargs={'decays': (0.5, 0.9), 'weights': (0.5, 0.4), 'grad_weight': 0.1},
+    kind='param',
+    hyperparams=('grad_weight',),
+    rosenbrock=(3e-3, 20000),
+  ),
+  Entry(
+    name='momentum_mixture',
+    factory=_M.momentum_mixture,
+    kwargs={'learning_rate': 0.1, 'decays': (0.0, 0.9), 'weights': (0.5, 0.5)},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'grad_weight', 'weight_decay'),
+    rosenbrock=(3e-3, 20000),
+  ),
+  Entry(
+    name='scale_by_qhm',
+    factory=_M.scale_by_qhm,
+    kwargs={'decay': 0.9, 'nu': 0.7},
+    kind='param',
+    hyperparams=('decay', 'nu'),
+    rosenbrock=(3e-3, 20000),
+  ),
+  Entry(
+    name='qhm',
+    factory=_M.qhm,
+    kwargs={'learning_rate': 0.1, 'decay': 0.9},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'decay', 'nu', 'weight_decay'),
+    rosenbrock=(3e-3, 20000),
+  ),
+  Entry(
+    name='scale_by_qhadam',
+    factory=_M.scale_by_qhadam,
+    kwargs={},
+    kind='param',
+    hyperparams=('b1', 'b2', 'nu1', 'nu2', 'eps'),
+    lr=0.05,
+  ),
+  Entry(
+    name='qhadam',
+    factory=_M.qhadam,
+    kwargs={'learning_rate': 0.05},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'nu1', 'nu2'),
+    lr=0.05,
+  ),
+  Entry(
+    name='scale_by_aggmo',
+    factory=_M.scale_by_aggmo,
+    kwargs={'decays': (0.0, 0.5, 0.9)},
+    kind='param',
+    lr=0.02,
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='aggmo',
+    factory=_M.aggmo,
+    kwargs={'learning_rate': 0.02, 'decays': (0.0, 0.5, 0.9)},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'weight_decay'),
+    lr=0.02,
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='ademamix_with_warmup',
+    factory=_M.ademamix_with_warmup,
+    kwargs={
+      'learning_rate': 0.05,
+      'alpha_warmup_steps': 100,
+      'beta3_warmup_steps': 100,
+      'b3': 0.99,  # a 500-step parabola: shorter slow memory, no ringing
+    },
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps', 'alpha'),
+    lr=0.05,
+    strict_promotion=False,
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='scale_by_grams',
+    factory=_M.scale_by_grams,
+    kwargs={},
+    kind='param',
+    hyperparams=('b1', 'b2', 'eps'),
+    lr=0.05,
+  ),
+  Entry(
+    name='grams',
+    factory=_M.grams,
+    kwargs={'learning_rate': 0.05},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'weight_decay'),
+    lr=0.05,
+  ),
+  Entry(
+    name='scale_by_mars',
+    factory=_M.scale_by_mars,
+    kwargs={},
+    kind='param',
+    hyperparams=('b1', 'b2', 'gamma', 'eps'),
+    lr=0.05,
+  ),
+  Entry(
+    name='mars',
+    factory=_M.mars,
+    kwargs={'learning_rate': 0.05},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'gamma', 'weight_decay'),
+    lr=0.05,
+    strict_promotion=False,
+    rosenbrock=(cosine_decay(0.05, 20000), 20000),
+  ),
+)
+
+BY_NAME = {e.name: e for e in REGISTRY}

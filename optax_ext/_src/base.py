@@ -17,6 +17,7 @@
 import chex
 import jax
 import jax.numpy as jnp
+import optax
 from optax.experimental import aggregating
 
 from optax_ext._src import population as pop_lib
@@ -111,3 +112,66 @@ def _check_against_params(where, population, params, axes) -> None:
         f'population leaf must have shape {expected}. An aggregator must '
         'come first in a chain and receive the population as its updates.'
       )
+
+
+def scalar_at(value, count) -> jax.Array:
+  """A hyper-parameter (number, array or schedule of ``count``) as float32."""
+  if callable(value):
+    value = value(count)
+  return jnp.asarray(value, jnp.float32)
+
+
+def with_decay_and_lr(
+  direction: optax.GradientTransformation,
+  learning_rate: optax.ScalarOrSchedule,
+  weight_decay: optax.ScalarOrSchedule = 0.0,
+  mask=None,
+  *,
+  coupled: bool = False,
+) -> optax.GradientTransformationExtraArgs:
+  """The alias shape: a direction, weight decay and the learning rate.
+
+  ``coupled=False`` (decoupled, AdamW-style): ``θ ← θ - η(u + λθ)``;
+  ``coupled=True`` (L2 added to the gradient before ``direction``):
+  ``u = direction(g + λθ)``, ``θ ← θ - ηu``.
+  """
+  decay = optax.add_decayed_weights(weight_decay, mask)
+  if coupled:
+    return optax.chain(
+      decay, direction, optax.scale_by_learning_rate(learning_rate)
+    )
+  return optax.chain(
+    direction, decay, optax.scale_by_learning_rate(learning_rate)
+  )
+
+
+def map_multi(fn, n_out: int, tree, *rest):
+  """``jax.tree.map`` for ``fn`` returning ``n_out`` values: ``n_out`` trees.
+
+  Works for trees without leaves (e.g. everything masked by
+  ``optax.partition``).
+  """
+  treedef = jax.tree.structure(tree)
+  flat = treedef.flatten_up_to(jax.tree.map(fn, tree, *rest))
+  columns = list(zip(*flat, strict=True)) if flat else [()] * n_out
+  return tuple(jax.tree.unflatten(treedef, list(xs)) for xs in columns)
+
+
+def keep_update_dtypes(
+  inner: optax.GradientTransformation,
+) -> optax.GradientTransformationExtraArgs:
+  """Wraps ``inner`` so its updates have the incoming gradients' dtypes.
+
+  For optax transforms that keep float32 state and would otherwise return
+  float32 updates for bfloat16 gradients.
+  """
+  inner = optax.with_extra_args_support(inner)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    out, state = inner.update(updates, state, params, **extra_args)
+    out = jax.tree.map(
+      lambda u, g: u.astype(jnp.asarray(g).dtype), out, updates
+    )
+    return out, state
+
+  return optax.GradientTransformationExtraArgs(inner.init, update_fn)

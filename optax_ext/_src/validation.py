@@ -197,3 +197,30 @@ def _describe_range(
   left = '[' if lower_inclusive else '('
   right = ']' if upper_inclusive else ')'
   return f'in {left}{lower}, {upper}{right}'
+
+
+def per_item_bools(
+  where: str, name: str, value: Any, n: int
+) -> tuple[bool, ...]:
+  """A bool, or a sequence of ``n`` bools, as a tuple of ``n`` bools."""
+  if isinstance(value, bool):
+    return (value,) * n
+  if isinstance(value, (tuple, list)) and all(
+    isinstance(v, bool) for v in value
+  ):
+    if len(value) != n:
+      raise ValueError(
+        f'{where}: `{name}` must be a bool or a sequence of {n} bools (one '
+        f'per buffer), got {len(value)}: {value!r}.'
+      )
+    return tuple(value)
+  _fail(where, name, f'a bool or a sequence of {n} bools', value, TypeError)
+
+
+def check_decay(where: str, name: str, value: Any) -> None:
+  """An EMA decay: a number in ``[0, 1)`` or a schedule."""
+  check_number(where, name, value, lower=0.0, upper=1.0, upper_inclusive=False)
+
+
+def check_non_negative(where: str, name: str, value: Any) -> None:
+  check_number(where, name, value, lower=0.0)

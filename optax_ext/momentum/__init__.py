@@ -1,0 +1,72 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Momentum mixtures: the N-EMA core and the methods built on or beside it.
+
+* :func:`scale_by_momentum_mixture` / :func:`momentum_mixture`: the core;
+* QHM (:func:`scale_by_qhm`, :func:`qhm`), QHAdam (:func:`scale_by_qhadam`,
+  :func:`qhadam`), AggMo (:func:`scale_by_aggmo`, :func:`aggmo`,
+  :func:`aggmo_decays`);
+* AdEMAMix warm-ups for ``optax.contrib.ademamix``
+  (:func:`ademamix_alpha_schedule`, :func:`ademamix_beta3_schedule`,
+  :func:`ademamix_with_warmup`);
+* MARS (:func:`scale_by_mars`, :func:`mars`), Grams (:func:`scale_by_grams`,
+  :func:`grams`).
+"""
+
+from optax_ext.momentum._ademamix import ademamix_alpha_schedule
+from optax_ext.momentum._ademamix import ademamix_beta3_schedule
+from optax_ext.momentum._ademamix import ademamix_with_warmup
+from optax_ext.momentum._ademamix import AdemamixScheduleState
+from optax_ext.momentum._aggmo import aggmo
+from optax_ext.momentum._aggmo import aggmo_decays
+from optax_ext.momentum._aggmo import scale_by_aggmo
+from optax_ext.momentum._grams import grams
+from optax_ext.momentum._grams import scale_by_grams
+from optax_ext.momentum._grams import ScaleByGramsState
+from optax_ext.momentum._mars import mars
+from optax_ext.momentum._mars import scale_by_mars
+from optax_ext.momentum._mars import ScaleByMarsState
+from optax_ext.momentum._mixture import momentum_mixture
+from optax_ext.momentum._mixture import scale_by_momentum_mixture
+from optax_ext.momentum._mixture import ScaleByMomentumMixtureState
+from optax_ext.momentum._qhadam import qhadam
+from optax_ext.momentum._qhadam import scale_by_qhadam
+from optax_ext.momentum._qhadam import ScaleByQhadamState
+from optax_ext.momentum._qhm import qhm
+from optax_ext.momentum._qhm import scale_by_qhm
+
+__all__ = (
+  'AdemamixScheduleState',
+  'ScaleByGramsState',
+  'ScaleByMarsState',
+  'ScaleByMomentumMixtureState',
+  'ScaleByQhadamState',
+  'ademamix_alpha_schedule',
+  'ademamix_beta3_schedule',
+  'ademamix_with_warmup',
+  'aggmo',
+  'aggmo_decays',
+  'grams',
+  'mars',
+  'momentum_mixture',
+  'qhadam',
+  'qhm',
+  'scale_by_aggmo',
+  'scale_by_grams',
+  'scale_by_mars',
+  'scale_by_momentum_mixture',
+  'scale_by_qhadam',
+  'scale_by_qhm',
+)

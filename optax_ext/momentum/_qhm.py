@@ -1,0 +1,126 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Quasi-hyperbolic momentum (QHM)."""
+
+import optax
+
+from optax_ext._src import base
+from optax_ext._src import validation
+from optax_ext.momentum import _mixture
+
+_REF = """Ma and Yarats, `Quasi-hyperbolic momentum and Adam for deep learning
+    <https://arxiv.org/abs/1810.06801>`_, 2019."""
+
+
+def scale_by_qhm(
+  decay: optax.ScalarOrSchedule = 0.999,
+  nu: optax.ScalarOrSchedule = 0.7,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Quasi-hyperbolic momentum: a convex mix of gradient and momentum.
+
+  .. math::
+    b \leftarrow \beta b + (1 - \beta) g, \qquad u = (1 - \nu) g + \nu b .
+
+  ``nu = 0`` is SGD, ``nu = 1`` dampened momentum (``optax.ema(decay,
+  debias=False)``), ``nu = decay`` dampened Nesterov momentum. The buffer is
+  *dampened*: a PyTorch-momentum learning rate :math:`\alpha` corresponds to
+  :math:`\alpha / (1 - \beta)` here (the QHM paper's convention). Built on
+  :func:`scale_by_momentum_mixture` (one buffer, weight ``nu``, gradient
+  weight ``1 - nu``).
+
+  Args:
+    decay: :math:`\beta` in ``[0, 1)``; the README's starting point 0.999.
+    nu: :math:`\nu` in ``[0, 1]``; the README's starting point 0.7.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with state
+    :class:`ScaleByMomentumMixtureState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import momentum
+    >>> tx = momentum.scale_by_qhm(decay=0.5, nu=0.5)
+    >>> g = jnp.array([2.0])
+    >>> u, _ = tx.update(g, tx.init(g))
+    >>> u  # 0.5 * 2 + 0.5 * (0.5 * 2)
+    Array([1.5], dtype=float32)
+
+  References:
+    {ref}
+  """
+  where = 'scale_by_qhm'
+  validation.check_decay(where, 'decay', decay)
+  validation.check_number(where, 'nu', nu, lower=0.0, upper=1.0)
+  grad_weight = (
+    (lambda s: 1.0 - base.scalar_at(nu, s)) if callable(nu) else (1.0 - nu)
+  )
+  return _mixture.scale_by_momentum_mixture(
+    decays=(decay,), weights=(nu,), grad_weight=grad_weight, dampening=True
+  )
+
+
+def qhm(
+  learning_rate: optax.ScalarOrSchedule,
+  decay: optax.ScalarOrSchedule = 0.999,
+  nu: optax.ScalarOrSchedule = 0.7,
+  weight_decay: optax.ScalarOrSchedule = 0.0,
+  weight_decay_type: str = 'grad',
+) -> optax.GradientTransformationExtraArgs:
+  r"""QHM optimiser: :func:`scale_by_qhm`, weight decay, learning rate.
+
+  ``weight_decay_type='grad'`` (qhoptim's default) adds :math:`\lambda\theta`
+  to the gradient before the momentum (L2); ``'direct'`` decays the
+  parameters directly, :math:`\theta \leftarrow \theta - \eta\lambda\theta`.
+
+  Args:
+    learning_rate: step size or schedule, ``>= 0`` (no default; qhoptim's
+      README starts from 1.0 with ``decay=0.999``, ``nu=0.7``).
+    decay: :math:`\beta` in ``[0, 1)``.
+    nu: :math:`\nu` in ``[0, 1]``.
+    weight_decay: :math:`\lambda`, ``>= 0``.
+    weight_decay_type: ``'grad'`` or ``'direct'``.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import momentum
+    >>> tx = momentum.qhm(1.0, decay=0.5, nu=0.5)
+    >>> params = jnp.array([1.0])
+    >>> u, _ = tx.update(jnp.array([2.0]), tx.init(params), params)
+    >>> u
+    Array([-1.5], dtype=float32)
+
+  References:
+    {ref}
+  """
+  where = 'qhm'
+  validation.check_non_negative(where, 'learning_rate', learning_rate)
+  validation.check_non_negative(where, 'weight_decay', weight_decay)
+  validation.check_one_of(
+    where, 'weight_decay_type', weight_decay_type, ('grad', 'direct')
+  )
+  return base.with_decay_and_lr(
+    scale_by_qhm(decay, nu),
+    learning_rate,
+    weight_decay,
+    coupled=weight_decay_type == 'grad',
+  )
+
+
+for _fn in (scale_by_qhm, qhm):
+  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
+del _fn
