@@ -1,0 +1,532 @@
+"""Momentum family (spec part A): golden values, reductions, validation."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from optax_ext import momentum as M
+
+SHAPES = {'w': (4, 3), 'b': (3,)}
+
+
+def _grads(n, seed=0, scale=0.5):
+  rng = np.random.default_rng(seed)
+  return [
+    {
+      k: jnp.asarray(scale * rng.normal(size=s), jnp.float32)
+      for k, s in SHAPES.items()
+    }
+    for _ in range(n)
+  ]
+
+
+def _updates(tx, grads, params=None, **extra):
+  params = grads[0] if params is None else params
+  state, out = tx.init(params), []
+  for g in grads:
+    u, state = tx.update(g, state, params, **extra)
+    out.append(u)
+  return out, state
+
+
+def _same(a_list, b_list, rtol=1e-5, atol=1e-6):
+  for a, b in zip(a_list, b_list, strict=True):
+    jax.tree.map(
+      lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol),
+      a,
+      b,
+    )
+
+
+# --- A1: the mixture core and its special cases (20 random steps each) ----
+
+G20 = _grads(20)
+
+
+def test_mixture_one_undampened_buffer_is_trace():
+  tx = M.scale_by_momentum_mixture((0.9,), (1.0,), dampening=False)
+  _same(_updates(tx, G20)[0], _updates(optax.trace(0.9), G20)[0])
+
+
+def test_mixture_nesterov_is_trace_nesterov():
+  tx = M.scale_by_momentum_mixture(
+    (0.9,), (1.0,), dampening=False, nesterov=True
+  )
+  _same(_updates(tx, G20)[0], _updates(optax.trace(0.9, nesterov=True), G20)[0])
+
+
+def test_mixture_weights_beta_grad_weight_one_is_trace_nesterov():
+  # The spec's table: (beta,), weights (beta,), grad_weight 1, undampened.
+  tx = M.scale_by_momentum_mixture(
+    (0.9,), (0.9,), grad_weight=1.0, dampening=False
+  )
+  _same(_updates(tx, G20)[0], _updates(optax.trace(0.9, nesterov=True), G20)[0])
+
+
+def test_mixture_dampened_one_buffer_is_ema():
+  tx = M.scale_by_momentum_mixture((0.8,), (1.0,))
+  _same(_updates(tx, G20)[0], _updates(optax.ema(0.8, debias=False), G20)[0])
+  tx = M.scale_by_momentum_mixture((0.8,), (1.0,), debias=True)
+  with jax.numpy_dtype_promotion('standard'):  # optax.ema's bias correction
+    ref = _updates(optax.ema(0.8, debias=True), G20)[0]
+  _same(_updates(tx, G20)[0], ref)
+
+
+def _manual_mixture(grads, decays, weights, grad_weight, damp, debias):
+  """Plain NumPy loop over the spec's equations."""
+  ms = [jax.tree.map(np.zeros_like, grads[0]) for _ in decays]
+  out = []
+  for t, g in enumerate(grads, start=1):
+    u = jax.tree.map(lambda x: grad_weight * np.asarray(x, np.float64), g)
+    for i, (beta, w) in enumerate(zip(decays, weights, strict=True)):
+      c = 1 - beta if damp[i] else 1.0
+      ms[i] = jax.tree.map(
+        lambda m, x, beta=beta, c=c: beta * m + c * x, ms[i], g
+      )
+      corr = 1 - beta**t if debias[i] else 1.0
+      u = jax.tree.map(lambda a, m, w=w, corr=corr: a + w * m / corr, u, ms[i])
+    out.append(u)
+  return out
+
+
+@pytest.mark.parametrize(
+  'decays,weights,grad_weight,damp,debias',
+  [
+    ((0.9,), (0.7,), 0.3, (True,), (False,)),  # QHM
+    ((0.0, 0.9, 0.99), (1 / 3,) * 3, 0.0, (False,) * 3, (False,) * 3),  # AggMo
+    ((0.9, 0.9999), (1.0, 5.0), 0.0, (True, True), (True, False)),  # AdEMAMix
+  ],
+  ids=['qhm', 'aggmo', 'ademamix_numerator'],
+)
+def test_mixture_matches_the_equations(
+  decays, weights, grad_weight, damp, debias
+):
+  tx = M.scale_by_momentum_mixture(decays, weights, grad_weight, damp, debias)
+  want = _manual_mixture(G20, decays, weights, grad_weight, damp, debias)
+  _same(_updates(tx, G20)[0], want, rtol=2e-5)
+
+
+def test_mixture_with_scheduled_decay_and_weight():
+  decay = lambda s: 0.5 + 0.4 * jnp.minimum(s, 10).astype(jnp.float32) / 10
+  weight = lambda s: jnp.ones([], jnp.float32)
+  tx = M.scale_by_momentum_mixture((decay,), (weight,), dampening=False)
+  m = jax.tree.map(np.zeros_like, G20[0])
+  for s, (g, (u, _)) in enumerate(
+    zip(G20, [tx.update(g, st) for g, st in _states(tx, G20)], strict=True)
+  ):
+    beta = 0.5 + 0.4 * min(s, 10) / 10
+    m = jax.tree.map(lambda m, x, beta=beta: beta * m + x, m, g)
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), u, m
+    )
+
+
+def _states(tx, grads):
+  """Pairs (g, state before g)."""
+  state = tx.init(grads[0])
+  for g in grads:
+    yield g, state
+    _, state = tx.update(g, state)
+
+
+def test_static_zero_decay_is_not_stored_and_slow_buffers_are_float32():
+  params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), G20[0])
+  tx = M.scale_by_momentum_mixture((0.0, 0.9, 0.9999), (1.0, 1.0, 1.0))
+  state = tx.init(params)
+  assert state.mus[0] is None
+  assert jax.tree.leaves(state.mus[1])[0].dtype == jnp.bfloat16
+  assert jax.tree.leaves(state.mus[2])[0].dtype == jnp.float32
+  tx = M.scale_by_momentum_mixture((0.9,), (1.0,), mu_dtype=jnp.float32)
+  assert jax.tree.leaves(tx.init(params).mus[0])[0].dtype == jnp.float32
+
+
+def test_mixture_components_readable_with_tree_get():
+  tx = M.scale_by_momentum_mixture((0.5, 0.9), (1.0, 1.0))
+  _, state = _updates(tx, G20[:2])
+  mus = optax.tree.get(state, 'mus')
+  assert len(mus) == 2 and int(optax.tree.get(state, 'count')) == 2
+
+
+@pytest.mark.parametrize(
+  'kwargs,exc,match',
+  [
+    (
+      {'decays': (1.0,), 'weights': (1.0,)},
+      ValueError,
+      r'`decays\[0\]` must be in \[0.0, 1.0\), got 1.0',
+    ),
+    (
+      {'decays': (-0.1,), 'weights': (1.0,)},
+      ValueError,
+      r'`decays\[0\]` must be in \[0.0, 1.0\), got -0.1',
+    ),
+    (
+      {'decays': (0.9, 0.5), 'weights': (1.0,)},
+      ValueError,
+      r'`decays`, `weights` must have the same length, got: `decays` has 2, '
+      r'`weights` has 1',
+    ),
+    (
+      {'decays': (), 'weights': ()},
+      ValueError,
+      r'`decays` must be a non-empty sequence',
+    ),
+    (
+      {'decays': (0.9,), 'weights': (1.0,), 'debias': (True, False)},
+      ValueError,
+      r'`debias` must be a bool or a sequence of 1 bools',
+    ),
+    (
+      {'decays': (lambda s: 0.9,), 'weights': (1.0,), 'debias': True},
+      ValueError,
+      r'`debias\[0\]` cannot be used with a scheduled',
+    ),
+    (
+      {'decays': (0.9,), 'weights': (float('nan'),)},
+      ValueError,
+      r'`weights\[0\]` must be a number',
+    ),
+    (
+      {'decays': (0.9,), 'weights': ('a',)},
+      TypeError,
+      r'`weights\[0\]` must be a real number',
+    ),
+  ],
+)
+def test_mixture_validation(kwargs, exc, match):
+  with pytest.raises(exc, match='scale_by_momentum_mixture: ' + match):
+    M.scale_by_momentum_mixture(**kwargs)
+
+
+# --- A2: AdEMAMix ----------------------------------------------------------
+
+
+def test_beta3_schedule_spec_values_and_identity():
+  f = M.ademamix_beta3_schedule(0.9999, 1000, beta_start=0.9)
+  want = [0.9, 0.9499637, 0.9909002, 0.9998002, 0.9998999, 0.9999]
+  got = [float(f(s)) for s in (0, 1, 10, 500, 999, 1000)]
+  np.testing.assert_allclose(got, want, atol=2e-7)
+  # The spec's closed form min(exp(ln b0 ln b3 / ((1-x) ln b3 + x ln b0)), b3)
+  for s in (0, 3, 250, 999):
+    x = s / 1000
+    closed = min(
+      math.exp(
+        math.log(0.9)
+        * math.log(0.9999)
+        / ((1 - x) * math.log(0.9999) + x * math.log(0.9))
+      ),
+      0.9999,
+    )
+    np.testing.assert_allclose(float(f(s)), closed, rtol=2e-7)
+
+
+def test_beta3_schedule_from_zero():
+  f = M.ademamix_beta3_schedule(0.999, 10, beta_start=0.0)
+  assert float(f(0)) == 0.0 and math.isfinite(float(f(1)))
+
+
+def test_alpha_schedule():
+  f = M.ademamix_alpha_schedule(8.0, 10, alpha_start=2.0)
+  np.testing.assert_allclose(
+    [float(f(s)) for s in (0, 5, 10, 99)], [2.0, 5.0, 8.0, 8.0]
+  )
+
+
+def _numpy_ademamix(grads, lr, b1, b2, b3_fn, alpha_fn, eps, wd, params):
+  p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+  m1 = jax.tree.map(np.zeros_like, p)
+  m2 = jax.tree.map(np.zeros_like, p)
+  nu = jax.tree.map(np.zeros_like, p)
+  for s, g in enumerate(grads):
+    t = s + 1
+    b3, alpha = float(b3_fn(s)), float(alpha_fn(s))
+    m1 = jax.tree.map(lambda m, x: b1 * m + (1 - b1) * x, m1, g)
+    m2 = jax.tree.map(lambda m, x, b3=b3: b3 * m + (1 - b3) * x, m2, g)
+    nu = jax.tree.map(lambda v, x: b2 * v + (1 - b2) * x * x, nu, g)
+    p = jax.tree.map(
+      lambda p, a, b, v, t=t, alpha=alpha: (
+        p
+        - lr
+        * (
+          (a / (1 - b1**t) + alpha * b) / (np.sqrt(v / (1 - b2**t)) + eps)
+          + wd * p
+        )
+      ),
+      p,
+      m1,
+      m2,
+      nu,
+    )
+  return p
+
+
+@pytest.mark.standard_promotion  # optax.contrib.ademamix
+def test_ademamix_with_warmup_matches_the_paper_equations():
+  grads = _grads(20, seed=3)
+  params = _grads(1, seed=4)[0]
+  tx = M.ademamix_with_warmup(
+    1e-2, alpha_warmup_steps=10, beta3_warmup_steps=15, weight_decay=0.1
+  )
+  p = params
+  state = tx.init(p)
+  for g in grads:
+    u, state = tx.update(g, state, p)
+    p = optax.apply_updates(p, u)
+  want = _numpy_ademamix(
+    grads,
+    1e-2,
+    0.9,
+    0.999,
+    M.ademamix_beta3_schedule(0.9999, 15, 0.9),
+    M.ademamix_alpha_schedule(5.0, 10),
+    1e-8,
+    0.1,
+    params,
+  )
+  jax.tree.map(
+    # float32 vs float64 over 20 steps: a few ulps of the parameters.
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=5e-6),
+    p,
+    want,
+  )
+  # Diagnostics: the values used at the last step (s = 19).
+  np.testing.assert_allclose(optax.tree.get(state, 'alpha'), 5.0)
+  np.testing.assert_allclose(optax.tree.get(state, 'b3'), 0.9999, rtol=1e-7)
+
+
+@pytest.mark.standard_promotion
+def test_ademamix_first_update_is_adam():
+  g = _grads(1)[0]
+  tx = M.ademamix_with_warmup(0.1, alpha_warmup_steps=5, beta3_warmup_steps=5)
+  u, _ = tx.update(g, tx.init(g), g)
+  u_adam, _ = optax.adam(0.1).update(g, optax.adam(0.1).init(g), g)
+  _same([u], [u_adam])
+
+
+def test_ademamix_validation():
+  with pytest.raises(ValueError, match=r'`b3` must be in \[0.9, 1.0\)'):
+    M.ademamix_with_warmup(
+      0.1, alpha_warmup_steps=1, beta3_warmup_steps=1, b3=0.5
+    )
+  with pytest.raises(ValueError, match=r'`warmup_steps` must be an integer'):
+    M.ademamix_alpha_schedule(5.0, 0)
+  with pytest.raises(TypeError, match=r'`warmup_steps` must be an integer'):
+    M.ademamix_beta3_schedule(0.999, 10.5)
+  with pytest.raises(ValueError, match=r'`beta_start` must be in \[0.0'):
+    M.ademamix_beta3_schedule(0.99, 10, beta_start=0.999)
+
+
+# --- A4: QHM and QHAdam ----------------------------------------------------
+
+
+def test_qhm_reductions():
+  _same(
+    _updates(M.scale_by_qhm(0.9, 1.0), G20)[0],
+    _updates(optax.ema(0.9, debias=False), G20)[0],
+  )
+  _same(_updates(M.scale_by_qhm(0.9, 0.0), G20)[0], G20)
+  # nu = beta: dampened Nesterov, u = beta * b_new + (1 - beta) g.
+  b = jax.tree.map(np.zeros_like, G20[0])
+  for g, u in zip(G20, _updates(M.scale_by_qhm(0.9, 0.9), G20)[0], strict=True):
+    b = jax.tree.map(lambda b, x: 0.9 * b + 0.1 * x, b, g)
+    want = jax.tree.map(lambda b, x: 0.9 * b + 0.1 * x, b, g)
+    _same([u], [want])
+
+
+def test_qhm_weight_decay_types():
+  p = _grads(1, seed=5)[0]
+  g = G20[0]
+  u_grad, _ = _updates(M.qhm(0.1, 0.9, 0.5, weight_decay=0.1), [g], p)
+  g_l2 = jax.tree.map(lambda x, p: x + 0.1 * p, g, p)
+  u_ref, _ = _updates(M.scale_by_qhm(0.9, 0.5), [g_l2], p)
+  _same(u_grad, [jax.tree.map(lambda x: -0.1 * x, u_ref[0])])
+  u_direct, _ = _updates(
+    M.qhm(0.1, 0.9, 0.5, weight_decay=0.1, weight_decay_type='direct'), [g], p
+  )
+  u_plain, _ = _updates(M.scale_by_qhm(0.9, 0.5), [g], p)
+  _same(
+    u_direct, [jax.tree.map(lambda u, p: -0.1 * (u + 0.1 * p), u_plain[0], p)]
+  )
+
+
+def test_qhadam_with_unit_nus_is_adam():
+  tx = M.scale_by_qhadam(b1=0.9, b2=0.999, nu1=1.0, nu2=1.0, eps=1e-8)
+  with jax.numpy_dtype_promotion('standard'):
+    ref = _updates(optax.scale_by_adam(0.9, 0.999, 1e-8), G20)[0]
+  _same(_updates(tx, G20)[0], ref)
+
+
+# --- A5: AggMo -------------------------------------------------------------
+
+
+def test_aggmo_reductions():
+  _same(_updates(M.scale_by_aggmo((0.0,)), G20)[0], G20)
+  # Constant gradient: gain (1/K) sum 1/(1 - beta_i) in the limit.
+  g = {'w': jnp.ones((2,)), 'b': jnp.ones(())}
+  u, _ = _updates(M.scale_by_aggmo((0.0, 0.5, 0.9)), [g] * 400)
+  np.testing.assert_allclose(u[-1]['w'], (1 + 2 + 10) / 3, rtol=1e-5)
+  assert M.aggmo_decays(0.1, 3) == (0.0, 0.9, 0.99)
+
+
+def test_aggmo_duplicate_decays_warn_and_are_kept():
+  with pytest.warns(UserWarning, match='duplicates'):
+    tx = M.scale_by_aggmo((0.9, 0.9))
+  assert len(tx.init(G20[0]).mus) == 2
+
+
+# --- A7: MARS --------------------------------------------------------------
+
+
+def _small(grads, norm=0.5):
+  """Rescale each tensor to a norm below 1 (so the clipping is inactive)."""
+  return [
+    jax.tree.map(lambda x: norm * x / jnp.linalg.norm(x), g) for g in grads
+  ]
+
+
+def test_mars_without_correction_is_adam_on_small_gradients():
+  grads = _small(G20)
+  tx = M.scale_by_mars(b1=0.9, b2=0.99, gamma=0.0)
+  with jax.numpy_dtype_promotion('standard'):
+    ref = _updates(optax.scale_by_adam(0.9, 0.99, 1e-8), grads)[0]
+  _same(_updates(tx, grads)[0], ref)
+
+
+def test_mars_exact_equals_approx_for_deterministic_gradients():
+  grads = _small(G20, 0.3)
+  approx, _ = _updates(M.scale_by_mars(), grads)
+  tx = M.scale_by_mars(exact=True)
+  state, exact = tx.init(grads[0]), []
+  prev = jax.tree.map(jnp.zeros_like, grads[0])
+  for g in grads:
+    u, state = tx.update(g, state, grad_at_prev_params=prev)
+    exact.append(u)
+    prev = g
+  _same(exact, approx)
+  assert tx.init(grads[0]).prev_grad is None
+
+
+def test_mars_first_step_and_clipping():
+  g = {'w': jnp.full((2, 2), 0.01), 'b': jnp.full((2,), 10.0)}
+  tx = M.scale_by_mars(b1=0.95, gamma=0.025)
+  _, state = tx.update(g, tx.init(g))
+  factor = 1 + 0.025 * 0.95 / 0.05  # c_1 = (1 + gamma b1 / (1 - b1)) g_1
+  np.testing.assert_allclose(state.mu['w'], 0.05 * factor * 0.01, rtol=1e-6)
+  # 'b' has norm > 1 after correction: clipped to unit norm per tensor.
+  c_b = factor * np.full(2, 10.0)
+  np.testing.assert_allclose(
+    state.mu['b'], 0.05 * c_b / np.linalg.norm(c_b), rtol=1e-6
+  )
+  np.testing.assert_array_equal(state.prev_grad['b'], g['b'])
+
+
+def test_mars_lion_and_shampoo():
+  grads = _small(G20)
+  u, state = _updates(M.scale_by_mars(variant='lion'), grads)
+  for x in jax.tree.leaves(u[-1]):
+    assert set(np.unique(np.asarray(x))) <= {-1.0, 0.0, 1.0}
+  assert state.nu is None
+  u, _ = _updates(M.scale_by_mars(variant='shampoo'), grads)
+  w = np.asarray(u[-1]['w'], np.float64)  # 4 x 3: tall, factor sqrt(4/3)
+  s = np.linalg.svd(w / math.sqrt(4 / 3), compute_uv=False)
+  # Newton-Schulz (bf16, 5 steps) pushes singular values near 1 (~0.7-1.2).
+  assert np.all(s > 0.6) and np.all(s < 1.3), s
+  # Non-2-D tensors take the MARS-AdamW step (on the corrected gradient).
+  b_ref = _updates(
+    M.scale_by_mars(variant='adamw'), [{'b': g['b']} for g in grads]
+  )[0][-1]['b']
+  np.testing.assert_allclose(u[-1]['b'], b_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_mars_exact_needs_the_extra_argument():
+  tx = M.scale_by_mars(exact=True)
+  with pytest.raises(ValueError, match='`grad_at_prev_params=`'):
+    tx.update(G20[0], tx.init(G20[0]))
+
+
+@pytest.mark.standard_promotion  # optax.adamw in the non-MARS partition
+def test_mars_alias_partitions_by_ndim():
+  params = _grads(1, seed=7)[0]
+  u, _ = _updates(M.mars(1e-3, weight_decay=0.1), G20[:3], params)
+  u_m, _ = _updates(
+    optax.chain(
+      M.scale_by_mars(),
+      optax.add_decayed_weights(0.1),
+      optax.scale_by_learning_rate(1e-3),
+    ),
+    [{'w': g['w']} for g in G20[:3]],
+    {'w': params['w']},
+  )
+  u_o, _ = _updates(
+    optax.adamw(1e-3, b1=0.9, b2=0.95, weight_decay=0.1),
+    [{'b': g['b']} for g in G20[:3]],
+    {'b': params['b']},
+  )
+  np.testing.assert_allclose(u[-1]['w'], u_m[-1]['w'], rtol=1e-6)
+  np.testing.assert_allclose(u[-1]['b'], u_o[-1]['b'], rtol=1e-6)
+
+
+# --- A8: Grams -------------------------------------------------------------
+
+
+def test_grams_equals_adam_with_eps_hat_when_signs_agree():
+  g = {'w': jnp.full((3,), 0.2), 'b': jnp.full((2,), -0.4)}
+  grads = [g] * 5  # constant gradient: sign(g) = sign(m)
+  b1, b2, eps = 0.9, 0.999, 1e-6
+  u, _ = _updates(M.scale_by_grams(b1, b2, eps), grads)
+  for t, ut in enumerate(u, start=1):
+    # sqrt(1-b2^t)/(1-b1^t) |m|/(sqrt(v)+eps) = |m_hat|/(sqrt(v_hat)+eps_hat)
+    eps_hat = eps / math.sqrt(1 - b2**t)
+    with jax.numpy_dtype_promotion('standard'):
+      ref = _updates(optax.scale_by_adam(b1, b2, eps_hat), grads[:t])[0][-1]
+    _same([ut], [ref], rtol=1e-5)
+
+
+def test_grams_zero_gradient_does_not_move():
+  g = {'w': jnp.array([1.0, 0.0, -1.0]), 'b': jnp.zeros(2)}
+  u, _ = _updates(
+    M.grams(0.1),
+    [g, jax.tree.map(jnp.zeros_like, g)],
+    jax.tree.map(jnp.ones_like, g),
+  )
+  np.testing.assert_array_equal(u[-1]['b'], 0.0)
+  np.testing.assert_array_equal(u[-1]['w'], 0.0)
+
+
+@pytest.mark.parametrize(
+  'factory,kwargs,match',
+  [
+    (M.scale_by_qhm, {'decay': 1.0}, r'scale_by_qhm: `decay` must be in'),
+    (
+      M.scale_by_qhm,
+      {'nu': 1.5},
+      r'scale_by_qhm: `nu` must be in \[0.0, 1.0\]',
+    ),
+    (M.qhm, {'learning_rate': -1.0}, r'qhm: `learning_rate` must be >= 0.0'),
+    (
+      M.qhm,
+      {'learning_rate': 0.1, 'weight_decay_type': 'l2'},
+      r"`weight_decay_type` must be one of \('grad', 'direct'\)",
+    ),
+    (M.scale_by_qhadam, {'b2': -0.5}, r'scale_by_qhadam: `b2` must be in'),
+    (M.scale_by_qhadam, {'eps': -1.0}, r'`eps` must be >= 0.0, got -1.0'),
+    (M.aggmo_decays, {'a': 1.0}, r'aggmo_decays: `a` must be in \(0.0, 1.0\)'),
+    (M.scale_by_aggmo, {'decays': (0.9, 1.1)}, r'`decays\[1\]` must be in'),
+    (M.scale_by_grams, {'b1': 1.0}, r'scale_by_grams: `b1` must be in'),
+    (M.scale_by_mars, {'variant': 'muon'}, r'`variant` must be one of'),
+    (M.scale_by_mars, {'gamma': -0.1}, r'`gamma` must be >= 0.0'),
+    (M.mars, {'learning_rate': 0.1, 'b1_1d': 1.0}, r'mars: `b1_1d` must be'),
+    (
+      M.grams,
+      {'learning_rate': 0.1, 'weight_decay': -1.0},
+      r'grams: `weight_decay` must be >= 0.0',
+    ),
+  ],
+)
+def test_validation_messages(factory, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    factory(**kwargs)
