@@ -73,7 +73,7 @@ class Entry:
     kind: ``'param'``, ``'aggregator'`` or ``'wrapper'``.
     alias: whether the factory takes ``learning_rate`` (an optimiser).
     hyperparams: the kwargs ``optax.inject_hyperparams`` must expose.
-    lr: learning rate for the parabola test.
+    lr: learning rate (or schedule) for the parabola test.
     rosenbrock: ``(learning_rate or schedule, steps)`` for the Rosenbrock
       test, from ``(-1, 1.5)`` to within ``2e-2`` of ``(1, 1)``.
     population: for aggregators, ``grads -> population``.
@@ -81,6 +81,10 @@ class Entry:
     strict_promotion: ``False`` for factories that chain optax pieces that
       are not strict-promotion clean (``scale_by_adam``); the battery then
       runs them under standard promotion (see ``conftest.py``).
+    optimizer_fn: for wrappers whose learning rate lives in ``inner``,
+      ``lr -> full optimiser``.
+    inject_rtol: tolerance of the ``inject_hyperparams`` equivalence (float32
+      hyper-parameters round differently from Python floats).
     post: the optimiser chained after a non-alias transform, given an lr;
       default: heavy-ball SGD after aggregators (strict-promotion clean,
       unlike optax.adam), ``scale_by_learning_rate`` after param transforms.
@@ -97,6 +101,8 @@ class Entry:
   population: Callable[[Any], Any] = symmetric_population
   extra_args: Callable[[Any], dict[str, Any]] = lambda grads: {}
   strict_promotion: bool = True
+  optimizer_fn: Callable[[float], optax.GradientTransformation] | None = None
+  inject_rtol: float = 2e-5
   post: Callable[[float], optax.GradientTransformation] | None = None
 
   def make(self, **overrides) -> optax.GradientTransformation:
@@ -105,6 +111,8 @@ class Entry:
 
   def optimizer(self, learning_rate: float) -> optax.GradientTransformation:
     """A full optimiser (updates are added to params) around the transform."""
+    if self.optimizer_fn is not None:
+      return self.optimizer_fn(learning_rate)
     if self.alias:
       return self.make(learning_rate=learning_rate)
     post = self.post
@@ -212,7 +220,6 @@ REGISTRY += (
   ),
 )
 
-BY_NAME = {e.name: e for e in REGISTRY}
 
 _M = optax_ext.momentum
 
@@ -337,6 +344,63 @@ REGISTRY += (
     lr=0.05,
     strict_promotion=False,
     rosenbrock=(cosine_decay(0.05, 20000), 20000),
+  ),
+)
+
+
+def _cluster_extras(grads):
+  return {
+    'cluster_grads': symmetric_population(grads),
+    'cluster_counts': jnp.array([2, 1, 1, 3]),
+  }
+
+
+REGISTRY += (
+  Entry(
+    name='igt',
+    factory=_M.igt,
+    kwargs={'inner': optax.sgd(0.05)},
+    kind='wrapper',
+    hyperparams=('delta',),
+    optimizer_fn=lambda lr: _M.igt(optax.sgd(lr)),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='igt_sgd',
+    factory=_M.igt_sgd,
+    kwargs={'learning_rate': 0.05},
+    kind='wrapper',
+    alias=True,
+    hyperparams=('learning_rate', 'momentum', 'delta'),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='igt_adam',
+    factory=_M.igt_adam,
+    # With delta = 1, IGT-Adam diverges on Rosenbrock (Adam's near-constant
+    # step times the n + 1 extrapolation: the spec's pitfall); delta = 100
+    # slows the extrapolation.
+    kwargs={'learning_rate': 0.01, 'delta': 100.0},
+    kind='wrapper',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps', 'delta'),
+    # Adam's steps do not vanish at a constant rate and IGT extrapolates by
+    # n + 1: decay the rate. Rounding is amplified the same way.
+    lr=cosine_decay(0.05, 500),
+    inject_rtol=1e-4,
+    rosenbrock=(cosine_decay(3e-3, 20000), 20000),
+    strict_promotion=False,
+  ),
+  Entry(
+    name='scale_by_cluster_momentum',
+    factory=_M.scale_by_cluster_momentum,
+    kwargs={'num_clusters': NUM_MEMBERS, 'decay': 0.5, 'nu': 0.7},
+    kind='param',
+    hyperparams=('decay', 'nu'),
+    extra_args=_cluster_extras,
+    rosenbrock=(3e-3, 20000),
   ),
 )
 

@@ -530,3 +530,121 @@ def test_grams_zero_gradient_does_not_move():
 def test_validation_messages(factory, kwargs, match):
   with pytest.raises(ValueError, match=match):
     factory(**kwargs)
+
+
+# --- A6: IGT ----------------------------------------------------------------
+
+
+@pytest.mark.standard_promotion  # optax.adam inside igt_adam
+@pytest.mark.parametrize('make', [
+  lambda: M.igt_sgd(0.05),
+  lambda: M.igt_sgd(0.05, momentum=0.9),
+  lambda: M.igt_adam(0.05),
+], ids=['sgd', 'heavy_ball', 'adam'])
+def test_igt_transports_exactly_on_a_quadratic(make):
+  """f = 1/2 x^T A x, exact gradients at the shifted point, delta = 1:
+  the transported average equals the gradient at the true iterate."""
+  a = jnp.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.0, 0.2, 0.5]])
+  tx = make()
+  params = jnp.array([1.0, -2.0, 0.5])
+  state = tx.init(params)
+  for n in range(8):
+    true = M.igt_true_params(state)
+    u, state = tx.update(a @ params, state, params)
+    np.testing.assert_allclose(state.v, a @ true, rtol=1e-4, atol=1e-5)
+    params = optax.apply_updates(params, u)
+    if n == 0:
+      assert not np.allclose(params, M.igt_true_params(state))
+
+
+def test_igt_needs_params():
+  tx = M.igt(optax.sgd(0.1))
+  with pytest.raises(ValueError, match='`params` \\(the shifted point\\)'):
+    tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+  with pytest.raises(ValueError, match='igt: `delta` must be > 0.0, got 0.0'):
+    M.igt(optax.sgd(0.1), delta=0.0)
+
+
+# --- A3: cluster-wise multi-momentum -----------------------------------------
+
+
+def _cluster_setup(k=4, seed=0):
+  rng = np.random.default_rng(seed)
+  cg = jnp.asarray(rng.normal(size=(k, 3)), jnp.float32)
+  return cg, jnp.full((k,), 5)
+
+
+def test_cluster_momentum_beta0_all_present_is_the_mean():
+  cg, counts = _cluster_setup()
+  tx = M.scale_by_cluster_momentum(4, decay=0.0)
+  mean = cg.mean(0)
+  u, _ = tx.update(mean, tx.init(mean), cluster_grads=cg,
+                   cluster_counts=counts)
+  np.testing.assert_allclose(u, mean, rtol=1e-6)
+
+
+def test_cluster_momentum_absent_clusters_and_priors():
+  cg, _ = _cluster_setup()
+  tx = M.scale_by_cluster_momentum(4, decay=0.5, priors=[1.0, 1.0, 2.0, 4.0])
+  g = cg.mean(0)
+  _, s1 = tx.update(g, tx.init(g), cluster_grads=cg,
+                    cluster_counts=jnp.array([1, 1, 0, 1]))
+  np.testing.assert_array_equal(s1.momenta[2], 0.0)  # never visited
+  np.testing.assert_array_equal(s1.momenta[0], cg[0])  # first visit: = G
+  cg2 = cg + 1.0
+  u, s2 = tx.update(g, s1, cluster_grads=cg2,
+                    cluster_counts=jnp.array([0, 2, 3, 0]))
+  np.testing.assert_array_equal(s2.momenta[0], s1.momenta[0])  # absent
+  np.testing.assert_array_equal(s2.momenta[3], s1.momenta[3])
+  np.testing.assert_allclose(s2.momenta[1], 0.5 * cg[1] + 0.5 * cg2[1])
+  np.testing.assert_array_equal(s2.momenta[2], cg2[2])  # first visit
+  w = np.array([1.0, 1.0, 2.0, 4.0]) / 8.0  # all seen now; sums to 1
+  np.testing.assert_allclose(u, np.tensordot(w, s2.momenta, axes=1),
+                             rtol=1e-6)
+
+
+def test_cluster_momentum_qhm_variant():
+  cg, counts = _cluster_setup()
+  tx = M.scale_by_cluster_momentum(4, decay=0.0, nu=0.7)
+  g = jnp.array([10.0, 0.0, -10.0])
+  u, _ = tx.update(g, tx.init(g), cluster_grads=cg, cluster_counts=counts)
+  np.testing.assert_allclose(u, 0.3 * g + 0.7 * cg.mean(0), rtol=1e-6)
+
+
+def test_cluster_momentum_named_axis_matches_stacked(mesh):
+  from jax.sharding import PartitionSpec as P
+
+  from optax_ext import population as pop
+
+  cg, _ = _cluster_setup(8, seed=1)
+  counts = jnp.array([1, 0, 2, 3, 0, 1, 1, 4])
+  stacked = M.scale_by_cluster_momentum(8, decay=0.5)
+  axes = pop.PopulationAxes(axis=None, axis_name='data')
+  named = M.scale_by_cluster_momentum(8, decay=0.5, axes=axes)
+  g = cg.mean(0)
+  u_s, s_s = stacked.update(g, stacked.init(g), cluster_grads=cg,
+                            cluster_counts=counts)
+
+  def step(g, members, c):
+    state = named.init(g)
+    u, _ = named.update(g, state, cluster_grads=members[0],
+                        cluster_counts=c[0])
+    return u
+
+  u_n = jax.jit(jax.shard_map(step, mesh=mesh,
+                              in_specs=(P(), P('data'), P('data')),
+                              out_specs=P()))(g, cg, counts)
+  np.testing.assert_allclose(u_n, u_s, rtol=1e-6, atol=1e-7)
+
+
+def test_cluster_momentum_validation():
+  with pytest.raises(ValueError, match=r'`priors` must have shape \(3,\)'):
+    M.scale_by_cluster_momentum(3, priors=[1.0, 1.0])
+  with pytest.raises(ValueError, match='non-negative with a positive entry'):
+    M.scale_by_cluster_momentum(2, priors=[0.0, 0.0])
+  tx = M.scale_by_cluster_momentum(3)
+  with pytest.raises(ValueError, match='`cluster_grads=`'):
+    tx.update(jnp.zeros(2), tx.init(jnp.zeros(2)))
+  with pytest.raises(ValueError, match='K=2 clusters, but num_clusters=3'):
+    tx.update(jnp.zeros(2), tx.init(jnp.zeros(2)),
+              cluster_grads=jnp.zeros((2, 2)), cluster_counts=jnp.ones(2))

@@ -22,7 +22,10 @@
   (:func:`ademamix_alpha_schedule`, :func:`ademamix_beta3_schedule`,
   :func:`ademamix_with_warmup`);
 * MARS (:func:`scale_by_mars`, :func:`mars`), Grams (:func:`scale_by_grams`,
-  :func:`grams`).
+  :func:`grams`);
+* IGT (:func:`igt`, :func:`igt_sgd`, :func:`igt_adam`,
+  :func:`igt_true_params`) and cluster-wise multi-momentum
+  (:func:`scale_by_cluster_momentum`).
 """
 
 from optax_ext.momentum._ademamix import ademamix_alpha_schedule
@@ -32,9 +35,16 @@ from optax_ext.momentum._ademamix import AdemamixScheduleState
 from optax_ext.momentum._aggmo import aggmo
 from optax_ext.momentum._aggmo import aggmo_decays
 from optax_ext.momentum._aggmo import scale_by_aggmo
+from optax_ext.momentum._cluster import scale_by_cluster_momentum
+from optax_ext.momentum._cluster import ScaleByClusterMomentumState
 from optax_ext.momentum._grams import grams
 from optax_ext.momentum._grams import scale_by_grams
 from optax_ext.momentum._grams import ScaleByGramsState
+from optax_ext.momentum._igt import igt
+from optax_ext.momentum._igt import igt_adam
+from optax_ext.momentum._igt import igt_sgd
+from optax_ext.momentum._igt import igt_true_params
+from optax_ext.momentum._igt import IgtState
 from optax_ext.momentum._mars import mars
 from optax_ext.momentum._mars import scale_by_mars
 from optax_ext.momentum._mars import ScaleByMarsState
@@ -49,6 +59,8 @@ from optax_ext.momentum._qhm import scale_by_qhm
 
 __all__ = (
   'AdemamixScheduleState',
+  'IgtState',
+  'ScaleByClusterMomentumState',
   'ScaleByGramsState',
   'ScaleByMarsState',
   'ScaleByMomentumMixtureState',
@@ -59,11 +71,16 @@ __all__ = (
   'aggmo',
   'aggmo_decays',
   'grams',
+  'igt',
+  'igt_adam',
+  'igt_sgd',
+  'igt_true_params',
   'mars',
   'momentum_mixture',
   'qhadam',
   'qhm',
   'scale_by_aggmo',
+  'scale_by_cluster_momentum',
   'scale_by_grams',
   'scale_by_mars',
   'scale_by_momentum_mixture',
