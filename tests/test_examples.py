@@ -78,3 +78,17 @@ def test_benchmarks_quick(tmp_path):
   table = (tmp_path / 'quick.md').read_text()
   assert '| aggregate_by_gsnr | 8 |' in table
   assert (tmp_path / 'quick.json').exists()
+
+
+def test_momentum_mixtures_smoke(tmp_path):
+  plot = tmp_path / 'mm.png'
+  stdout = _run_example('momentum_mixtures.py', '--smoke', '--plot', str(plot))
+  for name in ('qhm', 'qhadam', 'aggmo', 'ademamix', 'mars', 'grams', 'igt'):
+    assert name in stdout, stdout
+  assert plot.stat().st_size > 10_000
+
+
+def test_quickstart_with_a_momentum_mixture():
+  stdout = _run_example('quickstart.py', '--epochs', '2', '--optimizer', 'qhm')
+  accs = [float(a) for a in re.findall(r'test accuracy (\d\.\d+)', stdout)]
+  assert accs[-1] > 0.8, stdout

@@ -536,11 +536,15 @@ def test_validation_messages(factory, kwargs, match):
 
 
 @pytest.mark.standard_promotion  # optax.adam inside igt_adam
-@pytest.mark.parametrize('make', [
-  lambda: M.igt_sgd(0.05),
-  lambda: M.igt_sgd(0.05, momentum=0.9),
-  lambda: M.igt_adam(0.05),
-], ids=['sgd', 'heavy_ball', 'adam'])
+@pytest.mark.parametrize(
+  'make',
+  [
+    lambda: M.igt_sgd(0.05),
+    lambda: M.igt_sgd(0.05, momentum=0.9),
+    lambda: M.igt_adam(0.05),
+  ],
+  ids=['sgd', 'heavy_ball', 'adam'],
+)
 def test_igt_transports_exactly_on_a_quadratic(make):
   """f = 1/2 x^T A x, exact gradients at the shifted point, delta = 1:
   the transported average equals the gradient at the true iterate."""
@@ -578,8 +582,7 @@ def test_cluster_momentum_beta0_all_present_is_the_mean():
   cg, counts = _cluster_setup()
   tx = M.scale_by_cluster_momentum(4, decay=0.0)
   mean = cg.mean(0)
-  u, _ = tx.update(mean, tx.init(mean), cluster_grads=cg,
-                   cluster_counts=counts)
+  u, _ = tx.update(mean, tx.init(mean), cluster_grads=cg, cluster_counts=counts)
   np.testing.assert_allclose(u, mean, rtol=1e-6)
 
 
@@ -587,20 +590,21 @@ def test_cluster_momentum_absent_clusters_and_priors():
   cg, _ = _cluster_setup()
   tx = M.scale_by_cluster_momentum(4, decay=0.5, priors=[1.0, 1.0, 2.0, 4.0])
   g = cg.mean(0)
-  _, s1 = tx.update(g, tx.init(g), cluster_grads=cg,
-                    cluster_counts=jnp.array([1, 1, 0, 1]))
+  _, s1 = tx.update(
+    g, tx.init(g), cluster_grads=cg, cluster_counts=jnp.array([1, 1, 0, 1])
+  )
   np.testing.assert_array_equal(s1.momenta[2], 0.0)  # never visited
   np.testing.assert_array_equal(s1.momenta[0], cg[0])  # first visit: = G
   cg2 = cg + 1.0
-  u, s2 = tx.update(g, s1, cluster_grads=cg2,
-                    cluster_counts=jnp.array([0, 2, 3, 0]))
+  u, s2 = tx.update(
+    g, s1, cluster_grads=cg2, cluster_counts=jnp.array([0, 2, 3, 0])
+  )
   np.testing.assert_array_equal(s2.momenta[0], s1.momenta[0])  # absent
   np.testing.assert_array_equal(s2.momenta[3], s1.momenta[3])
   np.testing.assert_allclose(s2.momenta[1], 0.5 * cg[1] + 0.5 * cg2[1])
   np.testing.assert_array_equal(s2.momenta[2], cg2[2])  # first visit
   w = np.array([1.0, 1.0, 2.0, 4.0]) / 8.0  # all seen now; sums to 1
-  np.testing.assert_allclose(u, np.tensordot(w, s2.momenta, axes=1),
-                             rtol=1e-6)
+  np.testing.assert_allclose(u, np.tensordot(w, s2.momenta, axes=1), rtol=1e-6)
 
 
 def test_cluster_momentum_qhm_variant():
@@ -622,18 +626,20 @@ def test_cluster_momentum_named_axis_matches_stacked(mesh):
   axes = pop.PopulationAxes(axis=None, axis_name='data')
   named = M.scale_by_cluster_momentum(8, decay=0.5, axes=axes)
   g = cg.mean(0)
-  u_s, s_s = stacked.update(g, stacked.init(g), cluster_grads=cg,
-                            cluster_counts=counts)
+  u_s, s_s = stacked.update(
+    g, stacked.init(g), cluster_grads=cg, cluster_counts=counts
+  )
 
   def step(g, members, c):
     state = named.init(g)
-    u, _ = named.update(g, state, cluster_grads=members[0],
-                        cluster_counts=c[0])
+    u, _ = named.update(g, state, cluster_grads=members[0], cluster_counts=c[0])
     return u
 
-  u_n = jax.jit(jax.shard_map(step, mesh=mesh,
-                              in_specs=(P(), P('data'), P('data')),
-                              out_specs=P()))(g, cg, counts)
+  u_n = jax.jit(
+    jax.shard_map(
+      step, mesh=mesh, in_specs=(P(), P('data'), P('data')), out_specs=P()
+    )
+  )(g, cg, counts)
   np.testing.assert_allclose(u_n, u_s, rtol=1e-6, atol=1e-7)
 
 
@@ -646,5 +652,9 @@ def test_cluster_momentum_validation():
   with pytest.raises(ValueError, match='`cluster_grads=`'):
     tx.update(jnp.zeros(2), tx.init(jnp.zeros(2)))
   with pytest.raises(ValueError, match='K=2 clusters, but num_clusters=3'):
-    tx.update(jnp.zeros(2), tx.init(jnp.zeros(2)),
-              cluster_grads=jnp.zeros((2, 2)), cluster_counts=jnp.ones(2))
+    tx.update(
+      jnp.zeros(2),
+      tx.init(jnp.zeros(2)),
+      cluster_grads=jnp.zeros((2, 2)),
+      cluster_counts=jnp.ones(2),
+    )
