@@ -47,9 +47,11 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import optax_ext
+from optax_ext import momentum
 from optax_ext import variance
 
 RESULTS = pathlib.Path(__file__).parent / 'results'
@@ -131,6 +133,121 @@ def bench_aggregators(d, ks, bw, repeats):
   return rows
 
 
+# Param-shaped transforms: name -> (optimiser factory, pytorch_optimizer
+# peer as (class name, kwargs) or None). Full optimisers (learning rate and
+# weight decay included), as they run in a training step.
+TRANSFORMS = {
+  'optax.sgd(momentum)': (lambda: optax.sgd(1e-3, momentum=0.9), None),
+  'optax.adamw': (lambda: optax.adamw(1e-3), None),
+  'momentum_mixture(2 EMAs)': (
+    lambda: momentum.momentum_mixture(1e-3, (0.9, 0.99), (0.5, 0.5)),
+    None,
+  ),
+  'qhm': (
+    lambda: momentum.qhm(1e-3),
+    ('QHM', {'lr': 1e-3, 'nu': 0.7, 'momentum': 0.999}),
+  ),
+  'qhadam': (lambda: momentum.qhadam(1e-3), ('QHAdam', {'lr': 1e-3})),
+  'aggmo': (lambda: momentum.aggmo(1e-3), ('AggMo', {'lr': 1e-3})),
+  'ademamix_with_warmup': (
+    lambda: momentum.ademamix_with_warmup(
+      1e-3, alpha_warmup_steps=1000, beta3_warmup_steps=1000
+    ),
+    ('AdEMAMix', {'lr': 1e-3}),
+  ),
+  'optax.contrib.ademamix': (lambda: optax.contrib.ademamix(1e-3), None),
+  'grams': (lambda: momentum.grams(1e-3), ('Grams', {'lr': 1e-3})),
+  'mars': (lambda: momentum.mars(1e-3), ('MARS', {'lr': 1e-3})),
+  'igt_sgd': (lambda: momentum.igt_sgd(1e-3), None),
+}
+
+
+def _state_bytes(tx, params):
+  shapes = jax.eval_shape(tx.init, params)
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+
+
+def bench_transforms(shape, bw, repeats):
+  """Jitted full-optimiser steps with donated params and state."""
+  rows = []
+  n = int(np.prod(shape))
+  for name, (factory, peer) in TRANSFORMS.items():
+    tx = factory()
+    params = jnp.zeros(shape, jnp.float32)
+    grads = jax.random.normal(jax.random.key(0), shape, jnp.float32) * 1e-2
+
+    def step(p, s, g, tx=tx):
+      u, s = tx.update(g, s, p)
+      return optax.apply_updates(p, u), s
+
+    jitted = jax.jit(step, donate_argnums=(0, 1))
+    t0 = time.perf_counter()
+    compiled = jitted.lower(params, tx.init(params), grads).compile()
+    compile_s = time.perf_counter() - t0
+    state_b = _state_bytes(tx, params)
+    carry = [params, tx.init(params)]
+
+    def run(g, compiled=compiled, carry=carry):
+      carry[0], carry[1] = compiled(carry[0], carry[1], g)
+      return carry[0]
+
+    t = _median_time(run, (grads,), repeats)
+    read_b = 4 * n * 2 + state_b  # params, grads, state
+    write_b = 4 * n + state_b  # params, state
+    bound = read_b / bw['read'] + write_b / bw['write']
+    row = {
+      'transform': name,
+      'params': n,
+      'seconds': t,
+      'bound_seconds': bound,
+      'ratio_to_bound': t / bound,
+      'ratio_to_stream_bound': t / ((read_b + write_b) / bw['stream']),
+      'state_bytes_per_param': state_b / n,
+      'compile_seconds': compile_s,
+      'torch_seconds': None,
+    }
+    if peer is not None:
+      row['torch_seconds'] = _torch_step_time(peer, shape, repeats)
+    rows.append(row)
+    speed = (
+      f'  pytorch_optimizer {row["torch_seconds"] * 1e3:8.2f} ms '
+      f'(x{row["torch_seconds"] / t:5.1f} slower)'
+      if row['torch_seconds']
+      else ''
+    )
+    print(
+      f'{name:26s} {t * 1e3:8.2f} ms  x{t / bound:5.2f} bound  '
+      f'state {state_b / n:4.1f} B/param  compile {compile_s:5.2f}s{speed}'
+    )
+  return rows
+
+
+def _torch_step_time(peer, shape, repeats):
+  """Median ``opt.step()`` time of a pytorch_optimizer class, or ``None``."""
+  try:
+    import pytorch_optimizer  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+  except ImportError:
+    return None
+  cls_name, kwargs = peer
+  p = torch.nn.Parameter(torch.zeros(shape))
+  p.grad = torch.randn(shape) * 1e-2
+  opt = getattr(pytorch_optimizer, cls_name)([p], **kwargs)
+
+  def run():
+    opt.step()
+    return p
+
+  for _ in range(2):
+    run()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
 def markdown(meta, rows):
   lines = [
     f'Machine: {meta["machine"]}; jax {meta["jax"]}, optax {meta["optax"]}; '
@@ -149,6 +266,27 @@ def markdown(meta, rows):
       f'{r["ratio_to_bound"]:.2f} | '
       f'{r["ratio_to_one_pass_plus_output"]:.2f} | '
       f'{r["ratio_to_stream_bound"]:.2f} |'
+    )
+  return '\n'.join(lines) + '\n'
+
+
+def transforms_markdown(rows):
+  lines = [
+    '| transform | params | step (ms) | bound (ms) | x bound | '
+    'state B/param | compile (s) | pytorch_optimizer (ms) | speed-up |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ]
+  for r in rows:
+    torch_ms = r['torch_seconds']
+    lines.append(
+      f'| {r["transform"]} | {r["params"]:,} | {r["seconds"] * 1e3:.2f} | '
+      f'{r["bound_seconds"] * 1e3:.2f} | {r["ratio_to_bound"]:.2f} | '
+      f'{r["state_bytes_per_param"]:.1f} | {r["compile_seconds"]:.2f} | '
+      + (
+        f'{torch_ms * 1e3:.2f} | {torch_ms / r["seconds"]:.1f}x |'
+        if torch_ms
+        else '- | - |'
+      )
     )
   return '\n'.join(lines) + '\n'
 
@@ -172,6 +310,8 @@ def main(argv=None):
     f'read {bw["read"] / 1e9:.2f}, write {bw["write"] / 1e9:.2f} GB/s'
   )
   rows = bench_aggregators(d, ks, bw, repeats)
+  shape = (200, 500) if args.quick else (2000, 5000)  # 100k or 10M params
+  transforms = bench_transforms(shape, bw, max(3, repeats // 2))
   meta = {
     'machine': f'{platform.machine()}, {jax.device_count()} x '
     f'{jax.devices()[0].platform}, {platform.processor() or "cpu"}',
@@ -187,9 +327,13 @@ def main(argv=None):
   out.mkdir(parents=True, exist_ok=True)
   stem = 'quick' if args.quick else 'latest'
   (out / f'{stem}.json').write_text(
-    json.dumps({'meta': meta, 'aggregators': rows}, indent=2)
+    json.dumps(
+      {'meta': meta, 'aggregators': rows, 'transforms': transforms}, indent=2
+    )
   )
-  (out / f'{stem}.md').write_text(markdown(meta, rows))
+  (out / f'{stem}.md').write_text(
+    markdown(meta, rows) + '\n' + transforms_markdown(transforms)
+  )
   print(f'wrote {out / (stem + ".json")} and .md')
   return rows
 

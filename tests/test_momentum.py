@@ -658,3 +658,18 @@ def test_cluster_momentum_validation():
       cluster_grads=jnp.zeros((2, 2)),
       cluster_counts=jnp.ones(2),
     )
+
+
+def test_igt_state_does_not_alias_the_params():
+  """Donating params and state together must not donate a buffer twice."""
+  tx = M.igt_sgd(0.1)
+
+  def step(p, s, g):
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+
+  params = jnp.ones((4,))
+  out, _ = jax.jit(step, donate_argnums=(0, 1))(
+    params, tx.init(params), jnp.ones((4,))
+  )
+  assert out.shape == (4,)

@@ -114,7 +114,9 @@ def igt(
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params):
-    true_params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
+    # A copy (jnp.array copies): aliasing the params' buffer would break
+    # donating params and state together.
+    true_params = jax.tree.map(lambda p: jnp.array(p, jnp.float32), params)
     return IgtState(
       count=jnp.zeros([], jnp.int32),
       true_params=true_params,
