@@ -52,6 +52,16 @@ def test_mixture_one_undampened_buffer_is_trace():
   _same(_updates(tx, G20)[0], _updates(optax.trace(0.9), G20)[0])
 
 
+def test_momentum_mixture_alias_is_sgd_with_momentum():
+  params = _grads(1, seed=9)[0]
+  for nesterov in (False, True):
+    tx = M.momentum_mixture(
+      0.1, (0.9,), (1.0,), dampening=False, nesterov=nesterov
+    )
+    ref = optax.sgd(0.1, momentum=0.9, nesterov=nesterov)
+    _same(_updates(tx, G20, params)[0], _updates(ref, G20, params)[0])
+
+
 def test_mixture_nesterov_is_trace_nesterov():
   tx = M.scale_by_momentum_mixture(
     (0.9,), (1.0,), dampening=False, nesterov=True

@@ -175,3 +175,8 @@ def keep_update_dtypes(
     return out, state
 
   return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+
+
+def zeros_f32(tree):
+  """Float32 zeros shaped like every leaf of ``tree`` (moment buffers)."""
+  return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), tree)

@@ -137,11 +137,10 @@ def scale_by_mars(
   keep_nu = variant != 'lion'
 
   def init_fn(params):
-    zeros = lambda p: jnp.zeros(jnp.shape(p), jnp.float32)
     return ScaleByMarsState(
       count=jnp.zeros([], jnp.int32),
-      mu=jax.tree.map(zeros, params),
-      nu=jax.tree.map(zeros, params) if keep_nu else None,
+      mu=base.zeros_f32(params),
+      nu=base.zeros_f32(params) if keep_nu else None,
       prev_grad=None if exact else jax.tree.map(jnp.zeros_like, params),
     )
 

@@ -17,7 +17,6 @@
 from typing import NamedTuple
 
 import chex
-import jax
 import jax.numpy as jnp
 import optax
 
@@ -95,11 +94,10 @@ def scale_by_qhadam(
   validation.check_non_negative(where, 'eps', eps)
 
   def init_fn(params):
-    zeros = lambda p: jnp.zeros(jnp.shape(p), jnp.float32)
     return ScaleByQhadamState(
       count=jnp.zeros([], jnp.int32),
-      mu=jax.tree.map(zeros, params),
-      nu=jax.tree.map(zeros, params),
+      mu=base.zeros_f32(params),
+      nu=base.zeros_f32(params),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
