@@ -404,4 +404,18 @@ REGISTRY += (
   ),
 )
 
+REGISTRY += (
+  Entry(
+    name='cluster_igt',
+    factory=_M.cluster_igt,
+    kwargs={'inner': optax.sgd(0.05), 'num_clusters': NUM_MEMBERS},
+    kind='wrapper',
+    hyperparams=('delta',),
+    optimizer_fn=lambda lr: _M.cluster_igt(optax.sgd(lr), NUM_MEMBERS),
+    extra_args=_cluster_extras,
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+  ),
+)
+
 BY_NAME = {e.name: e for e in REGISTRY}

@@ -683,3 +683,37 @@ def test_igt_state_does_not_alias_the_params():
     params, tx.init(params), jnp.ones((4,))
   )
   assert out.shape == (4,)
+
+
+def test_cluster_igt_with_all_clusters_present_is_igt_on_the_weighted_mean():
+  rng = np.random.default_rng(3)
+  priors = jnp.array([1.0, 2.0, 1.0])
+  tx = M.cluster_igt(optax.sgd(0.1), 3, priors=priors)
+  ref = M.igt(optax.sgd(0.1))
+  p1 = p2 = jnp.array([0.5, -1.0])
+  s1, s2 = tx.init(p1), ref.init(p2)
+  for _ in range(6):
+    cg = jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)
+    weighted = jnp.tensordot(priors / priors.sum(), cg, axes=1)
+    u1, s1 = tx.update(
+      weighted, s1, p1, cluster_grads=cg, cluster_counts=jnp.ones(3, jnp.int32)
+    )
+    u2, s2 = ref.update(weighted, s2, p2)
+    p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+  np.testing.assert_allclose(p1, p2, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    M.igt_true_params(s1), M.igt_true_params(s2), rtol=1e-5, atol=1e-6
+  )
+
+
+def test_cluster_igt_absent_cluster_is_unchanged():
+  tx = M.cluster_igt(optax.sgd(0.1), 3)
+  p = jnp.zeros(2)
+  cg = jnp.ones((3, 2))
+  _, s = tx.update(
+    cg[0], tx.init(p), p, cluster_grads=cg, cluster_counts=jnp.array([1, 0, 1])
+  )
+  np.testing.assert_array_equal(s.transported[1], 0.0)
+  np.testing.assert_array_equal(s.visits, [1, 0, 1])
+  with pytest.raises(ValueError, match='cluster_igt: `delta` must be > 0.0'):
+    M.cluster_igt(optax.sgd(0.1), 3, delta=-1.0)

@@ -25,7 +25,7 @@
   :func:`grams`);
 * IGT (:func:`igt`, :func:`igt_sgd`, :func:`igt_adam`,
   :func:`igt_true_params`) and cluster-wise multi-momentum
-  (:func:`scale_by_cluster_momentum`).
+  (:func:`scale_by_cluster_momentum`, :func:`cluster_igt`).
 """
 
 from optax_ext.momentum._ademamix import ademamix_alpha_schedule
@@ -35,6 +35,8 @@ from optax_ext.momentum._ademamix import AdemamixScheduleState
 from optax_ext.momentum._aggmo import aggmo
 from optax_ext.momentum._aggmo import aggmo_decays
 from optax_ext.momentum._aggmo import scale_by_aggmo
+from optax_ext.momentum._cluster import cluster_igt
+from optax_ext.momentum._cluster import ClusterIgtState
 from optax_ext.momentum._cluster import scale_by_cluster_momentum
 from optax_ext.momentum._cluster import ScaleByClusterMomentumState
 from optax_ext.momentum._grams import grams
@@ -59,6 +61,7 @@ from optax_ext.momentum._qhm import scale_by_qhm
 
 __all__ = (
   'AdemamixScheduleState',
+  'ClusterIgtState',
   'IgtState',
   'ScaleByClusterMomentumState',
   'ScaleByGramsState',
@@ -70,6 +73,7 @@ __all__ = (
   'ademamix_with_warmup',
   'aggmo',
   'aggmo_decays',
+  'cluster_igt',
   'grams',
   'igt',
   'igt_adam',

@@ -46,6 +46,33 @@ class IgtState(NamedTuple):
   inner_state: optax.OptState
 
 
+def transport_step(true_params, step, params, updates, n, delta):
+  """Applies ``step`` to the true iterate and returns the shifted update.
+
+  ``theta_{n+1} = theta_n + step``; the shifted point is ``theta_{n+1} +
+  (n + 1) / delta * step`` (``gamma_{n+1} / (1 - gamma_{n+1})`` with
+  ``gamma_n = n / (n + delta)``), returned as a difference to ``params`` in
+  the gradients' dtype.
+
+  Returns:
+    ``(new true params, updates for the shifted params)``.
+  """
+  true_new = jax.tree.map(
+    lambda p, d: p + d.astype(jnp.float32), true_params, step
+  )
+  factor = (n + 1.0) / delta
+  out = jax.tree.map(
+    lambda t, d, p, g: (
+      t + factor * d.astype(jnp.float32) - p.astype(jnp.float32)
+    ).astype(g.dtype),
+    true_new,
+    step,
+    params,
+    updates,
+  )
+  return true_new, out
+
+
 def igt(
   inner: optax.GradientTransformation, delta: float = 1.0
 ) -> optax.GradientTransformationExtraArgs:
@@ -141,18 +168,8 @@ def igt(
     step, inner_state = inner.update(
       v, state.inner_state, state.true_params, **extra_args
     )
-    true_new = jax.tree.map(
-      lambda p, d: p + d.astype(jnp.float32), state.true_params, step
-    )
-    factor = (n + 1.0) / delta  # gamma_{n+1} / (1 - gamma_{n+1})
-    out = jax.tree.map(
-      lambda t, d, p, g: (
-        t + factor * d.astype(jnp.float32) - p.astype(jnp.float32)
-      ).astype(g.dtype),
-      true_new,
-      step,
-      params,
-      updates,
+    true_new, out = transport_step(
+      state.true_params, step, params, updates, n, delta
     )
     return out, IgtState(
       count=optax.safe_int32_increment(state.count),
