@@ -19,6 +19,7 @@ Public API:
 * :mod:`optax_ext.population`: maths over a gradient population;
 * :mod:`optax_ext.aggregation`: aggregators (population -> updates);
 * :mod:`optax_ext.momentum`: momentum mixtures (QHM, AggMo, MARS, ...);
+* :mod:`optax_ext.robust`: robust and clipped aggregation;
 * :mod:`optax_ext.variance`: GSNR variance reduction (VRGD);
 * the most used names re-exported at the top level.
 """
@@ -26,6 +27,7 @@ Public API:
 from optax_ext import aggregation
 from optax_ext import momentum
 from optax_ext import population
+from optax_ext import robust
 from optax_ext import variance
 from optax_ext.aggregation import aggregate_by_mean
 from optax_ext.aggregation import aggregate_by_sum
@@ -44,5 +46,6 @@ __all__ = (
   'grad_population',
   'momentum',
   'population',
+  'robust',
   'variance',
 )

@@ -21,6 +21,7 @@ axis, or both) and gives the same answer on every path.
 
 # pylint: disable=redefined-builtin
 from optax_ext._src.population import combine
+from optax_ext._src.population import deviations
 from optax_ext._src.population import gather
 from optax_ext._src.population import grad_population
 from optax_ext._src.population import gramian
@@ -39,6 +40,7 @@ from optax_ext._src.population import unstack
 __all__ = (
   'PopulationAxes',
   'combine',
+  'deviations',
   'gather',
   'grad_population',
   'gramian',

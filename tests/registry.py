@@ -11,7 +11,9 @@ Kinds:
 * ``'aggregator'``: maps a gradient population to param-shaped updates; the
   battery feeds it ``population(grads)`` and chains an optax optimiser after
   it;
-* ``'wrapper'``: takes an inner transform (``inner`` in ``kwargs``).
+* ``'wrapper'``: takes an inner transform (``inner`` in ``kwargs``);
+* ``'population'``: maps a population to a population (``clip_each_*``); the
+  battery chains ``aggregate_by_mean`` and an optimiser after it.
 """
 
 from collections.abc import Callable, Mapping
@@ -119,14 +121,22 @@ class Entry:
     if post is None:
       post = (
         _heavy_ball
-        if self.kind == 'aggregator'
+        if self.kind in ('aggregator', 'population')
         else optax.scale_by_learning_rate
+      )
+    if self.kind == 'population':
+      return optax.chain(
+        self.make(), optax_ext.aggregate_by_mean(), post(learning_rate)
       )
     return optax.chain(self.make(), post(learning_rate))
 
+  @property
+  def takes_population(self) -> bool:
+    return self.kind in ('aggregator', 'population')
+
   def oracle_input(self, grads):
     """What the transform's ``update`` receives for param-shaped ``grads``."""
-    return self.population(grads) if self.kind == 'aggregator' else grads
+    return self.population(grads) if self.takes_population else grads
 
 
 REGISTRY: tuple[Entry, ...] = (
@@ -415,6 +425,68 @@ REGISTRY += (
     extra_args=_cluster_extras,
     lr=0.05,
     rosenbrock=(1e-3, 20000),
+  ),
+)
+
+_R = optax_ext.robust
+
+REGISTRY += (
+  Entry(
+    name='aggregate_by_coordinate_median',
+    factory=_R.aggregate_by_coordinate_median,
+    kwargs={},
+    kind='aggregator',
+    rosenbrock=(1e-3, 5000),
+  ),
+  Entry(
+    name='aggregate_by_trimmed_mean',
+    factory=_R.aggregate_by_trimmed_mean,
+    kwargs={'num_trim': 1},
+    kind='aggregator',
+    rosenbrock=(1e-3, 5000),
+  ),
+  Entry(
+    # Plumbing only (K = 4 allows f = 0, K > 2f + 2): multi-Krum over all
+    # members is their mean; Krum's selection is tested in test_robust.py.
+    name='aggregate_by_krum',
+    factory=_R.aggregate_by_krum,
+    kwargs={'num_byzantine': 0, 'num_selected': NUM_MEMBERS},
+    kind='aggregator',
+    rosenbrock=(1e-3, 5000),
+  ),
+  Entry(
+    name='aggregate_by_geometric_median',
+    factory=_R.aggregate_by_geometric_median,
+    kwargs={'maxiter': 10},
+    kind='aggregator',
+    hyperparams=('nu', 'ftol'),
+    rosenbrock=(1e-3, 5000),
+  ),
+  Entry(
+    # f = 2 of 4 with the median pivot: the two nearest are g +- d.
+    name='aggregate_by_nearest_neighbours',
+    factory=_R.aggregate_by_nearest_neighbours,
+    kwargs={'num_byzantine': 2},
+    kind='aggregator',
+    rosenbrock=(1e-3, 5000),
+  ),
+  Entry(
+    # Plumbing: a radius that never clips here (Rosenbrock's gradients reach
+    # ~1e3; a clipped, lagging aggregate + heavy ball diverges on it).
+    name='aggregate_by_centered_clipping',
+    factory=_R.aggregate_by_centered_clipping,
+    kwargs={'threshold': 1e5},
+    kind='aggregator',
+    hyperparams=('threshold',),
+    rosenbrock=(1e-3, 5000),
+  ),
+  Entry(
+    name='clip_each_by_global_norm',
+    factory=_R.clip_each_by_global_norm,
+    kwargs={'max_norm': 100.0},
+    kind='population',
+    hyperparams=('max_norm',),
+    rosenbrock=(1e-3, 5000),
   ),
 )
 

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+import optax_ext
 from tests import registry
 
 ENTRIES = [pytest.param(e, id=e.name) for e in registry.REGISTRY]
@@ -146,7 +147,8 @@ def test_dtype_stability(entry, dtype):
       return tx.update(g, s, p, **extra)
 
     def skip(s):
-      return jax.tree.map(jnp.zeros_like, p), s
+      shaped_like = g if entry.kind == 'population' else p
+      return jax.tree.map(jnp.zeros_like, shaped_like), s
 
     return lax.cond(take, do, skip, s)
 
@@ -200,8 +202,10 @@ def test_multi_steps(entry):
   grads = [_grads(params, i) for i in range(every_k)]
   inputs = [entry.oracle_input(g) for g in grads]
   extras = [entry.extra_args(g) for g in grads]
-  if entry.kind == 'aggregator':
+  if entry.takes_population:
     agg = entry.make()
+    if entry.kind == 'population':
+      agg = optax.chain(agg, optax_ext.aggregate_by_mean())
     tx = optax.chain(
       agg, optax.MultiSteps(optax.sgd(0.1), every_k).gradient_transformation()
     )
@@ -271,7 +275,7 @@ def test_runs_inside_nnx_optimizer(entry):
 
   def oracle(p):
     """(gradient input, extra args) as the user would compute them."""
-    if entry.kind == 'aggregator':  # a per-example population
+    if entry.takes_population:  # a per-example population
       per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))
       return per_example(p, x[:, None], y[:, None]), {}
     g = jax.grad(loss)(p, x, y)

@@ -486,6 +486,8 @@ def combine(
   population: Population,
   weights: jax.Array,
   axes: PopulationAxes | None = None,
+  *,
+  skip_zero_weights: bool = False,
 ) -> chex.ArrayTree:
   r"""Weighted sum of the members, :math:`\sum_k w_k g_k`.
 
@@ -494,6 +496,9 @@ def combine(
     weights: ``[K]`` weights, the same on every index of the named axis, in
       member order (named-axis index first, then local position).
     axes: where the members live.
+    skip_zero_weights: members with weight exactly 0 contribute nothing even
+      if they hold NaN or Inf (``0 * NaN`` would be NaN). For aggregators
+      that select members.
 
   Returns:
     A param-shaped tree in each leaf's dtype (accumulated in float32),
@@ -526,6 +531,15 @@ def combine(
   def one(x):
     acc = numerics.accumulation_dtype(x.dtype)
     w = local_w.astype(acc)
+    if skip_zero_weights:
+      keep = w != 0
+      if axes.axis is not None:
+        shape = [1] * x.ndim
+        shape[axes.axis] = -1
+        keep = keep.reshape(shape)
+      else:
+        keep = keep[0]
+      x = jnp.where(keep, x, jnp.zeros([], x.dtype))
     if axes.axis is None:
       out = w[0] * x.astype(acc)
     else:
@@ -567,17 +581,24 @@ def sort(
 
 
 def median(
-  population: Population, axes: PopulationAxes | None = None
+  population: Population,
+  axes: PopulationAxes | None = None,
+  *,
+  nan_as_outlier: bool = False,
 ) -> chex.ArrayTree:
   """Coordinate-wise median across the members.
 
   For even ``K`` it is the mean of the two middle order statistics, computed
-  in float32 and cast back to each leaf's dtype. A coordinate with any NaN
-  member is NaN (use a robust aggregator's ``nan_policy`` to drop them).
+  in float32 and cast back to each leaf's dtype. By default a coordinate with
+  any NaN member is NaN (``jnp.median``'s behaviour); with
+  ``nan_as_outlier=True`` NaN counts as larger than every number (it sorts
+  last), so the median stays finite while fewer than half the members are
+  NaN or infinite in that coordinate.
 
   Args:
     population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named).
     axes: where the members live.
+    nan_as_outlier: treat NaN as the largest value instead of propagating it.
 
   Returns:
     A param-shaped tree, identical on every index of the named axis.
@@ -594,12 +615,46 @@ def median(
 
   def one(sorted_x):
     acc = numerics.accumulation_dtype(sorted_x.dtype)
-    has_nan = jnp.any(jnp.isnan(sorted_x), axis=0)
     mid = 0.5 * (sorted_x[lo].astype(acc) + sorted_x[hi].astype(acc))
-    mid = jnp.where(has_nan, jnp.nan, mid)
+    if not nan_as_outlier:
+      mid = jnp.where(jnp.any(jnp.isnan(sorted_x), axis=0), jnp.nan, mid)
     return mid.astype(sorted_x.dtype)
 
   return jax.tree.map(one, sort(population, axes))
+
+
+def deviations(
+  population: Population,
+  center: chex.ArrayTree,
+  axes: PopulationAxes | None = None,
+) -> Population:
+  """Each member minus a param-shaped ``center``: :math:`g_k - c`.
+
+  Args:
+    population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named).
+    center: a param-shaped tree (the same on every index of the named axis).
+    axes: where the members live.
+
+  Returns:
+    A population with the same layout, in the population's dtypes.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import population
+    >>> population.deviations(jnp.array([[1., 2.], [3., 4.]]), jnp.ones(2))
+    Array([[0., 1.],
+           [2., 3.]], dtype=float32)
+  """
+  axes = _axes(axes)
+  local_size(population, axes)
+
+  def one(x, c):
+    c = jnp.asarray(c).astype(x.dtype)
+    if axes.axis is not None:
+      c = jnp.expand_dims(c, axes.axis)
+    return x - c
+
+  return jax.tree.map(one, population, center)
 
 
 def stack(members: Sequence[chex.ArrayTree]) -> Population:

@@ -1,0 +1,94 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Per-member clipping of a gradient population (population -> population)."""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optax_ext._src import base
+from optax_ext._src import population as pop_lib
+from optax_ext._src import validation
+
+
+def clip_each_by_global_norm(
+  max_norm: float, axes: pop_lib.PopulationAxes | None = None
+) -> optax.GradientTransformationExtraArgs:
+  r"""Clips every member of a population to a global L2 norm.
+
+  .. math::
+    g_k \leftarrow g_k \min\Big(1, \frac{\tau}{\|g_k\|_2}\Big)
+
+  (norm over all leaves of the member). Population in, population out: put
+  it *before* an aggregator, e.g. ``optax.chain(clip_each_by_global_norm(1.0),
+  aggregate_by_mean(), optax.sgd(0.1))`` (per-example clipping as in
+  DP-SGD, without the noise). Members with NaN or Inf norms are set to zero.
+
+  Cost: one pass for the norms, one for the scaling; no communication (each
+  index clips its own members).
+
+  Args:
+    max_norm: :math:`\tau > 0`.
+    axes: where the members live.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` (stateless) mapping a
+    population to a population with the same layout and dtypes.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import robust
+    >>> tx = robust.clip_each_by_global_norm(1.0)
+    >>> pop = jnp.array([[3., 4.], [0.3, 0.4]])
+    >>> tx.update(pop, tx.init(None))[0]
+    Array([[0.6, 0.8],
+           [0.3, 0.4]], dtype=float32)
+
+  References:
+    Abadi et al., `Deep Learning with Differential Privacy
+    <https://arxiv.org/abs/1607.00133>`_, 2016.
+  """
+  where = 'clip_each_by_global_norm'
+  validation.check_number(
+    where, 'max_norm', max_norm, lower=0.0, lower_inclusive=False
+  )
+  axes = pop_lib.PopulationAxes() if axes is None else axes
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    base.check_population(where, updates, params, axes)
+    norms = pop_lib.norms(updates, axes)  # [k] local, or scalar
+    tau = jnp.asarray(max_norm, jnp.float32)
+    scale = jnp.where(
+      jnp.isfinite(norms),
+      jnp.minimum(1.0, tau / jnp.maximum(norms, 1e-30)),
+      0.0,
+    )
+
+    def one(x):
+      s = scale
+      if axes.axis is not None:
+        shape = [1] * x.ndim
+        shape[axes.axis] = -1
+        s = s.reshape(shape)
+      # Zero non-finite members first: NaN * 0 would stay NaN.
+      y = jnp.where(s == 0, jnp.zeros([], x.dtype), x)
+      return (y.astype(jnp.float32) * s).astype(x.dtype)
+
+    return jax.tree.map(one, updates), state
+
+  return optax.GradientTransformationExtraArgs(
+    lambda params: optax.EmptyState(), update_fn
+  )

@@ -1,0 +1,411 @@
+"""Robust family (spec part B): golden values, faults, properties, paths."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+import numpy as np
+import optax
+import pytest
+
+from optax_ext import population as pop
+from optax_ext import robust as R
+
+SPEC = jnp.array([[0.0], [1.0], [2.5], [3.0], [100.0]])
+
+
+def _agg(tx, g, state=None):
+  params = jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), g)
+  return tx.update(g, tx.init(params) if state is None else state, params)
+
+
+# --- The spec's test vectors -------------------------------------------------
+
+
+def test_spec_vectors():
+  np.testing.assert_allclose(
+    _agg(R.aggregate_by_coordinate_median(), SPEC)[0], [2.5]
+  )
+  np.testing.assert_allclose(
+    _agg(R.aggregate_by_trimmed_mean(1), SPEC)[0], [6.5 / 3], rtol=1e-6
+  )
+  np.testing.assert_allclose(_agg(R.aggregate_by_krum(1), SPEC)[0], [2.5])
+  np.testing.assert_allclose(
+    _agg(R.aggregate_by_krum(1, num_selected=4), SPEC)[0], [1.625]
+  )
+  z, _ = R.geometric_median(jnp.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]]))
+  np.testing.assert_allclose(z, [1.0, 0.0], atol=1e-4)
+  even = jnp.array([[1.0], [2.0], [10.0], [20.0]])
+  np.testing.assert_allclose(
+    _agg(R.aggregate_by_coordinate_median(), even)[0], [6.0]
+  )
+
+
+def test_krum_scores_follow_the_spec():
+  # Scores 7.25, 3.25, 2.5, 4.25, ~18915 (f = 1: K - f - 2 = 2 neighbours).
+  from optax_ext.robust import _distance
+
+  d = _distance._squared_distances(SPEC, pop.PopulationAxes())
+  scores = jnp.sum(jnp.sort(d, axis=1)[:, :2], axis=1)
+  np.testing.assert_allclose(scores[:4], [7.25, 3.25, 2.5, 4.25])
+  np.testing.assert_allclose(scores[4], 97.0**2 + 97.5**2, rtol=1e-6)
+
+
+def test_geometric_median_is_the_weiszfeld_fixed_point():
+  rng = np.random.default_rng(0)
+  pts = rng.normal(size=(7, 3)).astype(np.float32)
+  z, info = R.geometric_median(jnp.asarray(pts), nu=1e-8, ftol=1e-10)
+  # Gradient of sum ||z - x_i|| vanishes at the geometric median.
+  diff = np.asarray(z, np.float64)[None] - pts
+  grad = (diff / np.linalg.norm(diff, axis=1, keepdims=True)).sum(0)
+  assert np.linalg.norm(grad) < 1e-3, grad
+  assert 1 <= int(info.num_iterations) <= 100
+
+
+# --- Properties --------------------------------------------------------------
+
+AGGREGATORS = {
+  'median': lambda: R.aggregate_by_coordinate_median(),
+  'trimmed': lambda: R.aggregate_by_trimmed_mean(2),
+  'krum': lambda: R.aggregate_by_krum(2),
+  'multi_krum': lambda: R.aggregate_by_krum(2, num_selected=5),
+  'geomed': lambda: R.aggregate_by_geometric_median(ftol=1e-8),
+  'nna': lambda: R.aggregate_by_nearest_neighbours(2),
+  # tau on the scale of the honest spread: f corrupted members move the
+  # aggregate by at most tau * f / K per iteration.
+  'cc': lambda: R.aggregate_by_centered_clipping(0.5, iterations=3),
+}
+
+
+def _population(k=9, seed=0, spread=0.1):
+  rng = np.random.default_rng(seed)
+  center = {'w': rng.normal(size=(3, 2)), 'b': rng.normal(size=(2,))}
+  return jax.tree.map(
+    lambda c: jnp.asarray(
+      c[None] + spread * rng.normal(size=(k, *c.shape)), jnp.float32
+    ),
+    center,
+  )
+
+
+@pytest.mark.parametrize('name', sorted(AGGREGATORS))
+def test_permutation_invariance(name):
+  g = _population()
+  perm = np.random.default_rng(1).permutation(9)
+  u1, _ = _agg(AGGREGATORS[name](), g)
+  u2, _ = _agg(AGGREGATORS[name](), jax.tree.map(lambda x: x[perm], g))
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+    u1,
+    u2,
+  )
+
+
+@pytest.mark.parametrize('name', sorted(AGGREGATORS))
+def test_identical_members_are_returned(name):
+  one = _population(1)
+  g = jax.tree.map(lambda x: jnp.repeat(x, 9, axis=0), one)
+  tx = AGGREGATORS[name]()
+  u, state = _agg(tx, g)
+  if name == 'cc':  # centered clipping moves from its previous aggregate
+    for _ in range(20):
+      u, state = _agg(tx, g, state)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b[0], rtol=1e-5, atol=1e-6),
+    u,
+    one,
+  )
+
+
+@pytest.mark.parametrize(
+  'name', ['median', 'trimmed', 'krum', 'multi_krum', 'nna']
+)
+def test_positive_homogeneity(name):
+  g = _population()
+  u1, _ = _agg(AGGREGATORS[name](), g)
+  u2, _ = _agg(AGGREGATORS[name](), jax.tree.map(lambda x: 3.0 * x, g))
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(3.0 * a, b, rtol=1e-5, atol=1e-5),
+    u1,
+    u2,
+  )
+
+
+# --- Three paths: stacked, vmap(axis_name), shard_map on 8 devices -----------
+
+
+@pytest.mark.parametrize('name', sorted(AGGREGATORS))
+def test_named_paths_match_stacked(name, mesh):
+  g = _population(8, seed=2)
+  params = jax.tree.map(lambda x: jnp.zeros(x.shape[1:]), g)
+  want, _ = AGGREGATORS[name]().update(
+    g, AGGREGATORS[name]().init(params), params
+  )
+  axes = pop.PopulationAxes(axis=None, axis_name='i')
+
+  def make(ax):
+    factory = {
+      'median': lambda: R.aggregate_by_coordinate_median(ax),
+      'trimmed': lambda: R.aggregate_by_trimmed_mean(2, ax),
+      'krum': lambda: R.aggregate_by_krum(2, axes=ax),
+      'multi_krum': lambda: R.aggregate_by_krum(2, 5, ax),
+      'geomed': lambda: R.aggregate_by_geometric_median(ftol=1e-8, axes=ax),
+      'nna': lambda: R.aggregate_by_nearest_neighbours(2, axes=ax),
+      'cc': lambda: R.aggregate_by_centered_clipping(0.5, 3, ax),
+    }[name]
+    return factory()
+
+  # Weiszfeld's stopping test sees rounding-level differences between the
+  # paths (psum vs local sums), so it may stop an iteration apart.
+  tol = (
+    {'rtol': 1e-4, 'atol': 2e-5}
+    if name == 'geomed'
+    else {'rtol': 1e-5, 'atol': 1e-6}
+  )
+  tx = make(axes)
+  got = jax.vmap(
+    lambda m: tx.update(m, tx.init(params), params)[0], axis_name='i'
+  )(g)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a[0], b, **tol),
+    got,
+    want,
+  )
+  tx = make(pop.PopulationAxes(axis=None, axis_name='data'))
+  got = jax.jit(
+    jax.shard_map(
+      lambda m: tx.update(
+        jax.tree.map(lambda x: x[0], m), tx.init(params), params
+      )[0],
+      mesh=mesh,
+      in_specs=P('data'),
+      out_specs=P(),
+    )
+  )(g)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, **tol),
+    got,
+    want,
+  )
+
+
+# --- Faults: f corrupted members out of K = 9 ------------------------------
+
+
+def _corrupt(g, f, kind, seed=3):
+  honest_mean = jax.tree.map(lambda x: x[f:].mean(0), g)
+  rng = np.random.default_rng(seed)
+
+  def one(x, m):
+    bad = {
+      'nan': jnp.full_like(x[:f], jnp.nan),
+      'inf': jnp.full_like(x[:f], jnp.inf),
+      'huge': jnp.full_like(x[:f], 1e30),
+      'sign_flip': -10.0 * x[:f],
+      'zeros': jnp.zeros_like(x[:f]),
+      # ALIE: mean - z * std of the honest members, z ~ 1 (hides in the
+      # spread); IPM: -eps * honest mean.
+      'alie': jnp.broadcast_to(m - 1.0 * x[f:].std(0), x[:f].shape),
+      'ipm': jnp.broadcast_to(-0.5 * m, x[:f].shape),
+      'random': jnp.asarray(100 * rng.normal(size=x[:f].shape), x.dtype),
+    }[kind]
+    return x.at[:f].set(bad)
+
+  return jax.tree.map(one, g, honest_mean), honest_mean
+
+
+FAULTS = ['nan', 'inf', 'huge', 'sign_flip', 'zeros', 'alie', 'ipm', 'random']
+# Tolerated corrupted members out of K = 9 (the breakdown points).
+TOLERATED = {
+  'median': 4,
+  'trimmed': 2,
+  'krum': 2,
+  'multi_krum': 2,
+  'geomed': 4,
+  'nna': 2,
+  'cc': 2,
+}
+
+
+@pytest.mark.parametrize('kind', FAULTS)
+@pytest.mark.parametrize('name', sorted(AGGREGATORS))
+def test_corrupted_members_within_the_breakdown_point(name, kind):
+  """Finite output within a few honest spreads of the honest mean."""
+  g, honest = _corrupt(_population(9, spread=0.1), TOLERATED[name], kind)
+  tx = AGGREGATORS[name]()
+  u, state = _agg(tx, g)
+  if name == 'cc':  # centered clipping converges over steps (state = v)
+    params = jax.tree.map(jnp.zeros_like, honest)
+    update = jax.jit(tx.update)
+    for _ in range(30):
+      u, state = update(g, state, params)
+  for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(honest), strict=True):
+    assert bool(jnp.all(jnp.isfinite(a))), (name, kind, a)
+    # honest members have std 0.1 per coordinate; allow ~ f/K-scale shifts.
+    assert float(jnp.max(jnp.abs(a - b))) < 0.6, (name, kind, a - b)
+
+
+def test_mean_breaks_down_and_median_beyond_half():
+  """Documented behaviour at and above the breakdown point."""
+  g, honest = _corrupt(_population(9), 1, 'huge')
+  from optax_ext import aggregate_by_mean
+
+  u, _ = _agg(aggregate_by_mean(), g)
+  assert float(jnp.max(jnp.abs(u['w']))) > 1e28  # one member breaks the mean
+  g, honest = _corrupt(_population(9), 5, 'huge')  # f = 5 > (9 - 1) / 2
+  u, _ = _agg(R.aggregate_by_coordinate_median(), g)
+  assert float(jnp.min(u['w'])) == float(np.float32(1e30))  # broken
+
+
+def test_shape_preconditions_are_trace_time_errors():
+  g = _population(5)
+  with pytest.raises(ValueError, match=r'needs K >= 7 members, got K=5'):
+    _agg(R.aggregate_by_trimmed_mean(3), g)
+  with pytest.raises(ValueError, match=r'K > 2 \* num_byzantine \+ 2 = 6'):
+    jax.jit(lambda x: _agg(R.aggregate_by_krum(2), x)[0])(g)
+  with pytest.raises(ValueError, match=r'`num_selected` must be <= K - '):
+    _agg(R.aggregate_by_krum(1, num_selected=5), g)
+  with pytest.raises(ValueError, match=r'`num_byzantine` must be < K=5'):
+    _agg(R.aggregate_by_nearest_neighbours(5), g)
+
+
+@pytest.mark.parametrize(
+  'factory,kwargs,match',
+  [
+    (
+      R.aggregate_by_trimmed_mean,
+      {'num_trim': -1},
+      r'`num_trim` must be an '
+      r'integer >= 0, got -1',
+    ),
+    (
+      R.aggregate_by_krum,
+      {'num_byzantine': 1.5},
+      r'`num_byzantine` must be an '
+      r'integer',
+    ),
+    (R.aggregate_by_geometric_median, {'nu': 0.0}, r'`nu` must be > 0.0'),
+    (
+      R.aggregate_by_geometric_median,
+      {'maxiter': 0},
+      r'`maxiter` must be an '
+      r'integer >= 1',
+    ),
+    (
+      R.aggregate_by_centered_clipping,
+      {'threshold': -1.0},
+      r'`threshold` must be > 0.0, got -1.0',
+    ),
+    (
+      R.aggregate_by_centered_clipping,
+      {'threshold': 1.0, 'iterations': 0},
+      r'`iterations` must be an integer >= 1',
+    ),
+    (
+      R.clip_each_by_global_norm,
+      {'max_norm': 0.0},
+      r'`max_norm` must be > 0.0',
+    ),
+  ],
+)
+def test_validation(factory, kwargs, match):
+  with pytest.raises((ValueError, TypeError), match=match):
+    factory(**kwargs)
+
+
+# --- Centered clipping and per-member clipping ------------------------------
+
+
+def test_centered_clipping_within_radius_is_the_mean():
+  g = _population(5, spread=0.1)
+  tx = R.aggregate_by_centered_clipping(threshold=100.0)
+  u, state = _agg(tx, g)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b.mean(0), rtol=1e-5), u, g
+  )
+  np.testing.assert_allclose(state.center['w'], u['w'])
+
+
+def test_centered_clipping_one_member_is_median_tracking():
+  stream = [
+    jnp.array([[3.0, 4.0]]),
+    jnp.array([[0.0, 0.0]]),
+    jnp.array([[10.0, 0.0]]),
+  ]
+  tx = R.aggregate_by_centered_clipping(threshold=1.0)
+  state, m = None, np.zeros(2)
+  for x in stream:
+    u, state = _agg(tx, x, state)
+    d = np.asarray(x[0]) - m
+    m = m + d * min(1.0, 1.0 / np.linalg.norm(d))
+    np.testing.assert_allclose(u, m, rtol=1e-6)
+
+
+def test_clip_each_by_global_norm():
+  g = {
+    'a': jnp.array([[3.0], [0.3], [jnp.nan]]),
+    'b': jnp.array([[4.0], [0.4], [1.0]]),
+  }
+  tx = R.clip_each_by_global_norm(1.0)
+  out, _ = tx.update(g, tx.init(None))
+  np.testing.assert_allclose(out['a'][:, 0], [0.6, 0.3, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(out['b'][:, 0], [0.8, 0.4, 0.0], rtol=1e-6)
+  # Before an aggregator: per-example clipping then the mean.
+  from optax_ext import aggregate_by_mean
+
+  tx = optax.chain(R.clip_each_by_global_norm(1.0), aggregate_by_mean())
+  params = {'a': jnp.zeros(1), 'b': jnp.zeros(1)}
+  u, _ = tx.update(g, tx.init(params), params)
+  np.testing.assert_allclose(u['a'], [0.3], rtol=1e-6)
+
+
+# --- The clipping bias (Koloskova et al.) ----------------------------------
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _fixed_point(c):
+  """Solve E[clip_c(x + xi)] = 0 by bisection, xi = -1 w.p. 0.9, +9 w.p. 0.1."""
+
+  def e(x):
+    return 0.9 * jnp.clip(x - 1.0, -c, c) + 0.1 * jnp.clip(x + 9.0, -c, c)
+
+  def body(_, lohi):
+    lo, hi = lohi
+    mid = 0.5 * (lo + hi)
+    pos = e(mid) > 0
+    return jnp.where(pos, lo, mid), jnp.where(pos, mid, hi)
+
+  lo, hi = jax.lax.fori_loop(0, 60, body, (jnp.float32(-5), jnp.float32(5)))
+  return 0.5 * (lo + hi)
+
+
+@pytest.mark.parametrize(
+  'c,want', [(0.5, 0.944), (1, 0.889), (2, 0.778), (5, 0.444), (10, 0.0)]
+)
+def test_clipping_bias_fixed_points(c, want):
+  """f = x^2/2 with skewed noise: clipped SGD settles at 1 - c/9 (c < 9),
+  away from the minimiser 0 of the expected loss, towards -median = 1."""
+  np.testing.assert_allclose(float(_fixed_point(float(c))), want, atol=1e-3)
+
+
+def test_median_estimator_settles_at_the_median_and_mean_at_the_mean():
+  rng = np.random.default_rng(0)
+  xs = jnp.asarray(np.where(rng.random(4000) < 0.9, -1.0, 9.0), jnp.float32)[
+    :, None, None
+  ]
+  # Median tracking = centered clipping with one member, small threshold.
+  tx = R.aggregate_by_centered_clipping(threshold=0.01)
+  params = jnp.zeros(1)
+
+  def step(state, x):
+    u, state = tx.update(x, state, params)
+    return state, u
+
+  _, us = jax.jit(lambda xs: jax.lax.scan(step, tx.init(params), xs))(xs)
+  np.testing.assert_allclose(float(us[-1, 0]), -1.0, atol=0.05)  # median
+  # The mean estimator (an EMA: SPP on the squared loss) settles near 0.
+  ema = jax.lax.scan(
+    lambda m, x: (0.99 * m + 0.01 * x[0, 0], None), jnp.float32(0.0), xs
+  )[0]
+  assert abs(float(ema)) < 0.8
