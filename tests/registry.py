@@ -490,4 +490,36 @@ REGISTRY += (
   ),
 )
 
+REGISTRY += (
+  Entry(
+    # A threshold below Rosenbrock's gradient scale (~1e3) makes the
+    # tracked median lag, and a lagging direction with heavy-ball momentum
+    # diverges there (measured); 1e3 converges.
+    name='scale_by_median_tracking',
+    factory=_R.scale_by_median_tracking,
+    kwargs={'threshold': 1e3},
+    kind='param',
+    hyperparams=('threshold', 'damping'),
+    post=_heavy_ball,
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='median_tracking',
+    factory=_R.median_tracking,
+    kwargs={'learning_rate': 0.1, 'threshold': 1e3},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'threshold'),
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='clip_by_norm_percentile',
+    factory=_R.clip_by_norm_percentile,
+    kwargs={'percentile': 90.0, 'history_size': 16},
+    kind='param',
+    post=_heavy_ball,
+    rosenbrock=(1e-3, 20000),
+  ),
+)
+
 BY_NAME = {e.name: e for e in REGISTRY}

@@ -409,3 +409,97 @@ def test_median_estimator_settles_at_the_median_and_mean_at_the_mean():
     lambda m, x: (0.99 * m + 0.01 * x[0, 0], None), jnp.float32(0.0), xs
   )[0]
   assert abs(float(ema)) < 0.8
+
+
+# --- Median tracking and AutoClip (B3, B7) ---------------------------------
+
+
+def test_median_tracking_first_step_is_clipped_sgd():
+  g = {'a': jnp.array([3.0, 4.0]), 'b': jnp.array([12.0])}
+  tx = R.scale_by_median_tracking(threshold=2.0)
+  u, _ = tx.update(g, tx.init(g))
+  ref, _ = optax.clip_by_global_norm(2.0).update(g, optax.EmptyState())
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), u, ref)
+  tx = R.scale_by_median_tracking(threshold=0.5, norm='coordinate')
+  u, _ = tx.update(g, tx.init(g))
+  np.testing.assert_allclose(u['a'], [0.5, 0.5])
+
+
+def test_median_tracking_equals_centered_clipping_with_one_member():
+  rng = np.random.default_rng(1)
+  xs = jnp.asarray(rng.normal(size=(20, 3)) * 3, jnp.float32)
+  mt = R.scale_by_median_tracking(threshold=1.0)
+  cc = R.aggregate_by_centered_clipping(threshold=1.0)
+  s1, s2 = mt.init(xs[0]), cc.init(xs[0])
+  for x in xs:
+    u1, s1 = mt.update(x, s1)
+    u2, s2 = cc.update(x[None], s2, x)
+    np.testing.assert_allclose(u1, u2, rtol=1e-5, atol=1e-6)
+
+
+def test_median_tracking_settles_at_the_median_of_a_skewed_stream():
+  rng = np.random.default_rng(0)
+  xs = jnp.asarray(np.where(rng.random(4000) < 0.9, -1.0, 9.0), jnp.float32)[
+    :, None
+  ]
+  tx = R.scale_by_median_tracking(threshold=0.01)
+
+  def step(state, x):
+    u, state = tx.update(x, state)
+    return state, u
+
+  _, us = jax.jit(lambda xs: jax.lax.scan(step, tx.init(xs[0]), xs))(xs)
+  np.testing.assert_allclose(float(us[-1, 0]), -1.0, atol=0.05)
+
+
+def _autoclip_run(norms, **kwargs):
+  tx = R.clip_by_norm_percentile(**kwargs)
+  state = tx.init(jnp.zeros(1))
+  outs = []
+  for n in norms:
+    u, state = tx.update(jnp.array([n], jnp.float32), state)
+    outs.append(float(u[0]))
+  return outs, state
+
+
+def test_autoclip_percentiles_match_numpy_and_step_one_never_clips():
+  norms = [3.0, 1.0, 4.0, 1.0, 5.0]
+  outs, state = _autoclip_run(norms, percentile=10.0)
+  assert outs[0] == 3.0  # the current norm is in the history
+  np.testing.assert_allclose(outs[-1], np.percentile(norms, 10), rtol=1e-6)
+  outs, _ = _autoclip_run(norms, percentile=50.0)
+  np.testing.assert_allclose(outs[-1], np.percentile(norms, 50), rtol=1e-6)
+  outs, _ = _autoclip_run(norms, percentile=10.0, include_current=False)
+  assert outs[0] == 3.0
+
+
+def test_autoclip_ring_wraps_and_skips_nan():
+  outs, state = _autoclip_run(
+    [1.0, 2.0, 3.0, 10.0, 20.0], percentile=0.0, history_size=3
+  )
+  np.testing.assert_allclose(state.norms, [10.0, 20.0, 3.0])
+  assert outs[-1] == 3.0  # min of the last three norms (3, 10, 20)
+  outs, state = _autoclip_run([2.0, float('nan'), 4.0], percentile=100.0)
+  assert int(state.count) == 2
+  np.testing.assert_allclose(state.norms[:2], [2.0, 4.0])
+  assert np.isnan(outs[1])  # the NaN step propagates (apply_if_finite)
+
+
+@pytest.mark.parametrize('c,want', [(1.0, 0.889), (5.0, 0.444)])
+def test_frozen_threshold_autoclip_has_the_clipping_bias(c, want):
+  """With its threshold frozen at c, clip_by_norm_percentile is clip_c, and
+  SGD on f = x^2/2 with the skewed noise settles at the same biased point."""
+  tx = R.clip_by_norm_percentile(
+    percentile=0.0, history_size=1, include_current=False
+  )
+  _, frozen = tx.update(jnp.array([c]), tx.init(jnp.zeros(1)))
+  clip = jax.jit(lambda g: tx.update(g[None], frozen)[0][0])
+
+  def expected_clipped(x):
+    return 0.9 * clip(x - 1.0) + 0.1 * clip(x + 9.0)
+
+  lo, hi = -5.0, 5.0
+  for _ in range(40):  # bisection on the (increasing) expected update
+    mid = 0.5 * (lo + hi)
+    lo, hi = (lo, mid) if float(expected_clipped(mid)) > 0 else (mid, hi)
+  np.testing.assert_allclose(0.5 * (lo + hi), want, atol=1e-3)

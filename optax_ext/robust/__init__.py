@@ -19,7 +19,9 @@ cost: :func:`aggregate_by_coordinate_median`, :func:`aggregate_by_trimmed_mean`,
 :func:`aggregate_by_krum`, :func:`aggregate_by_geometric_median` (and the
 function :func:`geometric_median`), :func:`aggregate_by_nearest_neighbours`,
 :func:`aggregate_by_centered_clipping`; per-member clipping
-:func:`clip_each_by_global_norm` (population -> population).
+:func:`clip_each_by_global_norm` (population -> population); across
+iterations: median tracking (:func:`scale_by_median_tracking`,
+:func:`median_tracking`) and AutoClip (:func:`clip_by_norm_percentile`).
 """
 
 from optax_ext.robust._clip_each import clip_each_by_global_norm
@@ -32,16 +34,26 @@ from optax_ext.robust._distance import geometric_median
 from optax_ext.robust._distance import GeometricMedianState
 from optax_ext.robust._order_statistics import aggregate_by_coordinate_median
 from optax_ext.robust._order_statistics import aggregate_by_trimmed_mean
+from optax_ext.robust._tracking import clip_by_norm_percentile
+from optax_ext.robust._tracking import ClipByNormPercentileState
+from optax_ext.robust._tracking import median_tracking
+from optax_ext.robust._tracking import MedianTrackingState
+from optax_ext.robust._tracking import scale_by_median_tracking
 
 __all__ = (
   'CenteredClippingState',
+  'ClipByNormPercentileState',
   'GeometricMedianState',
+  'MedianTrackingState',
   'aggregate_by_centered_clipping',
   'aggregate_by_coordinate_median',
   'aggregate_by_geometric_median',
   'aggregate_by_krum',
   'aggregate_by_nearest_neighbours',
   'aggregate_by_trimmed_mean',
+  'clip_by_norm_percentile',
   'clip_each_by_global_norm',
   'geometric_median',
+  'median_tracking',
+  'scale_by_median_tracking',
 )
