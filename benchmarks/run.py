@@ -55,6 +55,7 @@ import optax
 
 import optax_ext
 from optax_ext import momentum
+from optax_ext import robust
 from optax_ext import variance
 
 RESULTS = pathlib.Path(__file__).parent / 'results'
@@ -97,6 +98,19 @@ AGGREGATORS = {
   'aggregate_by_mean': (optax_ext.aggregate_by_mean, 0, 0),
   'aggregate_by_sum': (optax_ext.aggregate_by_sum, 0, 0),
   'aggregate_by_gsnr': (variance.aggregate_by_gsnr, 0, 1),
+  'coordinate_median': (robust.aggregate_by_coordinate_median, 0, 0),
+  'trimmed_mean(b=1)': (lambda: robust.aggregate_by_trimmed_mean(1), 0, 0),
+  'krum(f=0)': (lambda: robust.aggregate_by_krum(0), 0, 0),
+  'geometric_median(1 iteration)': (
+    lambda: robust.aggregate_by_geometric_median(maxiter=1),
+    0,
+    0,
+  ),
+  'geometric_median(10 iterations)': (
+    lambda: robust.aggregate_by_geometric_median(maxiter=10, ftol=0.0),
+    0,
+    0,
+  ),
   'aggregate_by_gsnr(ema)': (
     lambda: variance.aggregate_by_gsnr(ema_decay=0.9),
     1,
@@ -120,7 +134,11 @@ def bench_aggregators(d, ks, bw, repeats):
         u, s = step(g, s, p)
         return u
 
-      t = _median_time(run, (population, params), repeats)
+      try:
+        t = _median_time(run, (population, params), repeats)
+      except ValueError as e:  # e.g. K too small for the trimming
+        print(f'{name:24s} K={k:3d} skipped: {e}')
+        continue
       moved = (k * d + d + (reads + writes) * d) * 4
       bound = moved / bw['stream']
       one_pass = (k * d + d) * 4 / bw['stream']

@@ -92,3 +92,13 @@ def test_quickstart_with_a_momentum_mixture():
   stdout = _run_example('quickstart.py', '--epochs', '2', '--optimizer', 'qhm')
   accs = [float(a) for a in re.findall(r'test accuracy (\d\.\d+)', stdout)]
   assert accs[-1] > 0.8, stdout
+
+
+def test_byzantine_robust_training_smoke(tmp_path):
+  plot = tmp_path / 'byz.png'
+  stdout = _run_example(
+    'byzantine_robust_training.py', '--smoke', '--plot', str(plot)
+  )
+  lines = {line.split('  ')[0].strip(): line for line in stdout.splitlines()}
+  assert 'coordinate median' in lines and 'krum' in lines, stdout
+  assert plot.stat().st_size > 10_000
