@@ -373,3 +373,16 @@ def test_sum_over_members_matches_axis_sum(k):
   xb = x.astype(jnp.bfloat16)
   (sb,) = numerics.sum_over_members(xb, (lambda m: m,))
   assert sb.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('k', [1, 2, 3, 5, 8, 13, 64, 65])
+def test_network_sort_matches_jnp_sort_with_nan_and_inf(k):
+  """The sorting network (K <= 64) and the fallback order like jnp.sort."""
+  rng = np.random.default_rng(k)
+  x = rng.normal(size=(k, 40)).astype(np.float32)
+  x[rng.random(x.shape) < 0.1] = np.nan
+  x[rng.random(x.shape) < 0.05] = np.inf
+  x[rng.random(x.shape) < 0.05] = -np.inf
+  np.testing.assert_array_equal(pop.sort(jnp.asarray(x)), np.sort(x, axis=0))
+  med = pop.median(jnp.asarray(x))
+  np.testing.assert_allclose(med, np.median(x, axis=0))
