@@ -24,17 +24,13 @@ from optax_ext._src import base
 from optax_ext._src import population as pop_lib
 
 
-def _reducing_aggregator(
+def reducing_aggregator(
   where: str,
   reduce_fn: Callable[[chex.ArrayTree, pop_lib.PopulationAxes], chex.ArrayTree],
   axes: pop_lib.PopulationAxes | None,
 ) -> base.Aggregator:
   """A stateless aggregator applying ``reduce_fn`` to the population."""
-  axes = pop_lib.PopulationAxes() if axes is None else axes
-  if not isinstance(axes, pop_lib.PopulationAxes):
-    raise TypeError(
-      f'{where}: `axes` must be an optax_ext.PopulationAxes, got {axes!r}.'
-    )
+  axes = base.resolve_axes(where, axes)
 
   def init_fn(params):
     del params
@@ -91,7 +87,7 @@ def aggregate_by_mean(
     Robbins and Monro, `A Stochastic Approximation Method
     <https://doi.org/10.1214/aoms/1177729586>`_, 1951.
   """
-  return _reducing_aggregator('aggregate_by_mean', pop_lib.mean, axes)
+  return reducing_aggregator('aggregate_by_mean', pop_lib.mean, axes)
 
 
 def aggregate_by_sum(
@@ -130,7 +126,7 @@ def aggregate_by_sum(
     Quinton and Rey, `Jacobian Descent for Multi-Objective Optimization
     <https://arxiv.org/abs/2406.16232>`_, 2024.
   """
-  return _reducing_aggregator('aggregate_by_sum', pop_lib.sum, axes)
+  return reducing_aggregator('aggregate_by_sum', pop_lib.sum, axes)
 
 
 def mean_with_population(
@@ -156,11 +152,7 @@ def mean_with_population(
   Returns:
     An :class:`optax_ext.Aggregator`.
   """
-  axes = pop_lib.PopulationAxes() if axes is None else axes
-  if not isinstance(axes, pop_lib.PopulationAxes):
-    raise TypeError(
-      f'{where}: `axes` must be an optax_ext.PopulationAxes, got {axes!r}.'
-    )
+  axes = base.resolve_axes(where, axes)
 
   def update_fn(updates, state, params=None, **extra_args):
     for name in ('group_grads', 'group_mean_var'):

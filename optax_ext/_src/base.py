@@ -180,3 +180,14 @@ def keep_update_dtypes(
 def zeros_f32(tree):
   """Float32 zeros shaped like every leaf of ``tree`` (moment buffers)."""
   return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), tree)
+
+
+def resolve_axes(where: str, axes) -> pop_lib.PopulationAxes:
+  """``axes`` or the default (stacked on axis 0); a clear error otherwise."""
+  if axes is None:
+    return pop_lib.PopulationAxes()
+  if not isinstance(axes, pop_lib.PopulationAxes):
+    raise TypeError(
+      f'{where}: `axes` must be an optax_ext.PopulationAxes, got {axes!r}.'
+    )
+  return axes

@@ -64,7 +64,7 @@ def clip_each_by_global_norm(
   validation.check_number(
     where, 'max_norm', max_norm, lower=0.0, lower_inclusive=False
   )
-  axes = pop_lib.PopulationAxes() if axes is None else axes
+  axes = base.resolve_axes(where, axes)
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args

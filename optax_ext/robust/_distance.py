@@ -28,15 +28,6 @@ from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
 
-def _axes_or_default(where, axes):
-  axes = pop_lib.PopulationAxes() if axes is None else axes
-  if not isinstance(axes, pop_lib.PopulationAxes):
-    raise TypeError(
-      f'{where}: `axes` must be an optax_ext.PopulationAxes, got {axes!r}.'
-    )
-  return axes
-
-
 def _finite_members(population, axes) -> jax.Array:
   """bool [K]: whether every coordinate of each member is finite."""
   local = pop_lib.norms(population, axes)  # NaN/Inf norm <=> non-finite
@@ -112,7 +103,7 @@ def aggregate_by_krum(
   where = 'aggregate_by_krum'
   validation.check_integer(where, 'num_byzantine', num_byzantine, lower=0)
   validation.check_integer(where, 'num_selected', num_selected, lower=1)
-  axes = _axes_or_default(where, axes)
+  axes = base.resolve_axes(where, axes)
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
@@ -211,7 +202,7 @@ def geometric_median(
   )
   validation.check_integer(where, 'maxiter', maxiter, lower=1)
   validation.check_number(where, 'ftol', ftol, lower=0.0, allow_schedule=False)
-  axes = _axes_or_default(where, axes)
+  axes = base.resolve_axes(where, axes)
   k = pop_lib.size(population, axes)
   finite = _finite_members(population, axes)
   alpha = (
@@ -298,7 +289,7 @@ def aggregate_by_geometric_median(
   """
   where = 'aggregate_by_geometric_median'
   geometric_median(jnp.zeros((2, 1)), nu=nu, maxiter=maxiter, ftol=ftol)
-  axes = _axes_or_default(where, axes)
+  axes = base.resolve_axes(where, axes)
 
   def init_fn(params):
     del params
@@ -364,7 +355,7 @@ def aggregate_by_nearest_neighbours(
   validation.check_integer(where, 'num_byzantine', num_byzantine, lower=0)
   if pivot is not None:
     validation.check_callable(where, 'pivot', pivot)
-  axes = _axes_or_default(where, axes)
+  axes = base.resolve_axes(where, axes)
   pivot_fn = pivot or (lambda g, a: pop_lib.median(g, a, nan_as_outlier=True))
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -452,7 +443,7 @@ def aggregate_by_centered_clipping(
     where, 'threshold', threshold, lower=0.0, lower_inclusive=False
   )
   validation.check_integer(where, 'iterations', iterations, lower=1)
-  axes = _axes_or_default(where, axes)
+  axes = base.resolve_axes(where, axes)
 
   def init_fn(params):
     return CenteredClippingState(center=base.zeros_f32(params))

@@ -15,8 +15,8 @@
 """Order-statistic aggregators: coordinate median and trimmed mean."""
 
 import jax
-import optax
 
+from optax_ext._src import aggregation
 from optax_ext._src import base
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
@@ -24,25 +24,6 @@ from optax_ext._src import validation
 
 _REF = """Yin et al., `Byzantine-Robust Distributed Learning: Towards Optimal
     Statistical Rates <https://arxiv.org/abs/1803.01498>`_, 2018."""
-
-
-def _stateless(where, axes, reduce_fn) -> base.Aggregator:
-  axes = pop_lib.PopulationAxes() if axes is None else axes
-  if not isinstance(axes, pop_lib.PopulationAxes):
-    raise TypeError(
-      f'{where}: `axes` must be an optax_ext.PopulationAxes, got {axes!r}.'
-    )
-
-  def init_fn(params):
-    del params
-    return optax.EmptyState()
-
-  def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
-    base.check_population(where, updates, params, axes)
-    return reduce_fn(updates, axes), state
-
-  return base.Aggregator(init_fn, update_fn)
 
 
 def aggregate_by_coordinate_median(
@@ -84,10 +65,10 @@ def aggregate_by_coordinate_median(
   References:
     {ref}
   """
-  return _stateless(
+  return aggregation.reducing_aggregator(
     'aggregate_by_coordinate_median',
-    axes,
     lambda g, a: pop_lib.median(g, a, nan_as_outlier=True),
+    axes,
   )
 
 
@@ -144,7 +125,7 @@ def aggregate_by_trimmed_mean(
 
     return jax.tree.map(one, pop_lib.sort(g, a))
 
-  return _stateless(where, axes, reduce)
+  return aggregation.reducing_aggregator(where, reduce, axes)
 
 
 for _fn in (aggregate_by_coordinate_median, aggregate_by_trimmed_mean):
