@@ -548,3 +548,38 @@ def test_values_whose_norm_overflows_count_as_non_finite():
   g, honest = _corrupt(_population(9, spread=0.1), 5, 'huge')  # a majority
   u, _ = _agg(R.aggregate_by_geometric_median(), g)
   assert float(jnp.max(jnp.abs(u['w'] - honest['w']))) < 0.1
+
+
+BOTH = {
+  'median': lambda ax: R.aggregate_by_coordinate_median(ax),
+  'trimmed': lambda ax: R.aggregate_by_trimmed_mean(2, ax),
+  'krum': lambda ax: R.aggregate_by_krum(2, axes=ax),
+  'multi_krum': lambda ax: R.aggregate_by_krum(2, 5, ax),
+  'geomed': lambda ax: R.aggregate_by_geometric_median(ftol=1e-8, axes=ax),
+  'nna': lambda ax: R.aggregate_by_nearest_neighbours(2, axes=ax),
+  'cc': lambda ax: R.aggregate_by_centered_clipping(0.5, 3, ax),
+}
+
+
+@pytest.mark.parametrize('name', sorted(BOTH))
+def test_local_stacks_on_a_named_axis_match_stacked(name, mesh):
+  """Both layouts at once: 3 members on each of the 8 devices, K = 24."""
+  g = _population(24, seed=5)
+  params = jax.tree.map(lambda x: jnp.zeros(x.shape[1:]), g)
+  ref = BOTH[name](None)
+  want, _ = ref.update(g, ref.init(params), params)
+  tx = BOTH[name](pop.PopulationAxes(axis=0, axis_name='data'))
+  got = jax.jit(
+    jax.shard_map(
+      lambda m: tx.update(m, tx.init(params), params)[0],
+      mesh=mesh,
+      in_specs=P('data'),
+      out_specs=P(),
+    )
+  )(g)
+  tol = (
+    {'rtol': 1e-4, 'atol': 2e-5}
+    if name == 'geomed'
+    else {'rtol': 1e-5, 'atol': 1e-6}
+  )
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
