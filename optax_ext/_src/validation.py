@@ -130,30 +130,6 @@ def check_integer(
     _fail(where, name, f'an integer {expected}', value)
 
 
-def check_optional_axis_name(where: str, name: str, value: Any) -> None:
-  """Checks a named-axis argument: ``None``, a hashable name or a tuple."""
-  if value is None:
-    return
-  if isinstance(value, tuple):
-    if not value or not all(isinstance(v, str) for v in value):
-      _fail(
-        where,
-        name,
-        'None, a string or a non-empty tuple of strings',
-        value,
-        TypeError,
-      )
-    return
-  if not isinstance(value, str):
-    _fail(
-      where,
-      name,
-      'None, a string or a non-empty tuple of strings',
-      value,
-      TypeError,
-    )
-
-
 def check_same_length(
   where: str, names: Sequence[str], values: Sequence[Sequence[Any]]
 ) -> None:
