@@ -522,4 +522,28 @@ REGISTRY += (
   ),
 )
 
+_L = optax_ext.lookahead
+
+REGISTRY += (
+  Entry(
+    name='lookahead',
+    factory=_L.lookahead,
+    kwargs={'inner': _heavy_ball(0.05), 'sync_period': 3},
+    kind='wrapper',
+    hyperparams=('sync_period', 'slow_step_size'),
+    optimizer_fn=lambda lr: _L.lookahead(_heavy_ball(lr), 3),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='multilayer_lookahead',
+    factory=_L.multilayer_lookahead,
+    kwargs={'inner': _heavy_ball(0.05), 'sync_periods': (2, 3)},
+    kind='wrapper',
+    optimizer_fn=lambda lr: _L.multilayer_lookahead(_heavy_ball(lr), (2, 3)),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+  ),
+)
+
 BY_NAME = {e.name: e for e in REGISTRY}

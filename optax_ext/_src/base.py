@@ -191,3 +191,23 @@ def resolve_axes(where: str, axes) -> pop_lib.PopulationAxes:
       f'{where}: `axes` must be an optax_ext.PopulationAxes, got {axes!r}.'
     )
   return axes
+
+
+def find_state(where: str, state, cls):
+  """The unique ``cls`` node inside ``state`` (an optax chain, ...).
+
+  Raises:
+    ValueError: if ``state`` holds no ``cls`` node or several, naming the
+      function that asked.
+  """
+  found = [
+    node
+    for node in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, cls))
+    if isinstance(node, cls)
+  ]
+  if len(found) != 1:
+    raise ValueError(
+      f'{where}: expected exactly one {cls.__name__} inside the optimiser '
+      f'state, found {len(found)}.'
+    )
+  return found[0]

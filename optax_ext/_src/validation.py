@@ -112,7 +112,7 @@ def check_integer(
   Args:
     where: name of the public factory, used in the message.
     name: name of the hyper-parameter.
-    value: the value received.
+    value: the value received (tracers are skipped).
     lower: inclusive lower bound or ``None``.
     upper: inclusive upper bound or ``None``.
 
@@ -121,6 +121,8 @@ def check_integer(
     ValueError: if the value is outside the range.
   """
   expected = _describe_range(lower, upper, True, True)
+  if isinstance(value, jax.core.Tracer):  # inject_hyperparams under jit
+    return
   scalar = _as_python_scalar(value)
   if isinstance(scalar, bool) or not isinstance(scalar, numbers.Integral):
     _fail(where, name, f'an integer {expected}'.rstrip(), value, TypeError)

@@ -1,0 +1,149 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Lookahead with its slow weights in the optimiser state."""
+
+from typing import Any, NamedTuple
+
+import chex
+import jax.numpy as jnp
+import optax
+
+from optax_ext._src import base
+from optax_ext.lookahead import _multilayer
+
+_REF = """Zhang et al., `Lookahead Optimizer: k steps forward, 1 step back
+    <https://arxiv.org/abs/1907.08610>`_, 2019."""
+
+
+class LookaheadState(NamedTuple):
+  """State of :func:`lookahead`.
+
+  Attributes:
+    count: int32 base steps modulo ``sync_period``.
+    inner_state: the fast optimiser's state.
+    slow_weights: the slow weights (evaluate these).
+  """
+
+  count: chex.Array
+  inner_state: optax.OptState
+  slow_weights: optax.Params
+
+
+def lookahead(
+  inner: optax.GradientTransformation,
+  sync_period: int = 5,
+  slow_step_size: float = 0.5,
+  reset_state: bool = False,
+  slow_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Lookahead around ``inner``, usable with ordinary (fast) params.
+
+  The inner optimiser takes :math:`k` fast steps; then the slow weights move
+  towards the fast ones and the fast ones restart there:
+
+  .. math::
+    \phi \leftarrow \phi + \alpha(\theta - \phi), \qquad \theta \leftarrow
+    \phi \quad \text{every } k \text{ steps.}
+
+  Unlike ``optax.lookahead`` (same numbers step for step, tested), the slow
+  weights live in the state, so the params are the fast weights alone and
+  the transform drops into ``optax.chain`` and ``flax.nnx.Optimizer``. It
+  must be the outermost transform (see :func:`multilayer_lookahead`, of which
+  this is the one-layer case). Evaluate :func:`lookahead_slow_params`.
+
+  Cost: one param-sized slow copy plus the inner state; non-synchronising
+  steps cost only the inner step.
+
+  Args:
+    inner: the fast optimiser, with its learning rate.
+    sync_period: :math:`k \ge 1` fast steps between synchronisations.
+    slow_step_size: :math:`\alpha \in (0, 1]`.
+    reset_state: re-initialise the inner state at each synchronisation.
+    slow_dtype: dtype of the slow copy; ``None``: the params' dtype.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with state
+    :class:`LookaheadState`; ``update`` needs ``params``.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from optax_ext import lookahead
+    >>> tx = lookahead.lookahead(optax.sgd(0.1), sync_period=2)
+    >>> params = jnp.array([1.0])
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # constant gradient 1: fast 0.9, 0.8; sync
+    ...   u, state = tx.update(jnp.ones(1), state, params)
+    ...   params = optax.apply_updates(params, u)
+    >>> params, lookahead.lookahead_slow_params(state)
+    (Array([0.9], dtype=float32), Array([0.9], dtype=float32))
+
+  References:
+    {ref}
+  """
+  where = 'lookahead'
+  _multilayer.check_layers(
+    where, (sync_period,), (slow_step_size,), single=True
+  )
+  inner = optax.with_extra_args_support(inner)
+
+  def init_fn(params):
+    (slow,) = _multilayer.init_slow(params, slow_dtype, 1)
+    return LookaheadState(jnp.zeros([], jnp.int32), inner.init(params), slow)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    if params is None:
+      raise ValueError(f'{where}: `params` (the fast weights) are required.')
+    u, count, inner_state, (slow,) = _multilayer.lookahead_step(
+      inner,
+      [sync_period],
+      [slow_step_size],
+      reset_state,
+      state.count,
+      state.inner_state,
+      (state.slow_weights,),
+      updates,
+      params,
+      extra_args,
+    )
+    return u, LookaheadState(count, inner_state, slow)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def lookahead_slow_params(opt_state: optax.OptState) -> optax.Params:
+  """The slow weights of the :func:`lookahead` state inside ``opt_state``.
+
+  Args:
+    opt_state: an optimiser state holding exactly one :class:`LookaheadState`.
+
+  Returns:
+    The slow weights, for evaluation and export.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from optax_ext import lookahead
+    >>> tx = lookahead.lookahead(optax.adam(1e-3))
+    >>> lookahead.lookahead_slow_params(tx.init(jnp.zeros(2)))
+    Array([0., 0.], dtype=float32)
+
+  References:
+    {ref}
+  """
+  node = base.find_state('lookahead_slow_params', opt_state, LookaheadState)
+  return node.slow_weights
+
+
+for _fn in (lookahead, lookahead_slow_params):
+  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
