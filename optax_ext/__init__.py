@@ -21,11 +21,13 @@ Public API:
 * :mod:`optax_ext.momentum`: momentum mixtures (QHM, AggMo, MARS, ...);
 * :mod:`optax_ext.robust`: robust and clipped aggregation;
 * :mod:`optax_ext.variance`: GSNR variance reduction (VRGD);
+* :mod:`optax_ext.alignment`: gradient alignment (GradAlign, FedGA);
 * :mod:`optax_ext.lookahead`: Lookahead and Multilayer Lookahead;
 * the most used names re-exported at the top level.
 """
 
 from optax_ext import aggregation
+from optax_ext import alignment
 from optax_ext import lookahead
 from optax_ext import momentum
 from optax_ext import population
@@ -45,6 +47,7 @@ __all__ = (
   'aggregate_by_mean',
   'aggregate_by_sum',
   'aggregation',
+  'alignment',
   'grad_population',
   'lookahead',
   'momentum',

@@ -36,6 +36,7 @@ from optax_ext._src.population import sort
 from optax_ext._src.population import stack
 from optax_ext._src.population import sum
 from optax_ext._src.population import unstack
+from optax_ext._src.population import vary_like
 
 __all__ = (
   'PopulationAxes',
@@ -54,4 +55,5 @@ __all__ = (
   'stack',
   'sum',
   'unstack',
+  'vary_like',
 )

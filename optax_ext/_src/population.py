@@ -190,13 +190,67 @@ def _all_gather(x: jax.Array, axis_name: AxisName, *, tiled: bool):
   such typing and the plain gather is used.
   """
   names = set(axis_name) if isinstance(axis_name, tuple) else {axis_name}
+  to = 'invarying' if names & _varying_axes(x) else 'varying'
+  return lax.all_gather(x, axis_name, axis=0, tiled=tiled, to=to)
+
+
+def _varying_axes(x) -> set:
+  """The manual mesh axes ``x`` varies over under ``jax.shard_map``."""
   aval = jax.typeof(x)
   manual = getattr(aval, 'manual_axis_type', None)
   varying = getattr(manual, 'varying', None)
   if varying is None:  # older spelling of the varying-manual-axes type
     varying = getattr(aval, 'vma', frozenset())
-  to = 'invarying' if names & set(varying) else 'varying'
-  return lax.all_gather(x, axis_name, axis=0, tiled=tiled, to=to)
+  return set(varying)
+
+
+def vary_like(tree: chex.ArrayTree, reference: chex.ArrayTree, axis_name):
+  """Marks ``tree`` as varying over ``axis_name`` where ``reference`` is.
+
+  Under ``jax.shard_map`` the gradient with respect to a replicated
+  (invariant) input of a per-device loss comes back *summed over devices*
+  (the transpose of the implicit broadcast is a ``psum``). Per-device
+  gradients need the params marked varying first; this does it when the
+  reference (e.g. the local batch) varies over the named axis, and is a
+  no-op under ``vmap``/``pmap`` or outside ``shard_map``.
+
+  Args:
+    tree: e.g. the params.
+    reference: e.g. the local batch.
+    axis_name: the named axis (or tuple of names).
+
+  Returns:
+    ``tree``, varying over the names of ``axis_name`` that ``reference``
+    varies over.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jax.sharding import PartitionSpec as P
+    >>> from optax_ext import population
+    >>> mesh = jax.make_mesh((2,), ('data',), devices=jax.devices()[:2],
+    ...                      axis_types=(jax.sharding.AxisType.Auto,))
+    >>> w, xs = jnp.ones(3), jnp.arange(6.0).reshape(2, 3)
+    >>> def per_device(x):
+    ...   p = population.vary_like(w, x, 'data')
+    ...   return jax.grad(lambda p: p @ x[0])(p)[None]
+    >>> jax.shard_map(per_device, mesh=mesh, in_specs=P('data'),
+    ...               out_specs=P('data'))(xs)  # one row per device
+    Array([[0., 1., 2.],
+           [3., 4., 5.]], dtype=float32)
+  """
+  names = set(axis_name) if isinstance(axis_name, tuple) else {axis_name}
+  ref = set()
+  for leaf in jax.tree.leaves(reference):
+    ref |= _varying_axes(leaf)
+  names &= ref
+  if not names:
+    return tree
+
+  def one(x):
+    missing = tuple(sorted(names - _varying_axes(x), key=str))
+    return lax.pcast(x, missing, to='varying') if missing else x
+
+  return jax.tree.map(one, tree)
 
 
 def _identity(x):
