@@ -23,6 +23,7 @@ Public API:
 * :mod:`optax_ext.variance`: GSNR variance reduction (VRGD);
 * :mod:`optax_ext.alignment`: gradient alignment (GradAlign, FedGA);
 * :mod:`optax_ext.lookahead`: Lookahead and Multilayer Lookahead;
+* :mod:`optax_ext.pruning`: DPF, dynamic pruning with feedback;
 * the most used names re-exported at the top level.
 """
 
@@ -31,6 +32,7 @@ from optax_ext import alignment
 from optax_ext import lookahead
 from optax_ext import momentum
 from optax_ext import population
+from optax_ext import pruning
 from optax_ext import robust
 from optax_ext import variance
 from optax_ext.aggregation import aggregate_by_mean
@@ -52,6 +54,7 @@ __all__ = (
   'lookahead',
   'momentum',
   'population',
+  'pruning',
   'robust',
   'variance',
 )

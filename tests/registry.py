@@ -546,4 +546,29 @@ REGISTRY += (
   ),
 )
 
+_P = optax_ext.pruning
+
+
+REGISTRY += (
+  Entry(
+    # The battery differentiates at the dense params, so DPF acts as its
+    # inner optimiser there; its own behaviour is in tests/test_dpf.py.
+    name='dpf',
+    factory=_P.dpf,
+    kwargs={
+      'inner': _heavy_ball(0.05),
+      'sparsity': 0.5,
+      'update_every': 2,
+      'prunable': {'w': True, 'b': True},  # the battery's params
+    },
+    kind='wrapper',
+    hyperparams=('sparsity', 'update_every'),
+    optimizer_fn=lambda lr: _P.dpf(
+      _heavy_ball(lr), 0.5, prunable=lambda path, leaf: leaf.ndim >= 1
+    ),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+  ),
+)
+
 BY_NAME = {e.name: e for e in REGISTRY}

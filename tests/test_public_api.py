@@ -141,7 +141,7 @@ def _state_nodes(state):
 @pytest.mark.parametrize('entry', registry.REGISTRY, ids=lambda e: e.name)
 def test_state_classes_follow_the_naming_rule(entry):
   """Our states are public NamedTuples named ``...State``; counts int32."""
-  params = {'w': jax.numpy.zeros(3)}
+  params = {'w': jax.numpy.zeros(3), 'b': jax.numpy.zeros((2, 2))}
   exported = {
     getattr(m, n)
     for m in MODULES
