@@ -24,12 +24,14 @@ Public API:
 * :mod:`optax_ext.alignment`: gradient alignment (GradAlign, FedGA);
 * :mod:`optax_ext.lookahead`: Lookahead and Multilayer Lookahead;
 * :mod:`optax_ext.pruning`: DPF, dynamic pruning with feedback;
+* :mod:`optax_ext.losses`: CFG diffusion training losses;
 * the most used names re-exported at the top level.
 """
 
 from optax_ext import aggregation
 from optax_ext import alignment
 from optax_ext import lookahead
+from optax_ext import losses
 from optax_ext import momentum
 from optax_ext import population
 from optax_ext import pruning
@@ -52,6 +54,7 @@ __all__ = (
   'alignment',
   'grad_population',
   'lookahead',
+  'losses',
   'momentum',
   'population',
   'pruning',
