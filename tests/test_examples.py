@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -101,4 +103,48 @@ def test_byzantine_robust_training_smoke(tmp_path):
   )
   lines = {line.split('  ')[0].strip(): line for line in stdout.splitlines()}
   assert 'coordinate median' in lines and 'krum' in lines, stdout
+  assert plot.stat().st_size > 10_000
+
+
+def test_multilayer_lookahead_smoke(tmp_path):
+  plot = tmp_path / 'mla.png'
+  stdout = _run_example(
+    'multilayer_lookahead.py', '--smoke', '--plot', str(plot)
+  )
+  for name in ('sgd', 'lookahead (k=5', 'multilayer'):
+    assert name in stdout, stdout
+  accs = [float(a) for a in re.findall(r' (0\.\d+) \+- ', stdout)]
+  assert len(accs) == 6 and min(accs) > 0.5, stdout
+  assert plot.stat().st_size > 10_000
+
+
+def test_gradalign_federated_smoke(tmp_path):
+  plot = tmp_path / 'ga.png'
+  stdout = _run_example(
+    'gradalign_federated.py', '--smoke', '--plot', str(plot)
+  )
+  rows = re.findall(
+    r'^\s+(sgd|gradalign|fedavg|fedga)\s+(0\.\d+)', stdout, re.M
+  )
+  assert [r[0] for r in rows] == ['sgd', 'gradalign', 'fedavg', 'fedga']
+  assert plot.stat().st_size > 10_000
+
+
+def test_dpf_pruning_smoke(tmp_path):
+  plot = tmp_path / 'dpf.png'
+  stdout = _run_example('dpf_pruning.py', '--smoke', '--plot', str(plot))
+  realised = [float(r) for r in re.findall(r' (0\.\d{4})$', stdout, re.M)]
+  # The 2-epoch smoke run refreshes the mask last just before the cubic
+  # ramp ends: within 1e-3 of each target.
+  np.testing.assert_allclose(realised, [0.5, 0.8, 0.9, 0.97], atol=1e-3)
+  assert plot.stat().st_size > 10_000
+
+
+def test_cfg_aligned_diffusion_smoke(tmp_path):
+  plot = tmp_path / 'cfg.png'
+  stdout = _run_example(
+    'cfg_aligned_diffusion.py', '--smoke', '--plot', str(plot)
+  )
+  rows = re.findall(r'^\s+(standard|aligned)\s+(\d\.\d)\s', stdout, re.M)
+  assert len(rows) == 4, stdout
   assert plot.stat().st_size > 10_000
