@@ -1,5 +1,6 @@
 """DPF: masks, schedule, feedback, scopes, threshold methods, validation."""
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -245,3 +246,48 @@ def test_schedule_validation(kwargs, match):
   kwargs = {'final_sparsity': 0.9, 'transition_steps': 10, **kwargs}
   with pytest.raises(ValueError, match=match):
     pruning.cubic_sparsity_schedule(**kwargs)
+
+
+class _Mlp(nnx.Module):
+  def __init__(self, rngs):
+    self.l1 = nnx.Linear(4, 8, rngs=rngs)
+    self.l2 = nnx.Linear(8, 1, rngs=rngs)
+
+  def __call__(self, x):
+    return self.l2(jax.nn.tanh(self.l1(x)))
+
+
+def test_nnx_recipe_matches_the_plain_optax_loop():
+  """The documented NNX recipe: grads at the pruned model, dense update."""
+  x = jnp.linspace(-1.0, 1.0, 20).reshape(5, 4)
+  y = jnp.sum(x, axis=1, keepdims=True)
+  tx = pruning.dpf(optax.sgd(0.1, momentum=0.9), 0.6, update_every=1)
+  model = _Mlp(nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  params = jax.tree.map(jnp.copy, params)
+  state = tx.init(params)
+
+  def loss_of_model(m):
+    return jnp.mean((m(x) - y) ** 2)
+
+  for _ in range(4):
+    # NNX: merge a model from the pruned params, differentiate, update the
+    # dense model.
+    g_def, dense, others = nnx.split(model, nnx.Param, ...)
+    pruned = pruning.dpf_pruned_params(dense, optimizer.opt_state)
+    grads = nnx.grad(loss_of_model)(nnx.merge(g_def, pruned, others))
+    optimizer.update(model, grads)
+    # Plain optax on the same function.
+    w = pruning.dpf_pruned_params(params, state)
+    g = jax.grad(lambda p: loss_of_model(nnx.merge(graphdef, p, rest)))(w)
+    u, state = tx.update(g, state, params)
+    params = optax.apply_updates(params, u)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+    nnx.state(model, nnx.Param),
+    params,
+  )
+  assert float(pruning.dpf_sparsity(optimizer.opt_state)) == pytest.approx(
+    0.6, abs=0.02
+  )

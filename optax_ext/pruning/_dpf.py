@@ -395,9 +395,20 @@ def dpf_pruned_params(
     {ref}
   """
   node = base.find_state('dpf_pruned_params', opt_state, DPFState)
-  return jax.tree.map(
-    lambda p, m: jnp.where(m, p, jnp.zeros([], p.dtype)), params, node.mask
-  )
+  # Leaf by leaf rather than tree.map: the params and the mask may sit in
+  # different containers (e.g. flax.nnx Param vs OptVariable wrappers).
+  leaves, treedef = jax.tree.flatten(params)
+  masks = jax.tree.leaves(node.mask)
+  if len(masks) != len(leaves):
+    raise ValueError(
+      f'dpf_pruned_params: the params have {len(leaves)} leaves but the DPF '
+      f'mask has {len(masks)}; pass the params the state was built for.'
+    )
+  pruned = [
+    jnp.where(m, p, jnp.zeros([], p.dtype))
+    for p, m in zip(leaves, masks, strict=True)
+  ]
+  return jax.tree.unflatten(treedef, pruned)
 
 
 def dpf_sparsity(opt_state: optax.OptState) -> jax.Array:
