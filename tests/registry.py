@@ -87,6 +87,8 @@ class Entry:
       ``lr -> full optimiser``.
     inject_rtol: tolerance of the ``inject_hyperparams`` equivalence (float32
       hyper-parameters round differently from Python floats).
+    static_args: arguments ``optax.inject_hyperparams`` must not inject
+      (callables other than schedules, as users pass them).
     post: the optimiser chained after a non-alias transform, given an lr;
       default: heavy-ball SGD after aggregators (strict-promotion clean,
       unlike optax.adam), ``scale_by_learning_rate`` after param transforms.
@@ -106,6 +108,7 @@ class Entry:
   optimizer_fn: Callable[[float], optax.GradientTransformation] | None = None
   inject_rtol: float = 2e-5
   post: Callable[[float], optax.GradientTransformation] | None = None
+  static_args: tuple[str, ...] = ()
 
   def make(self, **overrides) -> optax.GradientTransformation:
     """The transform itself, as a user would build it."""
@@ -568,6 +571,99 @@ REGISTRY += (
     ),
     lr=0.05,
     rosenbrock=(1e-3, 20000),
+  ),
+)
+
+_A = optax_ext.alignment
+
+
+def aligned_population(grads, scales=(0.5, 1.0, 1.5, 2.0)):
+  """Members ``a_k * g`` (no conflicts): every multi-task rule descends.
+
+  With conflicting members (``symmetric_population``) rules such as MGDA
+  stop wherever the members' convex hull contains zero, short of the
+  optimum, which is their purpose, not a defect.
+  """
+  a = jnp.asarray(scales, jnp.float32)
+
+  def one(g):
+    return (
+      a.reshape((-1,) + (1,) * g.ndim) * g[None].astype(jnp.float32)
+    ).astype(g.dtype)
+
+  return jax.tree.map(one, grads)
+
+
+def _mtl(name, factory, kwargs=None, **entry_kwargs):
+  defaults = {
+    'kind': 'aggregator',
+    'population': aligned_population,
+    'rosenbrock': (1e-3, 20000),
+  }
+  return Entry(
+    name=name,
+    factory=factory,
+    kwargs=kwargs or {},
+    **{**defaults, **entry_kwargs},
+  )
+
+
+REGISTRY += (
+  _mtl(
+    'aggregate_by_weighting',
+    _A.aggregate_by_weighting,
+    {'weighting': _A.mean_weighting},
+    static_args=('weighting',),
+  ),
+  _mtl(
+    'aggregate_by_constant',
+    _A.aggregate_by_constant,
+    {'weights': jnp.array([0.1, 0.2, 0.3, 0.4])},
+  ),
+  _mtl('aggregate_by_random', _A.aggregate_by_random, {'key': 3}),
+  _mtl(
+    'aggregate_by_upgrad',
+    _A.aggregate_by_upgrad,
+    hyperparams=('norm_eps', 'reg_eps'),
+  ),
+  _mtl(
+    'aggregate_by_dualproj',
+    _A.aggregate_by_dualproj,
+    hyperparams=('norm_eps', 'reg_eps'),
+  ),
+  _mtl(
+    'aggregate_by_mgda',
+    _A.aggregate_by_mgda,
+    hyperparams=('max_iters', 'epsilon'),
+  ),
+  _mtl(
+    'aggregate_by_pcgrad',
+    _A.aggregate_by_pcgrad,
+    hyperparams=('eps',),
+    lr=0.05,
+    rosenbrock=(2e-4, 20000),  # the sum convention: 5x the mean here
+  ),
+  _mtl(
+    'aggregate_by_cagrad',
+    _A.aggregate_by_cagrad,
+    hyperparams=('c', 'norm_eps'),
+  ),
+  _mtl('aggregate_by_aligned_mtl', _A.aggregate_by_aligned_mtl),
+  _mtl('aggregate_by_imtl_g', _A.aggregate_by_imtl_g),
+  _mtl(
+    'aggregate_by_config',
+    _A.aggregate_by_config,
+    lr=0.05,
+    rosenbrock=(2e-4, 20000),  # sum of projections: 5x the mean here
+  ),
+  _mtl(
+    # Nash-MTL's update has norm sqrt(K) (clipped to max_norm) whatever the
+    # gradient's size: a normalised method, so the rate must decay.
+    'aggregate_by_nash_mtl',
+    _A.aggregate_by_nash_mtl,
+    hyperparams=('max_norm', 'norm_eps'),
+    lr=cosine_decay(0.05, 500),
+    rosenbrock=(cosine_decay(3e-3, 20000), 20000),
   ),
 )
 

@@ -107,7 +107,9 @@ def test_unknown_extra_args_are_ignored(entry):
 @pytest.mark.parametrize('entry', ENTRIES)
 def test_inject_hyperparams_equivalence(entry):
   plain = entry.make()
-  injected = optax.inject_hyperparams(entry.factory)(**entry.kwargs)
+  injected = optax.inject_hyperparams(
+    entry.factory, static_args=entry.static_args
+  )(**entry.kwargs)
   params = _params()
   s_plain, s_inj = plain.init(params), injected.init(params)
   assert set(entry.hyperparams) <= set(s_inj.hyperparams), (
@@ -267,7 +269,8 @@ def test_runs_inside_nnx_optimizer(entry):
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   graphdef, params = nnx.split(model, nnx.Param)
   params = jax.tree.map(jnp.copy, params)  # the split State aliases the model
-  x = jnp.linspace(-1.0, 1.0, 24).reshape(8, 3)
+  # NUM_MEMBERS examples: per-example populations have the registry's K.
+  x = jnp.linspace(-1.0, 1.0, 3 * registry.NUM_MEMBERS).reshape(-1, 3)
   y = jnp.sum(x, axis=1, keepdims=True)
 
   def loss(p, xb, yb):

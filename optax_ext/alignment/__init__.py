@@ -12,7 +12,18 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Gradient alignment: GradAlign and FedGA gradient oracles.
+"""Gradient alignment and multi-task aggregation.
+
+* Multi-task aggregators (Gramian weightings): :func:`aggregate_by_upgrad`,
+  :func:`aggregate_by_dualproj`, :func:`aggregate_by_mgda`,
+  :func:`aggregate_by_pcgrad`, :func:`aggregate_by_cagrad`,
+  :func:`aggregate_by_aligned_mtl`, :func:`aggregate_by_imtl_g`,
+  :func:`aggregate_by_config`, :func:`aggregate_by_nash_mtl`,
+  :func:`aggregate_by_constant`, :func:`aggregate_by_random`, and the
+  general :func:`aggregate_by_weighting` with the ``*_weighting`` functions
+  (``K x K`` Gramian -> ``K`` weights); Krum and the trimmed mean are in
+  :mod:`optax_ext.robust`;
+* :func:`conflict_report`: pairwise cosines and conflict counts;
 
 * :func:`gradalign_grad`, :func:`gradalign_value_and_grad`: the GradAlign
   oracle over a worker population;
@@ -21,16 +32,72 @@
   displacement and the implicit regulariser's variance).
 """
 
+from optax_ext.alignment._cagrad import aggregate_by_cagrad
+from optax_ext.alignment._cagrad import cagrad_weighting
+from optax_ext.alignment._diagnostics import conflict_report
+from optax_ext.alignment._diagnostics import ConflictReport
 from optax_ext.alignment._gradalign import fedga_grad
 from optax_ext.alignment._gradalign import gradalign_displacement
 from optax_ext.alignment._gradalign import gradalign_grad
 from optax_ext.alignment._gradalign import gradalign_value_and_grad
 from optax_ext.alignment._gradalign import gradient_variance
+from optax_ext.alignment._mgda import aggregate_by_mgda
+from optax_ext.alignment._mgda import mgda_weighting
+from optax_ext.alignment._nash_mtl import aggregate_by_nash_mtl
+from optax_ext.alignment._nash_mtl import nash_mtl_weighting
+from optax_ext.alignment._pcgrad import aggregate_by_pcgrad
+from optax_ext.alignment._pcgrad import pcgrad_weighting
+from optax_ext.alignment._spectral import aggregate_by_aligned_mtl
+from optax_ext.alignment._spectral import aggregate_by_config
+from optax_ext.alignment._spectral import aggregate_by_imtl_g
+from optax_ext.alignment._spectral import aligned_mtl_weighting
+from optax_ext.alignment._spectral import config_weighting
+from optax_ext.alignment._spectral import imtl_g_weighting
+from optax_ext.alignment._upgrad import aggregate_by_dualproj
+from optax_ext.alignment._upgrad import aggregate_by_upgrad
+from optax_ext.alignment._upgrad import dualproj_weighting
+from optax_ext.alignment._upgrad import upgrad_weighting
+from optax_ext.alignment._weighting import aggregate_by_constant
+from optax_ext.alignment._weighting import aggregate_by_random
+from optax_ext.alignment._weighting import aggregate_by_weighting
+from optax_ext.alignment._weighting import constant_weighting
+from optax_ext.alignment._weighting import mean_weighting
+from optax_ext.alignment._weighting import random_weighting
+from optax_ext.alignment._weighting import sum_weighting
+from optax_ext.alignment._weighting import WeightingState
 
 __all__ = (
+  'ConflictReport',
+  'WeightingState',
+  'aggregate_by_aligned_mtl',
+  'aggregate_by_cagrad',
+  'aggregate_by_config',
+  'aggregate_by_constant',
+  'aggregate_by_dualproj',
+  'aggregate_by_imtl_g',
+  'aggregate_by_mgda',
+  'aggregate_by_nash_mtl',
+  'aggregate_by_pcgrad',
+  'aggregate_by_random',
+  'aggregate_by_upgrad',
+  'aggregate_by_weighting',
+  'aligned_mtl_weighting',
+  'cagrad_weighting',
+  'config_weighting',
+  'conflict_report',
+  'constant_weighting',
+  'dualproj_weighting',
   'fedga_grad',
   'gradalign_displacement',
   'gradalign_grad',
   'gradalign_value_and_grad',
   'gradient_variance',
+  'imtl_g_weighting',
+  'mean_weighting',
+  'mgda_weighting',
+  'nash_mtl_weighting',
+  'pcgrad_weighting',
+  'random_weighting',
+  'sum_weighting',
+  'upgrad_weighting',
 )
