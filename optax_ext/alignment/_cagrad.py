@@ -42,9 +42,10 @@ def cagrad_weighting(
 
   zero correction when :math:`\|J^\top w^*\| <` ``norm_eps`` (near Pareto
   stationarity). The dual is solved on the trace-normalised Gramian (the
-  minimiser is scale-free) by projected gradient with Armijo backtracking
-  (``max_iters`` steps). ``rescale`` 1 divides by :math:`1 + c^2`, 2 by
-  :math:`1 + c` (the official code's options; TorchJD: none).
+  minimiser is scale-free) by spectral projected gradient (``max_iters``
+  steps; ~1e-7 relative accuracy against SLSQP in float64). ``rescale`` 1
+  divides by :math:`1 + c^2`, 2 by :math:`1 + c` (the official code's
+  options; TorchJD: none).
 
   Args:
     gramian: float32 ``[K, K]``.

@@ -1,0 +1,371 @@
+"""Multi-task aggregators: golden values, TorchJD's properties, degenerate
+input, population paths, solvers, and TorchJD itself when installed."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+import numpy as np
+import optax
+import pytest
+
+import optax_ext
+from optax_ext import alignment
+from optax_ext._src import linalg
+
+J = jnp.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
+G = J @ J.T
+
+# Spec section 6.7 (TorchJD 0.18 outputs / float64 recomputation).
+GOLDEN = {
+  'upgrad': ([1.1109, 0.7894], [0.2929, 1.9004, 1.9004]),
+  'dualproj': ([0.6109, 0.5], [0.5563, 1.1109, 1.1109]),
+  'mgda': ([0.6, 0.4], [0.0, 1.0, 1.0]),
+  'pcgrad': ([2.2222, 1.5789], [0.5848, 3.8012, 3.8012]),
+  'cagrad': ([0.7041, 0.5], [0.1835, 1.2041, 1.2041]),
+  'aligned_mtl': ([0.5591, 0.4083], [0.2133, 0.9673, 0.9673]),
+  'imtl_g': ([0.5923, 0.4077], [0.0767, 1.0, 1.0]),
+  'config': ([1.2265, 0.8441], [0.1588, 2.0706, 2.0706]),
+  'nash_mtl': ([0.5915, 0.4071], [0.0766, 0.9985, 0.9985]),
+  'mean': ([0.5, 0.5], [1.0, 1.0, 1.0]),
+  'sum': ([1.0, 1.0], [2.0, 2.0, 2.0]),
+}
+
+WEIGHTINGS = {
+  'upgrad': alignment.upgrad_weighting,
+  'dualproj': alignment.dualproj_weighting,
+  'mgda': alignment.mgda_weighting,
+  'pcgrad': alignment.pcgrad_weighting,
+  'cagrad': alignment.cagrad_weighting,
+  'aligned_mtl': alignment.aligned_mtl_weighting,
+  'imtl_g': alignment.imtl_g_weighting,
+  'config': alignment.config_weighting,
+  'nash_mtl': functools.partial(alignment.nash_mtl_weighting, max_norm=0.0),
+  'mean': alignment.mean_weighting,
+  'sum': alignment.sum_weighting,
+}
+
+AGGREGATORS = {
+  'upgrad': alignment.aggregate_by_upgrad,
+  'dualproj': alignment.aggregate_by_dualproj,
+  'mgda': alignment.aggregate_by_mgda,
+  'pcgrad': functools.partial(alignment.aggregate_by_pcgrad, key=None),
+  'cagrad': alignment.aggregate_by_cagrad,
+  'aligned_mtl': alignment.aggregate_by_aligned_mtl,
+  'imtl_g': alignment.aggregate_by_imtl_g,
+  'config': alignment.aggregate_by_config,
+  'nash_mtl': functools.partial(alignment.aggregate_by_nash_mtl, max_norm=0.0),
+  'mean': functools.partial(
+    alignment.aggregate_by_weighting, alignment.mean_weighting
+  ),
+  'sum': functools.partial(
+    alignment.aggregate_by_weighting, alignment.sum_weighting
+  ),
+}
+
+# TorchJD's property table (spec 6.6) for the deterministic rules.
+PROPERTIES = {
+  #            non-conflicting, linear under scaling, permutation-invariant
+  'upgrad': (True, True, True),
+  'dualproj': (True, False, True),
+  'mgda': (True, False, True),
+  'nash_mtl': (True, False, True),
+  'pcgrad': (False, True, False),  # fixed order, K >= 3
+  'cagrad': (False, False, True),
+  'aligned_mtl': (False, False, True),
+  'imtl_g': (False, False, True),
+  'config': (False, True, True),
+  'mean': (False, True, True),
+  'sum': (False, True, True),
+}
+
+
+def _aggregate(name, jac, **kwargs):
+  tx = AGGREGATORS[name](**kwargs)
+  out, _ = tx.update(jac, tx.init(jnp.zeros(jac.shape[1:])))
+  return out
+
+
+@pytest.mark.parametrize('name', sorted(GOLDEN))
+def test_golden_weights_and_outputs(name):
+  weights, out = GOLDEN[name]
+  np.testing.assert_allclose(WEIGHTINGS[name](G), weights, atol=1e-3)
+  np.testing.assert_allclose(_aggregate(name, J), out, atol=1e-3)
+
+
+def _random_jacobian(seed, k, d=20, conflicting=True):
+  rng = np.random.default_rng(seed)
+  jac = rng.normal(size=(k, d))
+  if not conflicting:
+    jac = np.abs(jac)
+  return jnp.asarray(jac, jnp.float32)
+
+
+@pytest.mark.parametrize('k', [2, 3, 5, 10])
+@pytest.mark.parametrize('name', sorted(PROPERTIES))
+def test_properties(name, k):
+  non_conflicting, linear, permutation = PROPERTIES[name]
+  kwargs = {'reg_eps': 1e-8} if name in ('upgrad', 'dualproj') else {}
+  for seed in range(3):
+    jac = _random_jacobian(seed + 10 * k, k)
+    out = _aggregate(name, jac, **kwargs)
+    assert bool(jnp.all(jnp.isfinite(out)))
+    scale = float(jnp.linalg.norm(jac) * jnp.linalg.norm(out))
+    projections = jac @ out
+    if non_conflicting:
+      assert float(jnp.min(projections)) >= -1e-4 * scale, (name, projections)
+    if linear:  # A(diag(c) J) is linear in c > 0
+      c1 = jnp.asarray(np.random.default_rng(seed).uniform(0.5, 2, k))
+      c2 = jnp.asarray(np.random.default_rng(seed + 1).uniform(0.5, 2, k))
+      a1 = _aggregate(name, c1[:, None] * jac, **kwargs)
+      a2 = _aggregate(name, c2[:, None] * jac, **kwargs)
+      a12 = _aggregate(name, (c1 + c2)[:, None] * jac, **kwargs)
+      np.testing.assert_allclose(a12, a1 + a2, rtol=1e-3, atol=1e-4 * scale)
+    perm = np.random.default_rng(seed).permutation(k)
+    if permutation:
+      np.testing.assert_allclose(
+        _aggregate(name, jac[perm], **kwargs), out, rtol=2e-3, atol=1e-4
+      )
+
+
+def test_pcgrad_fixed_order_is_not_permutation_invariant_keyed_is_random():
+  jac = _random_jacobian(0, 3)
+  outs = {
+    tuple(np.round(np.asarray(_aggregate('pcgrad', jac[np.array(p)])), 5))
+    for p in ((0, 1, 2), (2, 1, 0), (1, 0, 2))
+  }
+  assert len(outs) > 1
+  tx = alignment.aggregate_by_pcgrad(key=0)
+  state = tx.init(jnp.zeros(20))
+  a, state = tx.update(jac, state)
+  b, state = tx.update(jac, state)
+  tx2 = alignment.aggregate_by_pcgrad(key=0)
+  a2, _ = tx2.update(jac, tx2.init(jnp.zeros(20)))
+  np.testing.assert_array_equal(a, a2)  # reproducible from the key
+  assert np.isfinite(np.asarray(b)).all()
+
+
+@pytest.mark.parametrize('name', sorted(AGGREGATORS))
+def test_degenerate_input_is_finite(name):
+  cases = {
+    'zero': jnp.zeros((3, 4)),
+    'zero row': jnp.array([[1.0, 2.0, 0, 0], [0, 0, 0, 0], [-1.0, 0.5, 1, 0]]),
+    'duplicated': jnp.array([[1.0, -2, 3, 0], [1.0, -2, 3, 0], [0, 1, 0, 1]]),
+    'rank deficient': jnp.array(
+      [[1.0, 1, 0, 0], [2.0, 2, 0, 0], [-1, -1, 0, 0]]
+    ),
+    'one task': jnp.array([[1.0, -2.0, 3.0, 0.5]]),
+  }
+  for case, jac in cases.items():
+    for scale in (1e-10, 1.0, 1e10):
+      out = _aggregate(name, scale * jac)
+      assert bool(jnp.all(jnp.isfinite(out))), (name, case, scale, out)
+  assert bool(jnp.all(_aggregate(name, jnp.zeros((3, 4))) == 0))
+
+
+@pytest.mark.parametrize(
+  ('name', 'factor'),
+  [
+    ('upgrad', 1.0),
+    ('dualproj', 1.0),
+    ('mgda', 1.0),
+    ('mean', 1.0),
+    ('cagrad', 1.5),  # (1 + c) g without rescaling
+    ('aligned_mtl', 1.0),
+    ('imtl_g', 1.0),
+    ('config', 1.0),
+    ('pcgrad', 1.0),
+  ],
+)
+def test_one_task_returns_its_gradient(name, factor):
+  g = jnp.array([[1.0, -2.0, 3.0, 0.5]])
+  np.testing.assert_allclose(_aggregate(name, g), factor * g[0], rtol=2e-3)
+
+
+@pytest.mark.parametrize('name', sorted(AGGREGATORS))
+def test_population_paths_agree(name, mesh):
+  jac = _random_jacobian(7, 8, d=6)
+  ref = _aggregate(name, jac)
+  named = optax_ext.PopulationAxes(axis=None, axis_name='tasks')
+  tx = AGGREGATORS[name](axes=named)
+  out = jax.vmap(
+    lambda g: tx.update(g, tx.init(jnp.zeros(6)))[0], axis_name='tasks'
+  )(jac)
+  np.testing.assert_allclose(out[0], ref, rtol=1e-4, atol=1e-5)
+  on_devices = optax_ext.PopulationAxes(axis=None, axis_name='data')
+  tx = AGGREGATORS[name](axes=on_devices)
+  shard = jax.jit(
+    jax.shard_map(
+      lambda g: tx.update(g[0], tx.init(jnp.zeros(6)))[0],
+      mesh=mesh,
+      in_specs=P('data'),
+      out_specs=P(),
+    )
+  )(jac)
+  np.testing.assert_allclose(shard, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', sorted(AGGREGATORS))
+def test_no_host_callbacks_and_no_retrace(name):
+  tx = AGGREGATORS[name]()
+  jaxpr = str(jax.make_jaxpr(lambda g: tx.update(g, tx.init(jnp.zeros(3))))(J))
+  assert 'callback' not in jaxpr
+  traces = []
+
+  @jax.jit
+  def step(g, s):
+    traces.append(None)
+    return tx.update(g, s)
+
+  state = tx.init(jnp.zeros(3))
+  for i in range(3):
+    _, state = step(J * (i + 1.0), state)
+  assert len(traces) == 1
+
+
+def test_weights_are_readable_from_the_state():
+  tx = optax.chain(
+    alignment.aggregate_by_weighting(alignment.upgrad_weighting, num_tasks=2),
+    optax.sgd(0.1),
+  )
+  state = tx.init(jnp.zeros(3))
+  _, state = tx.update(J, state, jnp.zeros(3))
+  np.testing.assert_allclose(
+    optax.tree.get(state, 'weights'), GOLDEN['upgrad'][0], atol=1e-3
+  )
+  with pytest.raises(ValueError, match='K=2 members but `num_tasks` is 3'):
+    bad = alignment.aggregate_by_weighting(
+      alignment.mean_weighting, num_tasks=3
+    )
+    bad.update(J, bad.init(jnp.zeros(3)))
+
+
+def test_box_qp_satisfies_kkt_on_near_collinear_gramians():
+  rng = np.random.default_rng(0)
+  for k in (3, 10, 30, 50):
+    base = rng.normal(size=(1, 8))
+    jac = base + 1e-3 * rng.normal(size=(k, 8))
+    g = linalg.normalised_gramian(
+      jnp.asarray(jac @ jac.T, jnp.float32), 0, 1e-4
+    )
+    u = jnp.asarray(rng.uniform(size=k), jnp.float32)
+    v = linalg.box_qp(g, u)
+    grad = g @ v
+    assert float(jnp.min(v - u)) >= -1e-6
+    assert float(jnp.min(grad)) >= -1e-5
+    assert float(jnp.max(jnp.abs(grad * (v - u)))) <= 1e-5
+
+
+def test_mgda_active_set_reaches_a_lower_objective_than_frank_wolfe():
+  for seed in range(5):
+    jac = _random_jacobian(seed, 10, d=30)
+    g = jac @ jac.T
+    fw = alignment.mgda_weighting(g)
+    exact = alignment.mgda_weighting(g, solver='active_set')
+    np.testing.assert_allclose(jnp.sum(exact), 1.0, rtol=1e-5)
+    assert float(jnp.min(exact)) >= 0.0
+    assert float(exact @ g @ exact) <= float(fw @ g @ fw) * (1 + 1e-4)
+
+
+def test_conflict_report():
+  report = alignment.conflict_report(J)
+  np.testing.assert_allclose(report.cosine[0, 1], -22 / np.sqrt(18 * 38))
+  assert int(report.num_conflicts) == 1
+  aligned = alignment.conflict_report(jnp.abs(_random_jacobian(0, 4)))
+  assert int(aligned.num_conflicts) == 0
+  assert float(aligned.min_cosine) > 0
+
+
+@pytest.mark.parametrize(
+  ('factory', 'kwargs', 'exc', 'match'),
+  [
+    (alignment.aggregate_by_upgrad, {'reg_eps': 0.0}, ValueError, '`reg_eps`'),
+    (alignment.aggregate_by_upgrad, {'norm_eps': -1.0}, ValueError, 'norm_eps'),
+    (alignment.aggregate_by_mgda, {'solver': 'qp'}, ValueError, '`solver`'),
+    (alignment.aggregate_by_mgda, {'max_iters': 0}, ValueError, 'max_iters'),
+    (alignment.aggregate_by_pcgrad, {'reduction': 'x'}, ValueError, 'reduct'),
+    (alignment.aggregate_by_pcgrad, {'key': 'a'}, TypeError, '`key`'),
+    (alignment.aggregate_by_cagrad, {'c': -0.5}, ValueError, '`c` must be'),
+    (alignment.aggregate_by_cagrad, {'rescale': 3}, ValueError, 'rescale'),
+    (alignment.aggregate_by_aligned_mtl, {'scale_mode': 'x'}, ValueError, 'sc'),
+    (alignment.aggregate_by_nash_mtl, {'max_norm': -1.0}, ValueError, 'max_n'),
+    (alignment.aggregate_by_nash_mtl, {'num_iters': 0}, ValueError, 'num_it'),
+    (alignment.aggregate_by_weighting, {'weighting': 3}, TypeError, 'callable'),
+    (
+      alignment.aggregate_by_constant,
+      {'weights': jnp.ones((2, 2))},
+      ValueError,
+      '1-D',
+    ),
+  ],
+)
+def test_bad_hyperparameters_raise(factory, kwargs, exc, match):
+  with pytest.raises(exc, match=match):
+    factory(**kwargs)
+
+
+def test_population_shape_errors():
+  tx = alignment.aggregate_by_upgrad()
+  with pytest.raises(ValueError, match='population leaf'):
+    tx.update(J, tx.init(jnp.zeros(4)), jnp.zeros(4))
+  with pytest.raises(ValueError, match=r'`preferences` must have shape \(2,\)'):
+    alignment.upgrad_weighting(G, preferences=jnp.ones(3))
+  with pytest.raises(ValueError, match=r'shape \(2,\), got \(3,\)'):
+    alignment.constant_weighting(G, jnp.ones(3))
+
+
+# TorchJD itself, when installed (the `compare` extra).
+
+
+def _torchjd(name):
+  torch = pytest.importorskip('torch')
+  tjd = pytest.importorskip('torchjd.aggregation')
+  makers = {
+    'upgrad': tjd.UPGrad,
+    'dualproj': tjd.DualProj,
+    'mgda': tjd.MGDA,
+    'aligned_mtl': tjd.AlignedMTL,
+    'imtl_g': tjd.IMTLG,
+    'config': tjd.ConFIG,
+    'mean': tjd.Mean,
+    'sum': tjd.Sum,
+    'cagrad': lambda: tjd.CAGrad(c=0.5),
+  }
+  try:
+    agg = makers[name]()
+  except (ImportError, ModuleNotFoundError) as e:  # cvxpy-backed rules
+    pytest.skip(f'torchjd {name} needs an optional dependency: {e}')
+  return torch, agg
+
+
+@pytest.mark.parametrize(
+  'name',
+  [
+    'upgrad',
+    'dualproj',
+    'mgda',
+    'aligned_mtl',
+    'imtl_g',
+    'config',
+    'mean',
+    'sum',
+    'cagrad',
+  ],
+)
+def test_matches_torchjd_on_random_jacobians(name):
+  torch, agg = _torchjd(name)
+  for seed, (k, d) in enumerate([(2, 3), (5, 20), (5, 7)]):
+    jac = np.random.default_rng(seed).normal(size=(k, d))
+    try:
+      want = agg(torch.tensor(jac, dtype=torch.float64)).numpy()
+    except (ImportError, ModuleNotFoundError) as e:
+      pytest.skip(f'torchjd {name} needs an optional dependency: {e}')
+    got = _aggregate(name, jnp.asarray(jac, jnp.float32))
+    tol = 2e-3 if name == 'mgda' else 1e-3
+    np.testing.assert_allclose(
+      got, want, rtol=tol, atol=tol * np.linalg.norm(want)
+    )
+  if name == 'upgrad':  # the issue's fixed example, to 1e-4
+    want = agg(torch.tensor(np.asarray(J), dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(_aggregate(name, J), want, atol=1e-4)
