@@ -667,4 +667,24 @@ REGISTRY += (
   ),
 )
 
+
+def _bloop_extras(grads):
+  # An auxiliary gradient that vanishes with the main one, so the parabola
+  # and Rosenbrock optima are unchanged.
+  return {'aux_grads': jax.tree.map(lambda g: 0.5 * jnp.flip(g), grads)}
+
+
+REGISTRY += (
+  Entry(
+    name='bloop',
+    factory=_A.bloop,
+    kwargs={},
+    kind='param',
+    hyperparams=('aux_weight', 'ema_decay', 'eps'),
+    extra_args=_bloop_extras,
+    post=_heavy_ball,
+    rosenbrock=(1e-3, 20000),
+  ),
+)
+
 BY_NAME = {e.name: e for e in REGISTRY}

@@ -24,6 +24,7 @@
   (``K x K`` Gramian -> ``K`` weights); Krum and the trimmed mean are in
   :mod:`optax_ext.robust`;
 * :func:`conflict_report`: pairwise cosines and conflict counts;
+* :func:`bloop`: auxiliary gradients projected off an EMA of the main one;
 
 * :func:`gradalign_grad`, :func:`gradalign_value_and_grad`: the GradAlign
   oracle over a worker population;
@@ -32,6 +33,8 @@
   displacement and the implicit regulariser's variance).
 """
 
+from optax_ext.alignment._bloop import bloop
+from optax_ext.alignment._bloop import BloopState
 from optax_ext.alignment._cagrad import aggregate_by_cagrad
 from optax_ext.alignment._cagrad import cagrad_weighting
 from optax_ext.alignment._diagnostics import conflict_report
@@ -67,6 +70,7 @@ from optax_ext.alignment._weighting import sum_weighting
 from optax_ext.alignment._weighting import WeightingState
 
 __all__ = (
+  'BloopState',
   'ConflictReport',
   'WeightingState',
   'aggregate_by_aligned_mtl',
@@ -82,6 +86,7 @@ __all__ = (
   'aggregate_by_upgrad',
   'aggregate_by_weighting',
   'aligned_mtl_weighting',
+  'bloop',
   'cagrad_weighting',
   'config_weighting',
   'conflict_report',
