@@ -25,6 +25,8 @@
   :mod:`optax_ext.robust`;
 * :func:`conflict_report`: pairwise cosines and conflict counts;
 * :func:`bloop`: auxiliary gradients projected off an EMA of the main one;
+* DGA (:func:`dga_mixture`, :func:`dga_alignment_scores`,
+  :func:`domain_alignment_scores`): online data-mixture weights;
 
 * :func:`gradalign_grad`, :func:`gradalign_value_and_grad`: the GradAlign
   oracle over a worker population;
@@ -37,6 +39,11 @@ from optax_ext.alignment._bloop import bloop
 from optax_ext.alignment._bloop import BloopState
 from optax_ext.alignment._cagrad import aggregate_by_cagrad
 from optax_ext.alignment._cagrad import cagrad_weighting
+from optax_ext.alignment._dga import dga_alignment_scores
+from optax_ext.alignment._dga import dga_mixture
+from optax_ext.alignment._dga import DGAState
+from optax_ext.alignment._dga import domain_alignment_scores
+from optax_ext.alignment._dga import MixtureController
 from optax_ext.alignment._diagnostics import conflict_report
 from optax_ext.alignment._diagnostics import ConflictReport
 from optax_ext.alignment._gradalign import fedga_grad
@@ -72,6 +79,8 @@ from optax_ext.alignment._weighting import WeightingState
 __all__ = (
   'BloopState',
   'ConflictReport',
+  'DGAState',
+  'MixtureController',
   'WeightingState',
   'aggregate_by_aligned_mtl',
   'aggregate_by_cagrad',
@@ -91,6 +100,9 @@ __all__ = (
   'config_weighting',
   'conflict_report',
   'constant_weighting',
+  'dga_alignment_scores',
+  'dga_mixture',
+  'domain_alignment_scores',
   'dualproj_weighting',
   'fedga_grad',
   'gradalign_displacement',
