@@ -369,3 +369,59 @@ def test_matches_torchjd_on_random_jacobians(name):
   if name == 'upgrad':  # the issue's fixed example, to 1e-4
     want = agg(torch.tensor(np.asarray(J), dtype=torch.float64)).numpy()
     np.testing.assert_allclose(_aggregate(name, J), want, atol=1e-4)
+
+
+def _vector_loss(params, x):
+  """Three task losses of a tiny two-layer model."""
+  h = jnp.tanh(x @ params['w1'])
+  out = h @ params['w2']
+  return jnp.stack(
+    [
+      jnp.mean((out[:, 0] - 1.0) ** 2),
+      jnp.mean(out[:, 1] ** 2),
+      jnp.mean((out[:, 0] + out[:, 1]) ** 2),
+    ]
+  )
+
+
+def _tiny():
+  rng = np.random.default_rng(0)
+  params = {
+    'w1': jnp.asarray(rng.normal(size=(4, 5)), jnp.float32),
+    'w2': jnp.asarray(rng.normal(size=(5, 2)), jnp.float32),
+  }
+  return params, jnp.asarray(rng.normal(size=(6, 4)), jnp.float32)
+
+
+def test_task_jacobian_and_lean_gramian_agree():
+  params, x = _tiny()
+  losses, jac = alignment.task_jacobian(_vector_loss)(params, x)
+  assert jac['w1'].shape == (3, 4, 5)
+  np.testing.assert_allclose(losses, _vector_loss(params, x), rtol=1e-6)
+  losses2, gram = jax.jit(alignment.task_gramian(_vector_loss))(params, x)
+  np.testing.assert_allclose(losses2, losses, rtol=1e-6)
+  np.testing.assert_allclose(
+    gram, optax_ext.population.gramian(jac), rtol=1e-4, atol=1e-6
+  )
+  (_, aux), _ = alignment.task_jacobian(
+    lambda p, x: (_vector_loss(p, x), {'n': x.shape[0]}), has_aux=True
+  )(params, x)
+  assert aux == {'n': 6}
+
+
+@pytest.mark.parametrize('weighting', ['upgrad', 'mgda', 'imtl_g'])
+def test_gramian_weighted_grad_equals_the_jacobian_path(weighting):
+  params, x = _tiny()
+  fn = WEIGHTINGS[weighting]
+  _, update, w = jax.jit(alignment.gramian_weighted_grad(_vector_loss, fn))(
+    params, x
+  )
+  _, jac = alignment.task_jacobian(_vector_loss)(params, x)
+  tx = alignment.aggregate_by_weighting(fn, num_tasks=3)
+  want, state = tx.update(jac, tx.init(params), params)
+  np.testing.assert_allclose(w, state.weights, rtol=1e-3, atol=1e-5)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+    update,
+    want,
+  )

@@ -23,6 +23,8 @@
   general :func:`aggregate_by_weighting` with the ``*_weighting`` functions
   (``K x K`` Gramian -> ``K`` weights); Krum and the trimmed mean are in
   :mod:`optax_ext.robust`;
+* task populations from a vector loss: :func:`task_jacobian`,
+  :func:`task_gramian` (lean) and :func:`gramian_weighted_grad`;
 * :func:`conflict_report`: pairwise cosines and conflict counts;
 * :func:`bloop`: auxiliary gradients projected off an EMA of the main one;
 * DGA (:func:`dga_mixture`, :func:`dga_alignment_scores`,
@@ -51,6 +53,9 @@ from optax_ext.alignment._gradalign import gradalign_displacement
 from optax_ext.alignment._gradalign import gradalign_grad
 from optax_ext.alignment._gradalign import gradalign_value_and_grad
 from optax_ext.alignment._gradalign import gradient_variance
+from optax_ext.alignment._jacobian import gramian_weighted_grad
+from optax_ext.alignment._jacobian import task_gramian
+from optax_ext.alignment._jacobian import task_jacobian
 from optax_ext.alignment._mgda import aggregate_by_mgda
 from optax_ext.alignment._mgda import mgda_weighting
 from optax_ext.alignment._nash_mtl import aggregate_by_nash_mtl
@@ -109,6 +114,7 @@ __all__ = (
   'gradalign_grad',
   'gradalign_value_and_grad',
   'gradient_variance',
+  'gramian_weighted_grad',
   'imtl_g_weighting',
   'mean_weighting',
   'mgda_weighting',
@@ -116,5 +122,7 @@ __all__ = (
   'pcgrad_weighting',
   'random_weighting',
   'sum_weighting',
+  'task_gramian',
+  'task_jacobian',
   'upgrad_weighting',
 )
