@@ -54,6 +54,7 @@ import numpy as np
 import optax
 
 import optax_ext
+from optax_ext import alignment
 from optax_ext import momentum
 from optax_ext import robust
 from optax_ext import variance
@@ -273,6 +274,98 @@ def _torch_step_time(peer, shape, repeats):
   return statistics.median(times)
 
 
+# name -> (our factory, TorchJD class name and kwargs)
+MULTITASK = {
+  'upgrad': (alignment.aggregate_by_upgrad, ('UPGrad', {})),
+  'mgda': (alignment.aggregate_by_mgda, ('MGDA', {})),
+  'dualproj': (alignment.aggregate_by_dualproj, ('DualProj', {})),
+  'pcgrad': (
+    lambda: alignment.aggregate_by_pcgrad(key=0),
+    ('PCGrad', {}),
+  ),
+  'cagrad': (alignment.aggregate_by_cagrad, ('CAGrad', {'c': 0.5})),
+  'aligned_mtl': (alignment.aggregate_by_aligned_mtl, ('AlignedMTL', {})),
+  'imtl_g': (alignment.aggregate_by_imtl_g, ('IMTLG', {})),
+  'config': (alignment.aggregate_by_config, ('ConFIG', {})),
+  'nash_mtl': (alignment.aggregate_by_nash_mtl, ('NashMTL', {'n_tasks': 8})),
+}
+
+
+def _torchjd_time(cls_name, kwargs, jac, repeats):
+  """Median time of a TorchJD aggregator on ``jac`` (numpy), or ``None``."""
+  try:
+    import torch  # noqa: PLC0415
+    import torchjd.aggregation as tjd  # noqa: PLC0415
+
+    agg = getattr(tjd, cls_name)(**kwargs)
+    j = torch.tensor(jac)
+    agg(j)  # warm-up (and optional-dependency check)
+  except Exception as e:  # noqa: BLE001 - any missing backend: no peer
+    print(f'  TorchJD {cls_name} unavailable: {type(e).__name__}: {e}')
+    return None
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    agg(j)
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def bench_multitask(d, k, repeats):
+  """Multi-task aggregators at K x D: ours (jit) vs TorchJD (CPU torch)."""
+  rows = []
+  jac = np.asarray(jax.random.normal(jax.random.key(0), (k, d), jnp.float32))
+  population = jnp.asarray(jac)
+  params = jnp.zeros(d, jnp.float32)
+  for name, (factory, (cls_name, kwargs)) in MULTITASK.items():
+    tx = factory()
+    state = tx.init(params)
+    t0 = time.perf_counter()
+    step = jax.jit(tx.update).lower(population, state, params).compile()
+    compile_s = time.perf_counter() - t0
+    t = _median_time(
+      lambda g, s, p, step=step: step(g, s, p)[0],
+      (population, state, params),
+      repeats,
+    )
+    peer = _torchjd_time(cls_name, kwargs, jac, max(3, repeats // 4))
+    rows.append(
+      {
+        'aggregator': name,
+        'K': k,
+        'D': d,
+        'seconds': t,
+        'compile_seconds': compile_s,
+        'torchjd_seconds': peer,
+      }
+    )
+    print(
+      f'{name:12s} K={k} D={d:,} {t * 1e3:8.2f} ms (compile {compile_s:.2f} s)'
+      + (f'  TorchJD {peer * 1e3:8.2f} ms (x{peer / t:.1f})' if peer else '')
+    )
+  return rows
+
+
+def multitask_markdown(rows):
+  lines = [
+    '| multi-task aggregator | K | D | step (ms) | compile (s) | '
+    'TorchJD (ms) | speed-up |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+  ]
+  for r in rows:
+    peer = r['torchjd_seconds']
+    lines.append(
+      f'| {r["aggregator"]} | {r["K"]} | {r["D"]:,} | '
+      f'{r["seconds"] * 1e3:.2f} | {r["compile_seconds"]:.2f} | '
+      + (
+        f'{peer * 1e3:.2f} | {peer / r["seconds"]:.1f}x |'
+        if peer
+        else '- | - |'
+      )
+    )
+  return '\n'.join(lines) + '\n'
+
+
 def markdown(meta, rows):
   lines = [
     f'Machine: {meta["machine"]}; jax {meta["jax"]}, optax {meta["optax"]}; '
@@ -324,6 +417,11 @@ def main(argv=None):
     help='tiny sizes for a CI smoke run (asserts nothing)',
   )
   parser.add_argument('--out', default=str(RESULTS))
+  parser.add_argument(
+    '--only',
+    choices=('aggregators', 'transforms', 'multitask'),
+    help='run one section (written to <section>.json/.md)',
+  )
   args = parser.parse_args(argv)
   if args.quick:
     d, ks, repeats, n_stream = 100_000, [2, 8], 3, 1_000_000
@@ -335,9 +433,17 @@ def main(argv=None):
     f'{bw["stream"] / 1e9:.2f} (the bound), into a fresh output '
     f'{bw["stream_fresh_output"] / 1e9:.2f}, read {bw["read"] / 1e9:.2f} GB/s'
   )
-  rows = bench_aggregators(d, ks, bw, repeats)
+  wanted = lambda section: args.only in (None, section)
+  rows = bench_aggregators(d, ks, bw, repeats) if wanted('aggregators') else []
   shape = (200, 500) if args.quick else (2000, 5000)  # 100k or 10M params
-  transforms = bench_transforms(shape, bw, max(3, repeats // 2))
+  transforms = (
+    bench_transforms(shape, bw, max(3, repeats // 2))
+    if wanted('transforms')
+    else []
+  )
+  multitask = (
+    bench_multitask(d, 8, max(3, repeats // 2)) if wanted('multitask') else []
+  )
   meta = {
     'machine': f'{platform.machine()}, {jax.device_count()} x '
     f'{jax.devices()[0].platform}, {platform.processor() or "cpu"}',
@@ -351,14 +457,24 @@ def main(argv=None):
   }
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  stem = 'quick' if args.quick else 'latest'
+  stem = 'quick' if args.quick else (args.only or 'latest')
   (out / f'{stem}.json').write_text(
     json.dumps(
-      {'meta': meta, 'aggregators': rows, 'transforms': transforms}, indent=2
+      {
+        'meta': meta,
+        'aggregators': rows,
+        'transforms': transforms,
+        'multitask': multitask,
+      },
+      indent=2,
     )
   )
   (out / f'{stem}.md').write_text(
-    markdown(meta, rows) + '\n' + transforms_markdown(transforms)
+    markdown(meta, rows)
+    + '\n'
+    + transforms_markdown(transforms)
+    + '\n'
+    + multitask_markdown(multitask)
   )
   print(f'wrote {out / (stem + ".json")} and .md')
   return rows

@@ -79,6 +79,7 @@ def test_benchmarks_quick(tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   table = (tmp_path / 'quick.md').read_text()
   assert '| aggregate_by_gsnr | 8 |' in table
+  assert '| upgrad | 8 |' in table and '| mgda | 8 |' in table
   assert (tmp_path / 'quick.json').exists()
 
 
@@ -149,4 +150,12 @@ def test_cfg_aligned_diffusion_smoke(tmp_path):
   )
   rows = re.findall(r'^\s+(standard|aligned)\s+(\d\.\d)\s', stdout, re.M)
   assert len(rows) == 4, stdout
+  assert plot.stat().st_size > 10_000
+
+
+def test_multitask_digits_smoke(tmp_path):
+  plot = tmp_path / 'mt.png'
+  stdout = _run_example('multitask_digits.py', '--smoke', '--plot', str(plot))
+  rows = re.findall(r'^\s+(mean|pcgrad|upgrad|mgda|cagrad)\s+0\.', stdout, re.M)
+  assert rows == ['mean', 'pcgrad', 'upgrad', 'mgda', 'cagrad'], stdout
   assert plot.stat().st_size > 10_000
