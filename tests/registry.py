@@ -657,6 +657,14 @@ REGISTRY += (
     rosenbrock=(2e-4, 20000),  # sum of projections: 5x the mean here
   ),
   _mtl(
+    'aggregate_by_graddrop',
+    _A.aggregate_by_graddrop,
+    {'key': 2},
+    hyperparams=('eps',),
+    lr=0.05,
+    rosenbrock=(2e-4, 20000),  # members of one sign are all kept: a sum
+  ),
+  _mtl(
     # Nash-MTL's update has norm sqrt(K) (clipped to max_norm) whatever the
     # gradient's size: a normalised method, so the rate must decay.
     'aggregate_by_nash_mtl',

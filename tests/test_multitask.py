@@ -425,3 +425,43 @@ def test_gramian_weighted_grad_equals_the_jacobian_path(weighting):
     update,
     want,
   )
+
+
+def test_graddrop_keeps_consistent_signs_and_matches_purity_in_frequency():
+  tx = alignment.aggregate_by_graddrop(key=0)
+  agree = jnp.array([[1.0, -2.0], [3.0, -1.0]])
+  out, _ = tx.update(agree, tx.init(jnp.zeros(2)))
+  np.testing.assert_allclose(out, [4.0, -3.0])
+  # Column purity P = (1 + (6 - 2) / (6 + 2)) / 2 = 0.75: the positive entry
+  # survives with probability 0.75, the negative one with 0.25.
+  jac = jnp.tile(jnp.array([[6.0], [-2.0]]), (1, 4000))
+  out, _ = tx.update(jac, tx.init(jnp.zeros(4000)))
+  kept_positive = np.mean(np.asarray(out) > 0)
+  np.testing.assert_allclose(kept_positive, 0.75, atol=0.03)
+  values = set(np.round(np.asarray(out), 4).tolist())
+  assert values <= {6.0, -2.0}
+
+
+def test_graddrop_leak_state_and_paths(mesh):
+  jac = _random_jacobian(3, 8, d=6)
+  leak = jnp.ones(8)  # leak 1: plain sum
+  tx = alignment.aggregate_by_graddrop(key=1, leak=leak)
+  out, state = tx.update(jac, tx.init(jnp.zeros(6)))
+  np.testing.assert_allclose(out, jnp.sum(jac, 0), rtol=1e-5)
+  assert int(state.count) == 1
+  stacked = alignment.aggregate_by_graddrop(key=5)
+  ref, _ = stacked.update(jac, stacked.init(jnp.zeros(6)))
+  on_devices = optax_ext.PopulationAxes(axis=None, axis_name='data')
+  named = alignment.aggregate_by_graddrop(key=5, axes=on_devices)
+  shard = jax.jit(
+    jax.shard_map(
+      lambda g: named.update(g[0], named.init(jnp.zeros(6)))[0],
+      mesh=mesh,
+      in_specs=P('data'),
+      out_specs=P(),
+    )
+  )(jac)
+  np.testing.assert_allclose(shard, ref, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match=r'`leak` must have shape \(8,\)'):
+    bad = alignment.aggregate_by_graddrop(leak=jnp.ones(3))
+    bad.update(jac, bad.init(jnp.zeros(6)))

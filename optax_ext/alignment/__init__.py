@@ -19,7 +19,8 @@
   :func:`aggregate_by_pcgrad`, :func:`aggregate_by_cagrad`,
   :func:`aggregate_by_aligned_mtl`, :func:`aggregate_by_imtl_g`,
   :func:`aggregate_by_config`, :func:`aggregate_by_nash_mtl`,
-  :func:`aggregate_by_constant`, :func:`aggregate_by_random`, and the
+  :func:`aggregate_by_constant`, :func:`aggregate_by_random`,
+  :func:`aggregate_by_graddrop`, and the
   general :func:`aggregate_by_weighting` with the ``*_weighting`` functions
   (``K x K`` Gramian -> ``K`` weights); Krum and the trimmed mean are in
   :mod:`optax_ext.robust`;
@@ -53,6 +54,7 @@ from optax_ext.alignment._gradalign import gradalign_displacement
 from optax_ext.alignment._gradalign import gradalign_grad
 from optax_ext.alignment._gradalign import gradalign_value_and_grad
 from optax_ext.alignment._gradalign import gradient_variance
+from optax_ext.alignment._graddrop import aggregate_by_graddrop
 from optax_ext.alignment._jacobian import gramian_weighted_grad
 from optax_ext.alignment._jacobian import task_gramian
 from optax_ext.alignment._jacobian import task_jacobian
@@ -92,6 +94,7 @@ __all__ = (
   'aggregate_by_config',
   'aggregate_by_constant',
   'aggregate_by_dualproj',
+  'aggregate_by_graddrop',
   'aggregate_by_imtl_g',
   'aggregate_by_mgda',
   'aggregate_by_nash_mtl',
