@@ -374,10 +374,13 @@ def markdown(meta, rows):
     f'{meta["stream_fresh_output_gb_s"]:.1f} GB/s; read-only '
     f'{meta["read_gb_s"]:.1f} GB/s.',
     '',
-    '| aggregator | K | D | step (ms) | bound (ms) | x bound | '
-    'x one pass + output |',
-    '|---|---:|---:|---:|---:|---:|---:|',
   ]
+  if rows:
+    lines += [
+      '| aggregator | K | D | step (ms) | bound (ms) | x bound | '
+      'x one pass + output |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+    ]
   for r in rows:
     lines.append(
       f'| {r["transform"]} | {r["K"]} | {r["D"]:,} | '
@@ -470,11 +473,15 @@ def main(argv=None):
     )
   )
   (out / f'{stem}.md').write_text(
-    markdown(meta, rows)
-    + '\n'
-    + transforms_markdown(transforms)
-    + '\n'
-    + multitask_markdown(multitask)
+    '\n'.join(
+      md
+      for md, present in (
+        (markdown(meta, rows), True),
+        (transforms_markdown(transforms), transforms),
+        (multitask_markdown(multitask), multitask),
+      )
+      if present
+    )
   )
   print(f'wrote {out / (stem + ".json")} and .md')
   return rows
