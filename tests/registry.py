@@ -657,6 +657,14 @@ REGISTRY += (
     rosenbrock=(2e-4, 20000),  # sum of projections: 5x the mean here
   ),
   _mtl(
+    'aggregate_by_gradvac',
+    _A.aggregate_by_gradvac,
+    {'num_tasks': NUM_MEMBERS},
+    hyperparams=('beta', 'eps'),
+    lr=0.05,
+    rosenbrock=(2e-4, 20000),  # the sum convention
+  ),
+  _mtl(
     'aggregate_by_graddrop',
     _A.aggregate_by_graddrop,
     {'key': 2},

@@ -465,3 +465,31 @@ def test_graddrop_leak_state_and_paths(mesh):
   with pytest.raises(ValueError, match=r'`leak` must have shape \(8,\)'):
     bad = alignment.aggregate_by_graddrop(leak=jnp.ones(3))
     bad.update(jac, bad.init(jnp.zeros(6)))
+
+
+def test_gradvac_first_step_is_pcgrad_and_targets_track_cosines():
+  jac = _random_jacobian(4, 4)
+  tx = alignment.aggregate_by_gradvac(num_tasks=4, key=None)
+  out, state = tx.update(jac, tx.init(jnp.zeros(20)))
+  np.testing.assert_allclose(out, _aggregate('pcgrad', jac), rtol=1e-5)
+  assert int(state.count) == 1
+  assert float(jnp.max(jnp.abs(jnp.diag(state.phi_hat)))) == 0.0
+  # A second step with the same gradients moves towards the targets.
+  out2, state2 = tx.update(jac, state)
+  assert bool(jnp.all(jnp.isfinite(out2)))
+  with pytest.raises(ValueError, match='K=4 members but `num_tasks` is 3'):
+    bad = alignment.aggregate_by_gradvac(num_tasks=3)
+    bad.update(jac, bad.init(jnp.zeros(20)))
+
+
+def test_gradvac_matches_torchjd_with_two_tasks_over_steps():
+  torch = pytest.importorskip('torch')
+  tjd = pytest.importorskip('torchjd.aggregation')
+  ref = tjd.GradVac(beta=0.3)
+  tx = alignment.aggregate_by_gradvac(num_tasks=2, beta=0.3)
+  state = tx.init(jnp.zeros(7))
+  for seed in range(5):
+    jac = np.random.default_rng(seed).normal(size=(2, 7))
+    want = ref(torch.tensor(jac, dtype=torch.float64)).numpy()
+    got, state = tx.update(jnp.asarray(jac, jnp.float32), state)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -20,7 +20,7 @@
   :func:`aggregate_by_aligned_mtl`, :func:`aggregate_by_imtl_g`,
   :func:`aggregate_by_config`, :func:`aggregate_by_nash_mtl`,
   :func:`aggregate_by_constant`, :func:`aggregate_by_random`,
-  :func:`aggregate_by_graddrop`, and the
+  :func:`aggregate_by_graddrop`, :func:`aggregate_by_gradvac`, and the
   general :func:`aggregate_by_weighting` with the ``*_weighting`` functions
   (``K x K`` Gramian -> ``K`` weights); Krum and the trimmed mean are in
   :mod:`optax_ext.robust`;
@@ -55,6 +55,9 @@ from optax_ext.alignment._gradalign import gradalign_grad
 from optax_ext.alignment._gradalign import gradalign_value_and_grad
 from optax_ext.alignment._gradalign import gradient_variance
 from optax_ext.alignment._graddrop import aggregate_by_graddrop
+from optax_ext.alignment._gradvac import aggregate_by_gradvac
+from optax_ext.alignment._gradvac import gradvac_weighting
+from optax_ext.alignment._gradvac import GradVacState
 from optax_ext.alignment._jacobian import gramian_weighted_grad
 from optax_ext.alignment._jacobian import task_gramian
 from optax_ext.alignment._jacobian import task_jacobian
@@ -87,6 +90,7 @@ __all__ = (
   'BloopState',
   'ConflictReport',
   'DGAState',
+  'GradVacState',
   'MixtureController',
   'WeightingState',
   'aggregate_by_aligned_mtl',
@@ -95,6 +99,7 @@ __all__ = (
   'aggregate_by_constant',
   'aggregate_by_dualproj',
   'aggregate_by_graddrop',
+  'aggregate_by_gradvac',
   'aggregate_by_imtl_g',
   'aggregate_by_mgda',
   'aggregate_by_nash_mtl',
@@ -117,6 +122,7 @@ __all__ = (
   'gradalign_grad',
   'gradalign_value_and_grad',
   'gradient_variance',
+  'gradvac_weighting',
   'gramian_weighted_grad',
   'imtl_g_weighting',
   'mean_weighting',
