@@ -81,10 +81,17 @@ PROPERTIES = {
 }
 
 
+@functools.cache
+def _jitted(name, kwargs_items):
+  tx = AGGREGATORS[name](**dict(kwargs_items))
+  return jax.jit(
+    lambda jac: tx.update(jac, tx.init(jnp.zeros(jac.shape[1:])))[0]
+  )
+
+
 def _aggregate(name, jac, **kwargs):
-  tx = AGGREGATORS[name](**kwargs)
-  out, _ = tx.update(jac, tx.init(jnp.zeros(jac.shape[1:])))
-  return out
+  """The aggregator's output on ``jac`` (jitted once per rule and shape)."""
+  return _jitted(name, tuple(sorted(kwargs.items())))(jac)
 
 
 @pytest.mark.parametrize('name', sorted(GOLDEN))
