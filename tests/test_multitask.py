@@ -97,8 +97,9 @@ def _aggregate(name, jac, **kwargs):
 @pytest.mark.parametrize('name', sorted(GOLDEN))
 def test_golden_weights_and_outputs(name):
   weights, out = GOLDEN[name]
-  np.testing.assert_allclose(WEIGHTINGS[name](G), weights, atol=1e-3)
-  np.testing.assert_allclose(_aggregate(name, J), out, atol=1e-3)
+  # The spec's values are rounded to 4 decimals: atol 1e-4 (the issue's).
+  np.testing.assert_allclose(WEIGHTINGS[name](G), weights, atol=1e-4)
+  np.testing.assert_allclose(_aggregate(name, J), out, atol=1e-4)
 
 
 def _random_jacobian(seed, k, d=20, conflicting=True):
