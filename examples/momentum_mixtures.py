@@ -28,13 +28,10 @@ per method beyond that); IGT is evaluated at its true parameters.
 import argparse
 import time
 
-from flax import nnx
+import _digits
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from optax_ext import momentum
 
@@ -66,53 +63,25 @@ def methods(total_steps: int):
   }
 
 
-class Mlp(nnx.Module):
-  def __init__(self, hidden: int, *, rngs: nnx.Rngs):
-    self.hidden = nnx.Linear(64, hidden, rngs=rngs)
-    self.out = nnx.Linear(hidden, 10, rngs=rngs)
-
-  def __call__(self, x):
-    return self.out(jax.nn.relu(self.hidden(x)))
+def _true_params(params, state):
+  """IGT is evaluated at its true iterate; the others at their params."""
+  true = optax.tree.get(state, 'true_params', default=None)
+  if true is None:
+    return params
+  return jax.tree.map(lambda t, p: t.astype(p.dtype), true, params)
 
 
 def train(tx, data, batch_size, epochs, seed, hidden):
-  x_train, x_test, y_train, y_test = data
-  graphdef, params = nnx.split(Mlp(hidden, rngs=nnx.Rngs(seed)), nnx.Param)
-
-  def loss_fn(p, x, y):
-    logits = nnx.merge(graphdef, p)(x)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-  steps = len(x_train) // batch_size
-
-  @jax.jit
-  def epoch(params, state, key):
-    order = jax.random.permutation(key, len(x_train))[: steps * batch_size]
-    xs = x_train[order].reshape(steps, batch_size, -1)
-    ys = y_train[order].reshape(steps, batch_size)
-
-    def step(carry, batch):
-      p, s = carry
-      value, grads = jax.value_and_grad(loss_fn)(p, *batch)
-      u, s = tx.update(grads, s, p)
-      return (optax.apply_updates(p, u), s), value
-
-    (params, state), losses = jax.lax.scan(step, (params, state), (xs, ys))
-    return params, state, losses
-
-  state = tx.init(params)
-  key = jax.random.key(seed)
-  curve = []
-  for _ in range(epochs):
-    key, sub = jax.random.split(key)
-    params, state, losses = epoch(params, state, sub)
-    curve.append(np.asarray(losses))
-  true = optax.tree.get(state, 'true_params', default=None)  # IGT
-  if true is not None:
-    params = jax.tree.map(lambda t, p: t.astype(p.dtype), true, params)
-  logits = nnx.merge(graphdef, params)(x_test)
-  acc = float(jnp.mean(jnp.argmax(logits, -1) == y_test))
-  return np.concatenate(curve), acc
+  curve, accs, _, _ = _digits.train(
+    tx,
+    data,
+    epochs=epochs,
+    batch_size=batch_size,
+    seed=seed,
+    hidden=hidden,
+    eval_at=_true_params,
+  )
+  return curve, accs[-1]
 
 
 def main(argv=None):
@@ -133,15 +102,7 @@ def main(argv=None):
   if args.smoke:
     args.epochs, args.seeds = 1, 1
 
-  digits = load_digits()
-  x = (digits.data / 16.0).astype(np.float32)
-  y = digits.target.astype(np.int32)
-  data = tuple(
-    map(
-      jnp.asarray,
-      train_test_split(x, y, test_size=0.2, random_state=0, stratify=y),
-    )
-  )
+  data = _digits.load(0)
   total = args.epochs * (len(data[0]) // args.batch_size)
   start = time.perf_counter()
   results = {}
