@@ -366,6 +366,62 @@ def multitask_markdown(rows):
   return '\n'.join(lines) + '\n'
 
 
+def chart(path, rows, transforms, multitask):
+  """A PNG of the ratios: aggregators and transforms to their bound, and
+  the multi-task speed-ups over TorchJD (skipped without matplotlib)."""
+  try:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt  # noqa: PLC0415
+  except ImportError:
+    print('matplotlib not installed: no chart')
+    return False
+  panels = []
+  if rows:
+    k_max = max(r['K'] for r in rows)
+    picked = [r for r in rows if r['K'] == k_max]
+    panels.append(
+      (
+        f'aggregators, K={k_max}: x memory-traffic bound',
+        [r['transform'] for r in picked],
+        [r['ratio_to_bound'] for r in picked],
+      )
+    )
+  if transforms:
+    panels.append(
+      (
+        'optimiser steps: x memory-traffic bound',
+        [r['transform'] for r in transforms],
+        [r['ratio_to_bound'] for r in transforms],
+      )
+    )
+  if multitask:
+    peers = [r for r in multitask if r['torchjd_seconds']]
+    panels.append(
+      (
+        'multi-task, K=8: speed-up over TorchJD',
+        [r['aggregator'] for r in peers],
+        [r['torchjd_seconds'] / r['seconds'] for r in peers],
+      )
+    )
+  if not panels:
+    return False
+  fig, axes = plt.subplots(
+    len(panels), 1, figsize=(9, 3.2 * len(panels)), squeeze=False
+  )
+  for ax, (title, names, values) in zip(axes[:, 0], panels, strict=True):
+    ax.barh(names, values)
+    ax.axvline(1.0, color='gray', lw=0.8)
+    ax.set_xscale('log')
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return True
+
+
 def markdown(meta, rows):
   lines = [
     f'Machine: {meta["machine"]}; jax {meta["jax"]}, optax {meta["optax"]}; '
@@ -483,7 +539,10 @@ def main(argv=None):
       if present
     )
   )
-  print(f'wrote {out / (stem + ".json")} and .md')
+  if chart(out / f'{stem}.png', rows, transforms, multitask):
+    print(f'wrote {out / (stem + ".json")}, .md and .png')
+  else:
+    print(f'wrote {out / (stem + ".json")} and .md')
   return rows
 
 

@@ -81,6 +81,7 @@ def test_benchmarks_quick(tmp_path):
   assert '| aggregate_by_gsnr | 8 |' in table
   assert '| upgrad | 8 |' in table and '| mgda | 8 |' in table
   assert (tmp_path / 'quick.json').exists()
+  assert (tmp_path / 'quick.png').stat().st_size > 10_000
 
 
 def test_momentum_mixtures_smoke(tmp_path):
