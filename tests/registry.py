@@ -484,6 +484,13 @@ REGISTRY += (
     rosenbrock=(1e-3, 5000),
   ),
   Entry(
+    name='mix_by_nearest_neighbours',
+    factory=_R.mix_by_nearest_neighbours,
+    kwargs={'num_byzantine': 1},
+    kind='population',
+    rosenbrock=(1e-3, 5000),
+  ),
+  Entry(
     name='clip_each_by_global_norm',
     factory=_R.clip_each_by_global_norm,
     kwargs={'max_norm': 100.0},

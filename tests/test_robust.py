@@ -583,3 +583,57 @@ def test_local_stacks_on_a_named_axis_match_stacked(name, mesh):
     else {'rtol': 1e-5, 'atol': 1e-6}
   )
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
+
+
+def test_nearest_neighbour_mixing():
+  members = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [40.0, -40.0]])
+  tx = R.mix_by_nearest_neighbours(num_byzantine=1)
+  out, _ = tx.update(members, tx.init(jnp.zeros(2)))
+  honest_mean = jnp.mean(members[:3], 0)
+  for i in range(3):  # honest members mix only honest ones
+    np.testing.assert_allclose(out[i], honest_mean, rtol=1e-6)
+  # f = 0: everyone becomes the mean; f = K - 1: the identity.
+  zero = R.mix_by_nearest_neighbours(0)
+  np.testing.assert_allclose(
+    zero.update(members, zero.init(jnp.zeros(2)))[0],
+    jnp.broadcast_to(jnp.mean(members, 0), members.shape),
+    rtol=1e-6,
+  )
+  ident = R.mix_by_nearest_neighbours(3)
+  np.testing.assert_array_equal(
+    ident.update(members, ident.init(jnp.zeros(2)))[0], members
+  )
+  # A NaN member is never mixed in and is passed through.
+  bad = members.at[3, 0].set(jnp.nan)
+  out, _ = tx.update(bad, tx.init(jnp.zeros(2)))
+  np.testing.assert_allclose(out[:3], jnp.broadcast_to(honest_mean, (3, 2)))
+  assert bool(jnp.isnan(out[3, 0]))
+  # Chained with a robust aggregator.
+  chain = optax.chain(
+    R.mix_by_nearest_neighbours(1), R.aggregate_by_coordinate_median()
+  )
+  agg, _ = chain.update(members, chain.init(jnp.zeros(2)))
+  np.testing.assert_allclose(agg, honest_mean, rtol=1e-6)
+  with pytest.raises(ValueError, match='`num_byzantine` must be < K=4'):
+    R.mix_by_nearest_neighbours(4).update(members, tx.init(jnp.zeros(2)))
+
+
+def test_nearest_neighbour_mixing_paths(mesh):
+  members = jnp.asarray(
+    np.random.default_rng(0).normal(size=(8, 5)), jnp.float32
+  )
+  ref, _ = R.mix_by_nearest_neighbours(2).update(members, optax.EmptyState())
+  named = pop.PopulationAxes(axis=None, axis_name='data')
+  tx = R.mix_by_nearest_neighbours(2, axes=named)
+  out = jax.jit(
+    jax.shard_map(
+      lambda g: tx.update(g[0], optax.EmptyState())[0][None],
+      mesh=mesh,
+      in_specs=P('data'),
+      out_specs=P('data'),
+    )
+  )(members)
+  np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+  moved = R.mix_by_nearest_neighbours(2, axes=pop.PopulationAxes(axis=1))
+  got, _ = moved.update(members.T, optax.EmptyState())
+  np.testing.assert_allclose(got.T, ref, rtol=1e-6)

@@ -32,6 +32,7 @@ from optax_ext.robust._distance import aggregate_by_nearest_neighbours
 from optax_ext.robust._distance import CenteredClippingState
 from optax_ext.robust._distance import geometric_median
 from optax_ext.robust._distance import GeometricMedianState
+from optax_ext.robust._distance import mix_by_nearest_neighbours
 from optax_ext.robust._order_statistics import aggregate_by_coordinate_median
 from optax_ext.robust._order_statistics import aggregate_by_trimmed_mean
 from optax_ext.robust._tracking import clip_by_norm_percentile
@@ -55,5 +56,6 @@ __all__ = (
   'clip_each_by_global_norm',
   'geometric_median',
   'median_tracking',
+  'mix_by_nearest_neighbours',
   'scale_by_median_tracking',
 )

@@ -377,6 +377,107 @@ def aggregate_by_nearest_neighbours(
   return base.Aggregator(lambda params: optax.EmptyState(), update_fn)
 
 
+def mix_by_nearest_neighbours(
+  num_byzantine: int, axes: pop_lib.PopulationAxes | None = None
+) -> optax.GradientTransformationExtraArgs:
+  r"""Nearest-neighbour mixing (NNM): each member becomes its neighbours' mean.
+
+  Member :math:`i` is replaced by the mean of the :math:`K - f` members
+  nearest to it in global L2 (itself included; ties by index):
+
+  .. math::
+    \tilde g_i = \frac{1}{K - f}\sum_{j \in N_{K-f}(i)} g_j .
+
+  A pre-aggregation (population -> population): chain a robust aggregator
+  after it, ``optax.chain(mix_by_nearest_neighbours(f),
+  aggregate_by_coordinate_median(), ...)``. Mixing shrinks the honest
+  members' spread and bounds how far a Byzantine member can pull any mix.
+  Non-finite members are infinitely far from the others (never mixed in)
+  and are passed through unchanged for the next aggregator to handle.
+
+  Properties: permutation-equivariant; ``f = K - 1`` is the identity;
+  ``f = 0`` replaces every member by the mean; identical members are left
+  unchanged.
+
+  Cost: the K x K Gramian and one K x K mixing pass; on a named axis the
+  population is gathered (``K D`` floats per index).
+
+  .. note::
+    Only NNM's definition was available (abstract and a third-party
+    docstring); the neighbour set includes the member itself, as NNA's.
+
+  Args:
+    num_byzantine: ``f`` in ``[0, K - 1]`` (checked at trace time).
+    axes: where the members live.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` mapping a population to a
+    population of the same layout.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import robust
+    >>> tx = robust.mix_by_nearest_neighbours(num_byzantine=1)
+    >>> pop = jnp.array([[0.0], [1.0], [2.0], [51.0]])
+    >>> tx.update(pop, tx.init(jnp.zeros(1)))[0]  # each: mean of 3 nearest
+    Array([[ 1.],
+           [ 1.],
+           [ 1.],
+           [18.]], dtype=float32)
+
+  References:
+    Allouah et al., `Fixing by Mixing: A Recipe for Optimal Byzantine ML
+    under Heterogeneity <https://arxiv.org/abs/2302.01772>`_, AISTATS 2023.
+  """
+  where = 'mix_by_nearest_neighbours'
+  validation.check_integer(where, 'num_byzantine', num_byzantine, lower=0)
+  axes = base.resolve_axes(where, axes)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    k_local = base.check_population(where, updates, params, axes)
+    k = pop_lib.size(updates, axes)
+    if num_byzantine >= k:
+      raise ValueError(
+        f'{where}: `num_byzantine` must be < K={k}, got {num_byzantine}.'
+      )
+    finite = _finite_members(updates, axes)
+    d = _squared_distances(updates, axes)
+    d = jnp.where(finite[:, None] & finite[None, :], d, jnp.inf)
+    d = d.at[jnp.diag_indices(k)].set(0.0)
+    order = jnp.argsort(d, axis=1, stable=True)[:, : k - num_byzantine]
+    mixing = jnp.zeros((k, k), jnp.float32)
+    mixing = jax.vmap(lambda row, idx: row.at[idx].set(1.0))(mixing, order)
+    mixing = mixing / jnp.float32(k - num_byzantine)
+    everyone = pop_lib.gather(updates, axes)  # [K, *shape] everywhere
+    if axes.is_named:
+      start = lax.axis_index(axes.axis_name) * k_local
+      rows = lax.dynamic_slice_in_dim(mixing, start, k_local)
+      mine = lax.dynamic_slice_in_dim(finite, start, k_local)
+    else:
+      rows, mine = mixing, finite
+
+    def one(x, x_all):
+      stacked = x_all.astype(jnp.float32)
+      shape = (-1,) + (1,) * (stacked.ndim - 1)
+      clean = jnp.where(finite.reshape(shape), stacked, 0.0)
+      mixed = jnp.tensordot(
+        rows, clean, axes=1, precision=lax.Precision.HIGHEST
+      )
+      if axes.axis is None:
+        mixed = mixed[0]
+        return jnp.where(mine[0], mixed, x.astype(jnp.float32)).astype(x.dtype)
+      local = jnp.moveaxis(x, axes.axis, 0).astype(jnp.float32)
+      mixed = jnp.where(mine.reshape(shape), mixed, local)
+      return jnp.moveaxis(mixed, 0, axes.axis).astype(x.dtype)
+
+    return jax.tree.map(one, updates, everyone), state
+
+  return optax.GradientTransformationExtraArgs(
+    lambda params: optax.EmptyState(), update_fn
+  )
+
+
 class CenteredClippingState(NamedTuple):
   """State of :func:`aggregate_by_centered_clipping`.
 
