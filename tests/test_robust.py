@@ -637,3 +637,41 @@ def test_nearest_neighbour_mixing_paths(mesh):
   moved = R.mix_by_nearest_neighbours(2, axes=pop.PopulationAxes(axis=1))
   got, _ = moved.update(members.T, optax.EmptyState())
   np.testing.assert_allclose(got.T, ref, rtol=1e-6)
+
+
+def test_monna_peer_to_peer_with_byzantine_nodes():
+  """MoNNA on a named axis: honest nodes agree and reach the honest optimum."""
+  k, f = 8, 2
+  centres = jnp.asarray(
+    np.random.default_rng(0).normal(size=(k, 3)), jnp.float32
+  )
+  honest = jnp.arange(k) >= f  # nodes 0 and 1 are Byzantine
+  nodes = pop.PopulationAxes(axis=None, axis_name='nodes')
+  local = optax.chain(optax.ema(0.9, debias=False), optax.scale(-0.2))
+
+  def node_step(carry, _):
+    params, state, centre, is_honest = carry
+    grads = params - centre  # gradient of |params - centre|^2 / 2
+    updates, state = local.update(grads, state)
+    params = optax.apply_updates(params, updates)
+    params = jnp.where(is_honest, params, 1e3 * jnp.ones_like(params))
+    params = R.nna_mix(params, f, nodes)
+    return (params, state, centre, is_honest), None
+
+  def run(centre, is_honest):
+    params = jnp.zeros(3)
+    carry = (params, local.init(params), centre, is_honest)
+    (params, *_), _ = jax.lax.scan(node_step, carry, length=200)
+    return params
+
+  final = jax.jit(jax.vmap(run, axis_name='nodes'))(centres, honest)
+  target = jnp.mean(centres[f:], 0)
+  for i in range(f, k):
+    np.testing.assert_allclose(final[i], target, atol=0.3)
+  spread = jnp.max(jnp.abs(final[f:] - jnp.mean(final[f:], 0)))
+  assert float(spread) < 0.3
+  # nna_mix on a named axis equals NNM on the stack.
+  stack = centres.at[0].set(1e3)
+  ref, _ = R.mix_by_nearest_neighbours(f).update(stack, optax.EmptyState())
+  got = jax.vmap(lambda m: R.nna_mix(m, f, nodes), axis_name='nodes')(stack)
+  np.testing.assert_allclose(got, ref, rtol=1e-6)

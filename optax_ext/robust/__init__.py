@@ -33,6 +33,7 @@ from optax_ext.robust._distance import CenteredClippingState
 from optax_ext.robust._distance import geometric_median
 from optax_ext.robust._distance import GeometricMedianState
 from optax_ext.robust._distance import mix_by_nearest_neighbours
+from optax_ext.robust._distance import nna_mix
 from optax_ext.robust._order_statistics import aggregate_by_coordinate_median
 from optax_ext.robust._order_statistics import aggregate_by_trimmed_mean
 from optax_ext.robust._tracking import clip_by_norm_percentile
@@ -57,5 +58,6 @@ __all__ = (
   'geometric_median',
   'median_tracking',
   'mix_by_nearest_neighbours',
+  'nna_mix',
   'scale_by_median_tracking',
 )

@@ -327,8 +327,8 @@ def aggregate_by_nearest_neighbours(
   axis the default pivot gathers the population.
 
   .. note::
-    The peer-to-peer MoNNA setting (each node pivots on its own model) is not
-    implemented here; this is the server-side aggregator of the same rule.
+    This is the server-side aggregator; the peer-to-peer MoNNA setting (each
+    node pivots on its own model) is :func:`nna_mix`.
 
   Args:
     num_byzantine: ``f`` in ``[0, K - 1]`` (checked at trace time).
@@ -375,6 +375,101 @@ def aggregate_by_nearest_neighbours(
     return _mean_of(updates, chosen, axes), state
 
   return base.Aggregator(lambda params: optax.EmptyState(), update_fn)
+
+
+def _nearest_neighbour_mix(where, updates, num_byzantine, axes):
+  """Each member replaced by the mean of its ``K - f`` nearest members."""
+  k_local = pop_lib.local_size(updates, axes)
+  k = pop_lib.size(updates, axes)
+  if num_byzantine >= k:
+    raise ValueError(
+      f'{where}: `num_byzantine` must be < K={k}, got {num_byzantine}.'
+    )
+  finite = _finite_members(updates, axes)
+  d = _squared_distances(updates, axes)
+  d = jnp.where(finite[:, None] & finite[None, :], d, jnp.inf)
+  d = d.at[jnp.diag_indices(k)].set(0.0)
+  order = jnp.argsort(d, axis=1, stable=True)[:, : k - num_byzantine]
+  mixing = jnp.zeros((k, k), jnp.float32)
+  mixing = jax.vmap(lambda row, idx: row.at[idx].set(1.0))(mixing, order)
+  mixing = mixing / jnp.float32(k - num_byzantine)
+  everyone = pop_lib.gather(updates, axes)  # [K, *shape] everywhere
+  if axes.is_named:
+    start = lax.axis_index(axes.axis_name) * k_local
+    rows = lax.dynamic_slice_in_dim(mixing, start, k_local)
+    mine = lax.dynamic_slice_in_dim(finite, start, k_local)
+  else:
+    rows, mine = mixing, finite
+
+  def one(x, x_all):
+    stacked = x_all.astype(jnp.float32)
+    shape = (-1,) + (1,) * (stacked.ndim - 1)
+    clean = jnp.where(finite.reshape(shape), stacked, 0.0)
+    mixed = jnp.tensordot(rows, clean, axes=1, precision=lax.Precision.HIGHEST)
+    if axes.axis is None:
+      mixed = mixed[0]
+      return jnp.where(mine[0], mixed, x.astype(jnp.float32)).astype(x.dtype)
+    local = jnp.moveaxis(x, axes.axis, 0).astype(jnp.float32)
+    mixed = jnp.where(mine.reshape(shape), mixed, local)
+    return jnp.moveaxis(mixed, 0, axes.axis).astype(x.dtype)
+
+  return jax.tree.map(one, updates, everyone)
+
+
+def nna_mix(
+  params: chex.ArrayTree,
+  num_byzantine: int,
+  axes: pop_lib.PopulationAxes,
+) -> chex.ArrayTree:
+  r"""MoNNA's peer-to-peer step: each node averages its nearest peers' models.
+
+  Every node (one per index of the named axis) replaces its model by the
+  mean of the :math:`K - f` models nearest to its own (itself included),
+  after its local optimiser step: NNA acting on *models*. With a local
+  momentum optimiser this is MoNNA::
+
+    local = optax.chain(optax.ema(0.99, debias=False), optax.scale(-lr))
+    # on each node (inside shard_map / vmap over 'nodes'):
+    updates, state = local.update(grads, state)
+    params = optax.apply_updates(params, updates)
+    params = robust.nna_mix(params, f, PopulationAxes(None, 'nodes'))
+
+  (``optax.ema`` without debiasing is the reference's momentum with
+  dampening equal to the momentum.) Same maths as
+  :func:`mix_by_nearest_neighbours`; non-finite models are never mixed in.
+
+  Args:
+    params: this node's model (``axes.axis is None``) or a stack of models.
+    num_byzantine: ``f`` in ``[0, K - 1]``.
+    axes: where the nodes live (a named axis, one node per index).
+
+  Returns:
+    The mixed model(s), shaped and typed like ``params``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax_ext
+    >>> from optax_ext import robust
+    >>> models = jnp.array([[0.0], [1.0], [2.0], [90.0]])  # node 3 Byzantine
+    >>> nodes = optax_ext.PopulationAxes(axis=None, axis_name='nodes')
+    >>> jax.vmap(lambda m: robust.nna_mix(m, 1, nodes), axis_name='nodes')(
+    ...   models)
+    Array([[ 1.],
+           [ 1.],
+           [ 1.],
+           [31.]], dtype=float32)
+
+  References:
+    Farhadkhani et al., `Robust Collaborative Learning with Linear Gradient
+    Overhead <https://arxiv.org/abs/2209.10931>`_, ICML 2023.
+  """
+  where = 'nna_mix'
+  validation.check_integer(where, 'num_byzantine', num_byzantine, lower=0)
+  axes = base.resolve_axes(where, axes)
+  try:
+    pop_lib.local_size(params, axes)
+  except ValueError as e:
+    raise ValueError(f'{where}: {e}') from None
+  return _nearest_neighbour_mix(where, params, num_byzantine, axes)
 
 
 def mix_by_nearest_neighbours(
@@ -435,43 +530,8 @@ def mix_by_nearest_neighbours(
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
-    k_local = base.check_population(where, updates, params, axes)
-    k = pop_lib.size(updates, axes)
-    if num_byzantine >= k:
-      raise ValueError(
-        f'{where}: `num_byzantine` must be < K={k}, got {num_byzantine}.'
-      )
-    finite = _finite_members(updates, axes)
-    d = _squared_distances(updates, axes)
-    d = jnp.where(finite[:, None] & finite[None, :], d, jnp.inf)
-    d = d.at[jnp.diag_indices(k)].set(0.0)
-    order = jnp.argsort(d, axis=1, stable=True)[:, : k - num_byzantine]
-    mixing = jnp.zeros((k, k), jnp.float32)
-    mixing = jax.vmap(lambda row, idx: row.at[idx].set(1.0))(mixing, order)
-    mixing = mixing / jnp.float32(k - num_byzantine)
-    everyone = pop_lib.gather(updates, axes)  # [K, *shape] everywhere
-    if axes.is_named:
-      start = lax.axis_index(axes.axis_name) * k_local
-      rows = lax.dynamic_slice_in_dim(mixing, start, k_local)
-      mine = lax.dynamic_slice_in_dim(finite, start, k_local)
-    else:
-      rows, mine = mixing, finite
-
-    def one(x, x_all):
-      stacked = x_all.astype(jnp.float32)
-      shape = (-1,) + (1,) * (stacked.ndim - 1)
-      clean = jnp.where(finite.reshape(shape), stacked, 0.0)
-      mixed = jnp.tensordot(
-        rows, clean, axes=1, precision=lax.Precision.HIGHEST
-      )
-      if axes.axis is None:
-        mixed = mixed[0]
-        return jnp.where(mine[0], mixed, x.astype(jnp.float32)).astype(x.dtype)
-      local = jnp.moveaxis(x, axes.axis, 0).astype(jnp.float32)
-      mixed = jnp.where(mine.reshape(shape), mixed, local)
-      return jnp.moveaxis(mixed, 0, axes.axis).astype(x.dtype)
-
-    return jax.tree.map(one, updates, everyone), state
+    base.check_population(where, updates, params, axes)
+    return _nearest_neighbour_mix(where, updates, num_byzantine, axes), state
 
   return optax.GradientTransformationExtraArgs(
     lambda params: optax.EmptyState(), update_fn
