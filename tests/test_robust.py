@@ -675,3 +675,69 @@ def test_monna_peer_to_peer_with_byzantine_nodes():
   ref, _ = R.mix_by_nearest_neighbours(f).update(stack, optax.EmptyState())
   got = jax.vmap(lambda m: R.nna_mix(m, f, nodes), axis_name='nodes')(stack)
   np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def _huber(z, delta):
+  n = np.linalg.norm(z)
+  return 0.5 * n**2 if n <= delta else delta * (n - 0.5 * delta)
+
+
+@pytest.mark.parametrize(
+  ('loss', 'kwargs', 'psi'),
+  [
+    ('median', {}, lambda z: np.linalg.norm(z)),
+    (
+      'mixture',
+      {'mixture_mu': 0.7},
+      lambda z: np.linalg.norm(z) + 0.35 * np.sum(z**2),
+    ),
+    ('huber', {'huber_delta': 0.8}, lambda z: _huber(z, 0.8)),
+  ],
+)
+@pytest.mark.parametrize('scale', [0.1, 1.0, 5.0])
+def test_median_tracking_losses_are_one_proximal_step(loss, kwargs, psi, scale):
+  """m_1 = argmin_m tau psi(m - g) + |m - m_0|^2 / 2, checked numerically."""
+  from scipy import optimize  # noqa: PLC0415
+
+  tau = 0.6
+  rng = np.random.default_rng(int(scale * 10))
+  m0 = rng.normal(size=3)
+  g = m0 + scale * rng.normal(size=3)
+  tx = R.scale_by_median_tracking(tau, loss=loss, **kwargs)
+  state = tx.init(jnp.zeros(3))._replace(median=jnp.asarray(m0, jnp.float32))
+  got, _ = tx.update(jnp.asarray(g, jnp.float32), state)
+  res = optimize.minimize(
+    lambda m: tau * psi(m - g) + 0.5 * np.sum((m - m0) ** 2),
+    m0,
+    method='Nelder-Mead',
+    options={'xatol': 1e-10, 'fatol': 1e-14, 'maxiter': 20000},
+  )
+  np.testing.assert_allclose(got, res.x, atol=2e-4)
+
+
+def test_median_tracking_loss_limits_and_errors():
+  g = jnp.array([3.0, -4.0])
+  state = R.scale_by_median_tracking(1.0).init(jnp.zeros(2))
+  median, _ = R.scale_by_median_tracking(1.0).update(g, state)
+  mix0, _ = R.scale_by_median_tracking(
+    1.0, loss='mixture', mixture_mu=0.0
+  ).update(g, state)
+  np.testing.assert_allclose(mix0, median, rtol=1e-6)
+  # A huge Huber delta is the quadratic loss: the EMA step tau / (1 + tau).
+  huber, _ = R.scale_by_median_tracking(
+    1.0, loss='huber', huber_delta=1e6
+  ).update(g, state)
+  np.testing.assert_allclose(huber, 0.5 * g, rtol=1e-6)
+  coord, _ = R.scale_by_median_tracking(
+    1.0, norm='coordinate', loss='huber', huber_delta=0.5
+  ).update(g, state)
+  np.testing.assert_allclose(coord, [0.5, -0.5], rtol=1e-6)  # tau*delta
+  for kwargs, match in (
+    ({'loss': 'huber'}, "`huber_delta` must be given with loss='huber'"),
+    ({'mixture_mu': 1.0}, "`mixture_mu` must be given with loss='mixture'"),
+    ({'loss': 'huber', 'huber_delta': 0.0}, '`huber_delta` must be > 0'),
+    ({'loss': 'mixture', 'mixture_mu': -1.0}, '`mixture_mu` must be >= 0'),
+    ({'loss': 'l1'}, '`loss` must be one of'),
+  ):
+    with pytest.raises(ValueError, match=match):
+      R.scale_by_median_tracking(1.0, **kwargs)
