@@ -741,3 +741,36 @@ def test_median_tracking_loss_limits_and_errors():
   ):
     with pytest.raises(ValueError, match=match):
       R.scale_by_median_tracking(1.0, **kwargs)
+
+
+def _numpy_trimmed_mean(x, b):
+  s = np.sort(x, axis=0)  # NaN last, as the documented order
+  kept = s[b : x.shape[0] - b]
+  with np.errstate(invalid='ignore'):
+    return kept.mean(axis=0)
+
+
+@pytest.mark.parametrize(('k', 'b'), [(3, 1), (5, 0), (8, 1), (8, 3), (17, 4)])
+def test_trimmed_mean_selection_matches_sorting_with_faults(k, b):
+  rng = np.random.default_rng(k * 10 + b)
+  x = rng.normal(size=(k, 400)).astype(np.float32)
+  x[:, :50] = np.round(x[:, :50])  # ties
+  faults = [np.nan, np.inf, -np.inf, 1e30, -1e30]
+  for col in range(50, 400):
+    for _ in range(rng.integers(0, b + 2)):  # some columns exceed b faults
+      x[rng.integers(k), col] = faults[rng.integers(len(faults))]
+  # And columns where exactly b + 1 faults of one kind survive the trim.
+  x[: b + 1, 300:350] = np.inf
+  x[: b + 1, 350:400] = np.nan
+  got, _ = R.aggregate_by_trimmed_mean(b).update(
+    jnp.asarray(x), optax.EmptyState()
+  )
+  want = _numpy_trimmed_mean(x, b)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert np.isnan(want).any() and np.isinf(want).any()  # faults survived
+
+
+def test_trimmed_mean_outliers_do_not_swamp_the_kept_values():
+  x = jnp.array([[1e30], [1.0], [2.0], [3.0], [-1e30]])
+  got, _ = R.aggregate_by_trimmed_mean(1).update(x, optax.EmptyState())
+  np.testing.assert_array_equal(got, [2.0])
