@@ -160,3 +160,11 @@ def test_multitask_digits_smoke(tmp_path):
   rows = re.findall(r'^\s+(mean|pcgrad|upgrad|mgda|cagrad)\s+0\.', stdout, re.M)
   assert rows == ['mean', 'pcgrad', 'upgrad', 'mgda', 'cagrad'], stdout
   assert plot.stat().st_size > 10_000
+
+
+def test_data_parallel_smoke():
+  # The script sets its own simulated-device flag (8 CPU devices).
+  stdout = _run_example('data_parallel.py', '--smoke', '--aggregator', 'mean')
+  assert '8 cpu device(s)' in stdout, stdout
+  acc = float(re.findall(r'final test accuracy (\d\.\d+)', stdout)[0])
+  assert acc > 0.3, stdout
