@@ -25,6 +25,7 @@ Public API:
 * :mod:`optax_ext.lookahead`: Lookahead and Multilayer Lookahead;
 * :mod:`optax_ext.pruning`: DPF, dynamic pruning with feedback;
 * :mod:`optax_ext.losses`: CFG diffusion training losses;
+* :func:`cite`, :func:`bibliography`: BibTeX of the papers behind a name;
 * the most used names re-exported at the top level.
 """
 
@@ -37,6 +38,9 @@ from optax_ext import population
 from optax_ext import pruning
 from optax_ext import robust
 from optax_ext import variance
+from optax_ext._src.citations import bibliography
+from optax_ext._src.citations import citation_keys
+from optax_ext._src.citations import cite
 from optax_ext.aggregation import aggregate_by_mean
 from optax_ext.aggregation import aggregate_by_sum
 from optax_ext.aggregation import Aggregator
@@ -52,6 +56,9 @@ __all__ = (
   'aggregate_by_sum',
   'aggregation',
   'alignment',
+  'bibliography',
+  'citation_keys',
+  'cite',
   'grad_population',
   'lookahead',
   'losses',
