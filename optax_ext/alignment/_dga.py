@@ -173,6 +173,17 @@ def dga_mixture(
   return MixtureController(init_fn, update_fn)
 
 
+def _dot_and_norm(g, target) -> tuple[jax.Array, jax.Array]:
+  """``(<g, target>, |g|)`` over whole trees, in float32."""
+  leaves, t = jax.tree.leaves(g), jax.tree.leaves(target)
+  dot = sum(
+    jnp.vdot(x.astype(_F32), y.astype(_F32))
+    for x, y in zip(leaves, t, strict=True)
+  )
+  sq = sum(jnp.vdot(x.astype(_F32), x.astype(_F32)) for x in leaves)
+  return dot, jnp.sqrt(sq)
+
+
 def dga_alignment_scores(
   domain_grads: chex.ArrayTree,
   target_grad: chex.ArrayTree,
@@ -215,14 +226,7 @@ def dga_alignment_scores(
   pop_lib.local_size(domain_grads, axes)  # validates the member axis
 
   def dots_and_norms(g):
-    leaves = jax.tree.leaves(g)
-    t = jax.tree.leaves(target_grad)
-    dot = sum(
-      jnp.vdot(x.astype(_F32), y.astype(_F32))
-      for x, y in zip(leaves, t, strict=True)
-    )
-    sq = sum(jnp.vdot(x.astype(_F32), x.astype(_F32)) for x in leaves)
-    return dot, jnp.sqrt(sq)
+    return _dot_and_norm(g, target_grad)
 
   if axes.axis is None:
     dot, norm = dots_and_norms(domain_grads)
@@ -279,14 +283,7 @@ def domain_alignment_scores(
   target = grad(params, target_batch)
 
   def one(batch):
-    g = grad(params, batch)
-    leaves, t = jax.tree.leaves(g), jax.tree.leaves(target)
-    dot = sum(
-      jnp.vdot(x.astype(_F32), y.astype(_F32))
-      for x, y in zip(leaves, t, strict=True)
-    )
-    sq = sum(jnp.vdot(x.astype(_F32), x.astype(_F32)) for x in leaves)
-    return dot, jnp.sqrt(sq)
+    return _dot_and_norm(grad(params, batch), target)
 
   dots, norms = lax.map(one, domain_batches)
   if not normalize:

@@ -25,6 +25,7 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
+from optax_ext.alignment import _pcgrad
 from optax_ext.alignment import _weighting
 
 _MIN_SIN = 1e-3  # targets with sqrt(1 - target^2) below this are not chased
@@ -89,12 +90,7 @@ def gradvac_weighting(
   g = jnp.asarray(gramian, jnp.float32)
   phi_hat = jnp.asarray(phi_hat, jnp.float32)
   k = g.shape[0]
-  if key is None:
-    orders = jnp.broadcast_to(jnp.arange(k), (k, k))
-  else:
-    orders = jax.vmap(lambda kk: jax.random.permutation(kk, k))(
-      jax.random.split(key, k)
-    )
+  orders = _pcgrad.visiting_orders(key, k)
   norms = jnp.sqrt(jnp.maximum(jnp.diag(g), 0.0))
 
   def row(i, order, targets):

@@ -26,6 +26,18 @@ from optax_ext.alignment import _weighting
 _REDUCTIONS = ('sum', 'mean')
 
 
+def visiting_orders(key: jax.Array | None, k: int) -> jax.Array:
+  """``[K, K]``: row ``i`` is the order task ``i`` visits the others in.
+
+  Index order without a key; otherwise an independent permutation per row.
+  """
+  if key is None:
+    return jnp.broadcast_to(jnp.arange(k), (k, k))
+  return jax.vmap(lambda kk: jax.random.permutation(kk, k))(
+    jax.random.split(key, k)
+  )
+
+
 def pcgrad_weighting(
   gramian: jax.Array,
   key: jax.Array | None = None,
@@ -57,12 +69,7 @@ def pcgrad_weighting(
   """
   g = jnp.asarray(gramian, jnp.float32)
   k = g.shape[0]
-  if key is None:
-    orders = jnp.broadcast_to(jnp.arange(k), (k, k))
-  else:
-    orders = jax.vmap(lambda kk: jax.random.permutation(kk, k))(
-      jax.random.split(key, k)
-    )
+  orders = visiting_orders(key, k)
 
   def one(i, order):
     def body(n, c):
