@@ -536,6 +536,18 @@ def gramian(
   return g
 
 
+def local_slice(values: jax.Array, axes: PopulationAxes, k_local: int):
+  """This index's ``k_local`` entries of a per-member ``[K, ...]`` array.
+
+  Members are ordered named-axis index first, then local position; off a
+  named axis the array is returned whole.
+  """
+  if not axes.is_named:
+    return values
+  start = lax.axis_index(axes.axis_name) * k_local
+  return lax.dynamic_slice_in_dim(values, start, k_local)
+
+
 def combine(
   population: Population,
   weights: jax.Array,
@@ -576,11 +588,7 @@ def combine(
       f'combine: `weights` must have shape ({k},) for a population of K={k}'
       f' members, got shape {jnp.shape(weights)}.'
     )
-  if axes.is_named:
-    start = lax.axis_index(axes.axis_name) * k_local
-    local_w = lax.dynamic_slice_in_dim(weights, start, k_local)
-  else:
-    local_w = weights
+  local_w = local_slice(weights, axes, k_local)
 
   def one(x):
     acc = numerics.accumulation_dtype(x.dtype)

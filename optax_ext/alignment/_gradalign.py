@@ -65,11 +65,7 @@ def _local_weights(where, weights, axes, k_local, k) -> jax.Array:
       f'{where}: `weights` must have shape ({k},), one per worker, got '
       f'{w.shape}.'
     )
-  w = w / jnp.sum(w)
-  if axes.is_named:
-    start = lax.axis_index(axes.axis_name) * k_local
-    w = lax.dynamic_slice_in_dim(w, start, k_local)
-  return w
+  return pop_lib.local_slice(w / jnp.sum(w), axes, k_local)
 
 
 def _weighted_sum(tree, w, axes):

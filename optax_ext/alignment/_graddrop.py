@@ -99,16 +99,13 @@ def aggregate_by_graddrop(
       raise ValueError(
         f'{where}: `leak` must have shape ({k},), got {leak_arr.shape}.'
       )
-    step_key, next_key = jax.random.split(jax.random.wrap_key_data(state.key))
+    step_key, new_key = _weighting.split_key_data(state.key)
     leaves, treedef = jax.tree.flatten(updates)
     keys = jax.random.split(step_key, len(leaves))
     if leak_arr is None:
       local_leak = jnp.zeros((k_local,), jnp.float32)
-    elif axes.is_named:
-      start = lax.axis_index(axes.axis_name) * k_local
-      local_leak = lax.dynamic_slice_in_dim(leak_arr, start, k_local)
     else:
-      local_leak = leak_arr
+      local_leak = pop_lib.local_slice(leak_arr, axes, k_local)
 
     def psum(x):
       return lax.psum(x, axes.axis_name) if axes.is_named else x
@@ -132,7 +129,7 @@ def aggregate_by_graddrop(
     return out, _weighting.WeightingState(
       count=optax.safe_int32_increment(state.count),
       weights=None,
-      key=jax.random.key_data(next_key),
+      key=new_key,
     )
 
   return base.Aggregator(init_fn, update_fn)

@@ -212,8 +212,7 @@ def aggregate_by_gradvac(
     if key_data is None:
       step_key, new_key = None, state.key
     else:
-      step_key, next_key = jax.random.split(jax.random.wrap_key_data(state.key))
-      new_key = jax.random.key_data(next_key)
+      step_key, new_key = _weighting.split_key_data(state.key)
     w, phi_hat = gradvac_weighting(gram, state.phi_hat, step_key, beta, eps)
     w = lax.stop_gradient(w)
     out = pop_lib.combine(updates, w, axes)

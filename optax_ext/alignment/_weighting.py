@@ -71,6 +71,12 @@ def as_key_data(where: str, key: Any) -> jax.Array:
   )
 
 
+def split_key_data(key_data: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(key for this step, raw data of the key for the next step)``."""
+  step_key, next_key = jax.random.split(jax.random.wrap_key_data(key_data))
+  return step_key, jax.random.key_data(next_key)
+
+
 def aggregate_by_weighting(
   weighting: Weighting,
   *,
@@ -162,9 +168,8 @@ def weighted_aggregator(
     if state.key is None:
       w = weighting(gram)
     else:
-      step_key, next_key = jax.random.split(jax.random.wrap_key_data(state.key))
+      step_key, new_key = split_key_data(state.key)
       w = weighting(gram, step_key)
-      new_key = jax.random.key_data(next_key)
     w = jax.lax.stop_gradient(jnp.asarray(w, jnp.float32))
     if w.shape != (k,):
       raise ValueError(

@@ -394,12 +394,8 @@ def _nearest_neighbour_mix(where, updates, num_byzantine, axes):
   mixing = jax.vmap(lambda row, idx: row.at[idx].set(1.0))(mixing, order)
   mixing = mixing / jnp.float32(k - num_byzantine)
   everyone = pop_lib.gather(updates, axes)  # [K, *shape] everywhere
-  if axes.is_named:
-    start = lax.axis_index(axes.axis_name) * k_local
-    rows = lax.dynamic_slice_in_dim(mixing, start, k_local)
-    mine = lax.dynamic_slice_in_dim(finite, start, k_local)
-  else:
-    rows, mine = mixing, finite
+  rows = pop_lib.local_slice(mixing, axes, k_local)
+  mine = pop_lib.local_slice(finite, axes, k_local)
 
   def one(x, x_all):
     stacked = x_all.astype(jnp.float32)
