@@ -54,6 +54,7 @@ import numpy as np
 import optax
 
 import optax_ext
+from optax_ext import adaptive
 from optax_ext import alignment
 from optax_ext import momentum
 from optax_ext import robust
@@ -187,6 +188,25 @@ TRANSFORMS = {
   'grams': (lambda: momentum.grams(1e-3), ('Grams', {'lr': 1e-3})),
   'mars': (lambda: momentum.mars(1e-3), ('MARS', {'lr': 1e-3})),
   'igt_sgd': (lambda: momentum.igt_sgd(1e-3), None),
+  'diffgrad': (lambda: adaptive.diffgrad(1e-3), ('DiffGrad', {'lr': 1e-3})),
+  'adamp': (
+    lambda: adaptive.adamp(1e-3, weight_decay=1e-2),
+    ('AdamP', {'lr': 1e-3, 'weight_decay': 1e-2}),
+  ),
+  'sgdp': (
+    lambda: adaptive.sgdp(0.1, momentum=0.9, weight_decay=1e-5),
+    ('SGDP', {'lr': 0.1, 'momentum': 0.9, 'weight_decay': 1e-5}),
+  ),
+  'sgd_sai': (lambda: adaptive.sgd_sai(1e-2), ('SGDSaI', {'lr': 1e-2})),
+  'gravity': (lambda: adaptive.gravity(1e-2), ('Gravity', {'lr': 1e-2})),
+  'pnm': (lambda: momentum.pnm(1e-3), ('PNM', {'lr': 1e-3})),
+  'adapnm': (lambda: momentum.adapnm(1e-3), ('AdaPNM', {'lr': 1e-3})),
+  'ranger21': (
+    lambda: momentum.ranger21(1e-3, num_iterations=10_000),
+    ('Ranger21', {'lr': 1e-3, 'num_iterations': 10_000}),
+  ),
+  'xgrad_sgd': (lambda: momentum.xgrad_sgd(1e-3), None),
+  'xgrad_adam': (lambda: momentum.xgrad_adam(1e-3), None),
 }
 
 

@@ -18,7 +18,8 @@ Public API:
 
 * :mod:`optax_ext.population`: maths over a gradient population;
 * :mod:`optax_ext.aggregation`: aggregators (population -> updates);
-* :mod:`optax_ext.momentum`: momentum mixtures (QHM, AggMo, MARS, ...);
+* :mod:`optax_ext.momentum`: momentum mixtures (QHM, AggMo, MARS, PNM, ...);
+* :mod:`optax_ext.adaptive`: adaptive step sizes (diffGrad, AdamP, ...);
 * :mod:`optax_ext.robust`: robust and clipped aggregation;
 * :mod:`optax_ext.variance`: GSNR variance reduction (VRGD);
 * :mod:`optax_ext.alignment`: gradient alignment (GradAlign, FedGA);
@@ -29,6 +30,7 @@ Public API:
 * the most used names re-exported at the top level.
 """
 
+from optax_ext import adaptive
 from optax_ext import aggregation
 from optax_ext import alignment
 from optax_ext import lookahead
@@ -52,6 +54,7 @@ __version__ = '0.1.0.dev0'
 __all__ = (
   'Aggregator',
   'PopulationAxes',
+  'adaptive',
   'aggregate_by_mean',
   'aggregate_by_sum',
   'aggregation',

@@ -710,4 +710,232 @@ REGISTRY += (
   ),
 )
 
+_AD = optax_ext.adaptive
+
+
+def _trace(decay: float = 0.9) -> optax.GradientTransformation:
+  return optax.trace(decay)
+
+
+# Adaptive step sizes (issue 13) and the momentum methods that came with it.
+REGISTRY += (
+  Entry(
+    name='scale_by_diffgrad',
+    factory=_AD.scale_by_diffgrad,
+    kwargs={},
+    kind='param',
+    hyperparams=('b1', 'b2', 'eps'),
+    lr=0.05,
+  ),
+  Entry(
+    name='diffgrad',
+    factory=_AD.diffgrad,
+    kwargs={'learning_rate': 0.05},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps', 'weight_decay'),
+    lr=0.05,
+  ),
+  Entry(
+    name='scale_by_adamp',
+    factory=_AD.scale_by_adamp,
+    kwargs={'weight_decay': 1e-3},
+    kind='param',
+    hyperparams=('b1', 'b2', 'eps', 'weight_decay', 'delta', 'wd_ratio'),
+    static_args=('nesterov', 'channel_axis'),
+    lr=0.05,
+    # Decoupled decay moves the optimum by lr * lambda * theta / step.
+    rosenbrock=(cosine_decay(0.01, 20000), 20000),
+  ),
+  Entry(
+    name='adamp',
+    factory=_AD.adamp,
+    kwargs={'learning_rate': 0.05, 'nesterov': True},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps', 'delta', 'wd_ratio'),
+    static_args=('nesterov', 'channel_axis'),
+    lr=0.05,
+  ),
+  Entry(
+    name='scale_by_sgdp',
+    factory=_AD.scale_by_sgdp,
+    kwargs={'momentum': 0.9, 'nesterov': True},
+    kind='param',
+    hyperparams=('momentum', 'dampening', 'weight_decay', 'delta'),
+    static_args=('nesterov', 'channel_axis'),
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='sgdp',
+    factory=_AD.sgdp,
+    kwargs={'learning_rate': 0.1, 'momentum': 0.9},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'momentum', 'weight_decay', 'wd_ratio'),
+    static_args=('nesterov', 'channel_axis'),
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='scale_by_sgd_sai',
+    factory=_AD.scale_by_sgd_sai,
+    kwargs={},
+    kind='param',
+    hyperparams=('momentum', 'eps'),
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='sgd_sai',
+    factory=_AD.sgd_sai,
+    kwargs={'learning_rate': 0.1, 'weight_decay': 0.0},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'momentum', 'eps', 'weight_decay'),
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
+    name='scale_by_gravity',
+    factory=_AD.scale_by_gravity,
+    kwargs={'init_std': 0.01},
+    kind='param',
+    hyperparams=('init_std', 'beta'),
+    static_args=('seed',),
+    # Gravity's step falls like 1/|g|^3 for |g| >> 1 (zeta = g / (1 +
+    # (g max|g|)^2)): it is made for small gradients, so the battery scales
+    # the losses by 1e-2 and the rate up by 100.
+    optimizer_fn=lambda lr: optax.chain(
+      optax.scale(1e-2),
+      _AD.scale_by_gravity(init_std=1e-4),
+      optax.scale_by_learning_rate(lr),
+    ),
+    lr=20.0,
+    rosenbrock=(0.1, 20000),
+  ),
+  Entry(
+    name='gravity',
+    factory=_AD.gravity,
+    kwargs={'learning_rate': 0.1},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'alpha', 'beta'),
+    static_args=('seed',),
+    optimizer_fn=lambda lr: optax.chain(optax.scale(1e-2), _AD.gravity(lr)),
+    lr=20.0,
+    rosenbrock=(0.1, 20000),
+  ),
+  Entry(
+    name='scale_by_pnm',
+    factory=_M.scale_by_pnm,
+    kwargs={},
+    kind='param',
+    hyperparams=('b1', 'b0'),
+    rosenbrock=(cosine_decay(2e-3, 30000), 30000),
+  ),
+  Entry(
+    name='pnm',
+    factory=_M.pnm,
+    kwargs={'learning_rate': 0.1},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b0', 'weight_decay'),
+    rosenbrock=(cosine_decay(2e-3, 30000), 30000),
+  ),
+  Entry(
+    name='scale_by_adapnm',
+    factory=_M.scale_by_adapnm,
+    kwargs={},
+    kind='param',
+    hyperparams=('b1', 'b2', 'b0', 'eps'),
+    static_args=('amsgrad', 'softplus_beta'),
+    # The PN direction of a constant gradient is g / sqrt(5): a slow Adam.
+    lr=cosine_decay(0.1, 500),
+    rosenbrock=(cosine_decay(3e-2, 30000), 30000),
+  ),
+  Entry(
+    name='adapnm',
+    factory=_M.adapnm,
+    kwargs={'learning_rate': 0.05, 'amsgrad': False},
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'b0', 'weight_decay'),
+    static_args=('amsgrad',),
+    lr=cosine_decay(0.1, 500),
+    rosenbrock=(cosine_decay(3e-2, 30000), 30000),
+  ),
+  Entry(
+    name='ranger21',
+    factory=_M.ranger21,
+    # The battery's optima are not at unit norm and gradient centralisation
+    # keeps the column means of a matrix fixed: no norm loss, no decay, no
+    # centralisation here (each is tested on its own); the parabola runs 500
+    # steps.
+    kwargs={
+      'learning_rate': 0.05,
+      'num_iterations': 500,
+      'weight_decay': 0.0,
+      'norm_loss_factor': 0.0,
+      'centralize': False,
+    },
+    kind='param',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'b0', 'agc_clipping'),
+    static_args=(
+      'num_iterations',
+      'softplus_beta',
+      'amsgrad',
+      'centralize',
+      'normalize',
+      'lookahead_sync_period',
+      'channel_axis',
+    ),
+    lr=0.1,
+    inject_rtol=1e-4,
+    rosenbrock=(cosine_decay(3e-2, 20000), 20000),
+  ),
+  Entry(
+    name='xgrad',
+    factory=_M.xgrad,
+    kwargs={'direction': _trace(), 'learning_rate': 0.02},
+    kind='wrapper',
+    hyperparams=('learning_rate', 'steps_ahead'),
+    optimizer_fn=lambda lr: _M.xgrad(_trace(), lr),
+    lr=0.02,
+    rosenbrock=(5e-4, 20000),
+  ),
+  Entry(
+    name='xgrad_sgd',
+    factory=_M.xgrad_sgd,
+    kwargs={'learning_rate': 0.02},
+    kind='wrapper',
+    alias=True,
+    hyperparams=('learning_rate', 'steps_ahead', 'weight_decay'),
+    lr=0.02,
+    rosenbrock=(5e-4, 20000),
+  ),
+  Entry(
+    name='xgrad_adam',
+    factory=_M.xgrad_adam,
+    kwargs={'learning_rate': 0.05},
+    kind='wrapper',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps', 'steps_ahead'),
+    lr=cosine_decay(0.05, 500),
+    strict_promotion=False,
+    inject_rtol=1e-4,
+    rosenbrock=(cosine_decay(3e-3, 20000), 20000),
+  ),
+  Entry(
+    name='xgrad_adamw',
+    factory=_M.xgrad_adamw,
+    kwargs={'learning_rate': 0.05, 'weight_decay': 0.0},
+    kind='wrapper',
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'weight_decay', 'steps_ahead'),
+    lr=cosine_decay(0.05, 500),
+    strict_promotion=False,
+    inject_rtol=1e-4,
+    rosenbrock=(cosine_decay(3e-3, 20000), 20000),
+  ),
+)
+
 BY_NAME = {e.name: e for e in REGISTRY}

@@ -113,6 +113,26 @@ _register(
   'scale_by_momentum_mixture',
 )
 _register(('ma2019quasi',), 'qhm', 'scale_by_qhm', 'qhadam', 'scale_by_qhadam')
+_register(('dubey2020diffgrad',), 'diffgrad', 'scale_by_diffgrad')
+_register(('heo2021adamp',), 'adamp', 'scale_by_adamp', 'sgdp', 'scale_by_sgdp')
+_register(('xu2024nomore',), 'sgd_sai', 'scale_by_sgd_sai')
+_register(('bahrami2021gravity',), 'gravity', 'scale_by_gravity')
+_register(
+  ('xie2021positive',), 'pnm', 'scale_by_pnm', 'adapnm', 'scale_by_adapnm'
+)
+_register(
+  ('wright2021ranger21', 'xie2021positive', 'zhang2019lookahead'),
+  'ranger21',
+  'ranger21_schedule',
+)
+_register(
+  ('guan2023xgrad',),
+  'xgrad',
+  'xgrad_sgd',
+  'xgrad_adam',
+  'xgrad_adamw',
+  'xgrad_true_params',
+)
 _register(('lin2020dynamic',), 'dpf', 'dpf_pruned_params', 'dpf_sparsity')
 _register(('zhu2017prune',), 'cubic_sparsity_schedule')
 _register(('karimireddy2021learning',), 'aggregate_by_centered_clipping')

@@ -25,7 +25,11 @@
   :func:`grams`);
 * IGT (:func:`igt`, :func:`igt_sgd`, :func:`igt_adam`,
   :func:`igt_true_params`) and cluster-wise multi-momentum
-  (:func:`scale_by_cluster_momentum`, :func:`cluster_igt`).
+  (:func:`scale_by_cluster_momentum`, :func:`cluster_igt`);
+* positive-negative momentum (:func:`scale_by_pnm`, :func:`pnm`,
+  :func:`scale_by_adapnm`, :func:`adapnm`) and Ranger21 (:func:`ranger21`);
+* XGrad weight prediction (:func:`xgrad`, :func:`xgrad_sgd`,
+  :func:`xgrad_adam`, :func:`xgrad_adamw`, :func:`xgrad_true_params`).
 """
 
 from optax_ext.momentum._ademamix import ademamix_alpha_schedule
@@ -53,21 +57,39 @@ from optax_ext.momentum._mars import ScaleByMarsState
 from optax_ext.momentum._mixture import momentum_mixture
 from optax_ext.momentum._mixture import scale_by_momentum_mixture
 from optax_ext.momentum._mixture import ScaleByMomentumMixtureState
+from optax_ext.momentum._pnm import adapnm
+from optax_ext.momentum._pnm import pnm
+from optax_ext.momentum._pnm import scale_by_adapnm
+from optax_ext.momentum._pnm import scale_by_pnm
+from optax_ext.momentum._pnm import ScaleByAdapnmState
+from optax_ext.momentum._pnm import ScaleByPnmState
 from optax_ext.momentum._qhadam import qhadam
 from optax_ext.momentum._qhadam import scale_by_qhadam
 from optax_ext.momentum._qhadam import ScaleByQhadamState
 from optax_ext.momentum._qhm import qhm
 from optax_ext.momentum._qhm import scale_by_qhm
+from optax_ext.momentum._ranger21 import ranger21
+from optax_ext.momentum._ranger21 import ranger21_schedule
+from optax_ext.momentum._xgrad import xgrad
+from optax_ext.momentum._xgrad import xgrad_adam
+from optax_ext.momentum._xgrad import xgrad_adamw
+from optax_ext.momentum._xgrad import xgrad_sgd
+from optax_ext.momentum._xgrad import xgrad_true_params
+from optax_ext.momentum._xgrad import XgradState
 
 __all__ = (
   'AdemamixScheduleState',
   'ClusterIgtState',
   'IgtState',
+  'ScaleByAdapnmState',
   'ScaleByClusterMomentumState',
   'ScaleByGramsState',
   'ScaleByMarsState',
   'ScaleByMomentumMixtureState',
+  'ScaleByPnmState',
   'ScaleByQhadamState',
+  'XgradState',
+  'adapnm',
   'ademamix_alpha_schedule',
   'ademamix_beta3_schedule',
   'ademamix_with_warmup',
@@ -81,13 +103,23 @@ __all__ = (
   'igt_true_params',
   'mars',
   'momentum_mixture',
+  'pnm',
   'qhadam',
   'qhm',
+  'ranger21',
+  'ranger21_schedule',
+  'scale_by_adapnm',
   'scale_by_aggmo',
   'scale_by_cluster_momentum',
   'scale_by_grams',
   'scale_by_mars',
   'scale_by_momentum_mixture',
+  'scale_by_pnm',
   'scale_by_qhadam',
   'scale_by_qhm',
+  'xgrad',
+  'xgrad_adam',
+  'xgrad_adamw',
+  'xgrad_sgd',
+  'xgrad_true_params',
 )

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import numerics
 from optax_ext._src import validation
 
 _REF = """Yuan et al., `MARS: Unleashing the Power of Variance Reduction for
@@ -189,7 +190,9 @@ def scale_by_mars(
       count=count,
       mu=m,
       nu=v if keep_nu else None,
-      prev_grad=None if exact else updates,
+      prev_grad=None
+      if exact
+      else jax.tree.map(numerics.store_over, updates, state.prev_grad),
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,0 +1,176 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Gravity: a velocity EMA of gradients shrunk relative to their largest."""
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from optax_ext._src import base
+from optax_ext._src import validation
+
+_REF = """Bahrami and Zadeh, `Gravity Optimizer: a Kinematic Approach on
+    Optimization in Deep Learning <https://arxiv.org/abs/2101.09192>`_,
+    2021."""
+
+
+class ScaleByGravityState(NamedTuple):
+  """State of :func:`scale_by_gravity`.
+
+  Attributes:
+    count: int32 number of updates so far.
+    velocity: float32 velocity :math:`V` (random at initialisation).
+  """
+
+  count: chex.Array
+  velocity: optax.Updates
+
+
+def scale_by_gravity(
+  init_std: float, beta: float = 0.9, seed: int = 0
+) -> optax.GradientTransformationExtraArgs:
+  r"""Gravity direction: an EMA of "gravity-shrunk" gradients.
+
+  Per tensor, with :math:`M = \max_j |g_j|` and :math:`t = 1, 2, \ldots`:
+
+  .. math::
+    \zeta = \frac{g}{1 + (g M)^2}, \qquad
+    \hat\beta_t = \frac{\beta t + 1}{t + 2}, \qquad
+    V \leftarrow \hat\beta_t V + (1 - \hat\beta_t)\zeta, \qquad u = V .
+
+  :math:`V` starts as :math:`\mathcal N(0, \texttt{init\_std}^2)` noise
+  (the reference: :math:`\alpha/\eta`, see :func:`gravity`); the first
+  steps random-walk. The product form :math:`g M` gives :math:`\zeta = 0`
+  for an all-zero gradient (the reference's :math:`1/M` would divide by 0).
+
+  .. note::
+    ``init`` has no key argument in optax, so the noise comes from ``seed``
+    (folded with each leaf's position): the same seed gives the same start.
+    The counter follows the PyTorch reference (:math:`\hat\beta_1 =
+    (\beta + 1)/3`); the Keras one starts at :math:`\hat\beta_0 = 1/2`.
+
+  Args:
+    init_std: standard deviation of the initial velocity, ``>= 0``.
+    beta: :math:`\beta` in ``[0, 1]`` (reference 0.9).
+    seed: integer seed of the initial velocity.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with state
+    :class:`ScaleByGravityState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import adaptive
+    >>> tx = adaptive.scale_by_gravity(init_std=0.0)
+    >>> g = jnp.array([1.0, 0.5])
+    >>> u, _ = tx.update(g, tx.init(g))  # zeta = g / (1 + g^2); (1 - 1.9/3)
+    >>> u
+    Array([0.18333335, 0.14666668], dtype=float32)
+
+  References:
+    {ref}
+  """
+  where = 'scale_by_gravity'
+  validation.check_number(where, 'init_std', init_std, lower=0.0)
+  validation.check_number(where, 'beta', beta, lower=0.0, upper=1.0)
+  validation.check_integer(where, 'seed', seed)
+
+  def init_fn(params):
+    std = base.scalar_at(init_std, 0)
+    leaves, treedef = jax.tree.flatten(params)
+    key = jax.random.key(seed)
+    velocity = [
+      std * jax.random.normal(jax.random.fold_in(key, i), jnp.shape(p))
+      for i, p in enumerate(leaves)
+    ]
+    return ScaleByGravityState(
+      count=jnp.zeros([], jnp.int32),
+      velocity=jax.tree.unflatten(treedef, velocity),
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params, extra_args
+    count = optax.safe_int32_increment(state.count)
+    t = count.astype(jnp.float32)
+    b = base.scalar_at(beta, state.count)
+    b_hat = (b * t + 1.0) / (t + 2.0)
+
+    def one(g, v):
+      g32 = g.astype(jnp.float32)
+      big = jnp.max(jnp.abs(g32)) if g32.size else jnp.float32(0.0)
+      zeta = g32 / (1.0 + jnp.square(g32 * big))
+      v = b_hat * v + (1.0 - b_hat) * zeta
+      return v.astype(g.dtype), v
+
+    u, v = base.map_multi(one, 2, updates, state.velocity)
+    return u, ScaleByGravityState(count=count, velocity=v)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def gravity(
+  learning_rate: optax.ScalarOrSchedule,
+  alpha: float = 0.01,
+  beta: float = 0.9,
+  seed: int = 0,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Gravity optimiser: :math:`\theta \leftarrow \theta - \eta V`.
+
+  :func:`scale_by_gravity` with ``init_std = alpha / learning_rate`` (the
+  learning rate at step 0 for a schedule), then the learning rate.
+
+  Args:
+    learning_rate: step size or schedule, ``> 0`` at step 0 (reference 0.1;
+      pytorch_optimizer 1e-2).
+    alpha: initial-velocity scale, ``>= 0`` (reference 0.01).
+    beta: :math:`\beta` in ``[0, 1]`` (reference 0.9).
+    seed: integer seed of the initial velocity.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import adaptive
+    >>> tx = adaptive.gravity(0.1, alpha=0.0)
+    >>> params = jnp.zeros(2)
+    >>> u, _ = tx.update(jnp.array([1.0, 0.5]), tx.init(params), params)
+    >>> u
+    Array([-0.01833333, -0.01466667], dtype=float32)
+
+  References:
+    {ref}
+  """
+  where = 'gravity'
+  validation.check_number(where, 'alpha', alpha, lower=0.0)
+  if callable(learning_rate):
+    lr0 = learning_rate(0)
+  else:
+    validation.check_number(
+      where, 'learning_rate', learning_rate, lower=0.0, lower_inclusive=False
+    )
+    lr0 = learning_rate
+  return optax.chain(
+    scale_by_gravity(alpha / lr0, beta, seed),
+    optax.scale_by_learning_rate(learning_rate),
+  )
+
+
+for _fn in (scale_by_gravity, gravity):
+  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
+del _fn

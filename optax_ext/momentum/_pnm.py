@@ -1,0 +1,360 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Positive-negative momentum: PNM and AdaPNM."""
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from optax_ext._src import base
+from optax_ext._src import validation
+
+_REF = """Xie et al., `Positive-Negative Momentum: Manipulating Stochastic
+    Gradient Noise to Improve Generalization
+    <https://arxiv.org/abs/2103.17182>`_, ICML 2021."""
+
+
+class ScaleByPnmState(NamedTuple):
+  """State of :func:`scale_by_pnm`.
+
+  Attributes:
+    count: int32 number of updates so far.
+    mu_odd: float32 EMA of the gradients of odd steps (1, 3, ...).
+    mu_even: float32 EMA of the gradients of even steps.
+  """
+
+  count: chex.Array
+  mu_odd: optax.Updates
+  mu_even: optax.Updates
+
+
+class ScaleByAdapnmState(NamedTuple):
+  """State of :func:`scale_by_adapnm`.
+
+  Attributes:
+    count: int32 number of updates so far.
+    mu_odd: float32 EMA of the gradients of odd steps.
+    mu_even: float32 EMA of the gradients of even steps.
+    nu: float32 EMA of the squared gradient.
+    nu_max: float32 running maximum of ``nu`` (AMSGrad; ``None`` without).
+  """
+
+  count: chex.Array
+  mu_odd: optax.Updates
+  mu_even: optax.Updates
+  nu: optax.Updates
+  nu_max: optax.Updates | None
+
+
+def pn_step(g32, odd, mu_odd, mu_even, beta1, beta0):
+  """One positive-negative momentum step for one float32 leaf.
+
+  The buffer of this step's parity (``mu_odd`` on odd steps) takes the
+  gradient with decay ``beta1**2`` and is the positive momentum; the other
+  one is the negative momentum. The direction is ``((1 + beta0) pos - beta0
+  neg) / sqrt((1 + beta0)**2 + beta0**2)``.
+
+  Each new buffer depends only on its old value (and ``g``), and the
+  direction only on the new buffers: XLA then updates both in place
+  (swapping the two buffers' roles instead made it copy both).
+
+  Returns:
+    ``(direction, new mu_odd, new mu_even)``.
+  """
+  decay = beta1 * beta1
+  mu_odd = jnp.where(odd, decay * mu_odd + (1.0 - decay) * g32, mu_odd)
+  mu_even = jnp.where(odd, mu_even, decay * mu_even + (1.0 - decay) * g32)
+  pos = jnp.where(odd, mu_odd, mu_even)
+  neg = jnp.where(odd, mu_even, mu_odd)
+  norm = jnp.sqrt(jnp.square(1.0 + beta0) + jnp.square(beta0))
+  return ((1.0 + beta0) * pos - beta0 * neg) / norm, mu_odd, mu_even
+
+
+def _check_betas(where, b1, b0):
+  validation.check_decay(where, 'b1', b1)
+  validation.check_non_negative(where, 'b0', b0)
+
+
+def scale_by_pnm(
+  b1: float = 0.9, b0: float = 1.0
+) -> optax.GradientTransformationExtraArgs:
+  r"""Positive-negative momentum (PNM) direction.
+
+  Two EMAs take the gradients of alternate steps. On step :math:`t` the
+  buffer of :math:`t`'s parity is the positive one:
+
+  .. math::
+    m^+ \leftarrow \beta_1^2 m^+ + (1 - \beta_1^2) g, \qquad
+    u = \frac{(1 + \beta_0) m^+ - \beta_0 m^-}
+             {\sqrt{(1 + \beta_0)^2 + \beta_0^2}} .
+
+  The difference of two independent-noise EMAs enlarges the gradient noise
+  (the paper's aim) while the normalisation keeps the mean step of one EMA;
+  a constant gradient gives :math:`u \to g / \sqrt{(1+\beta_0)^2 +
+  \beta_0^2}`. :math:`\beta_0 = 0` is an EMA (decay :math:`\beta_1^2`) of
+  every other gradient. Follows zeke-xie/Positive-Negative-Momentum
+  ``pnm.py``.
+
+  Args:
+    b1: :math:`\beta_1` in ``[0, 1)``; each buffer decays by
+      :math:`\beta_1^2` per own update.
+    b0: :math:`\beta_0 \ge 0`, the negative-momentum weight (reference 1).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with state
+    :class:`ScaleByPnmState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import momentum
+    >>> tx = momentum.scale_by_pnm()
+    >>> g = jnp.array([1.0])
+    >>> u, _ = tx.update(g, tx.init(g))  # 2 * 0.19 / sqrt(5)
+    >>> u.round(6)
+    Array([0.169941], dtype=float32)
+
+  References:
+    {ref}
+  """
+  _check_betas('scale_by_pnm', b1, b0)
+
+  def init_fn(params):
+    return ScaleByPnmState(
+      count=jnp.zeros([], jnp.int32),
+      mu_odd=base.zeros_f32(params),
+      mu_even=base.zeros_f32(params),
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params, extra_args
+    count = optax.safe_int32_increment(state.count)
+    odd = count % 2 == 1
+    beta1 = base.scalar_at(b1, state.count)
+    beta0 = base.scalar_at(b0, state.count)
+
+    def one(g, a, b):
+      d, a, b = pn_step(g.astype(jnp.float32), odd, a, b, beta1, beta0)
+      return d.astype(g.dtype), a, b
+
+    u, a, b = base.map_multi(one, 3, updates, state.mu_odd, state.mu_even)
+    return u, ScaleByPnmState(count=count, mu_odd=a, mu_even=b)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def pnm(
+  learning_rate: optax.ScalarOrSchedule,
+  b1: float = 0.9,
+  b0: float = 1.0,
+  weight_decay: optax.ScalarOrSchedule = 0.0,
+  decouple_weight_decay: bool = True,
+) -> optax.GradientTransformationExtraArgs:
+  r"""PNM optimiser: :func:`scale_by_pnm`, weight decay, learning rate.
+
+  Decoupled decay by default, :math:`\theta \leftarrow \theta - \eta(u +
+  \lambda\theta)` (the reference's ``decoupled=True``); L2 otherwise.
+
+  Args:
+    learning_rate: step size or schedule, ``>= 0`` (required by the
+      reference; pytorch_optimizer 1e-3).
+    b1: :math:`\beta_1` in ``[0, 1)``.
+    b0: :math:`\beta_0 \ge 0`.
+    weight_decay: :math:`\lambda`, ``>= 0``.
+    decouple_weight_decay: decoupled instead of L2 decay.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import momentum
+    >>> tx = momentum.pnm(0.1)
+    >>> params = jnp.zeros(1)
+    >>> u, _ = tx.update(jnp.ones(1), tx.init(params), params)
+    >>> u
+    Array([-0.01699412], dtype=float32)
+
+  References:
+    {ref}
+  """
+  where = 'pnm'
+  validation.check_non_negative(where, 'learning_rate', learning_rate)
+  validation.check_non_negative(where, 'weight_decay', weight_decay)
+  return base.with_decay_and_lr(
+    scale_by_pnm(b1, b0),
+    learning_rate,
+    weight_decay,
+    coupled=not decouple_weight_decay,
+  )
+
+
+def scale_by_adapnm(
+  b1: float = 0.9,
+  b2: float = 0.999,
+  b0: float = 1.0,
+  eps: float = 1e-8,
+  amsgrad: bool = True,
+  softplus_beta: float | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Adaptive positive-negative momentum (AdaPNM) direction.
+
+  The PNM direction :math:`d` (:func:`scale_by_pnm`) over Adam's
+  denominator, AMSGrad by default:
+
+  .. math::
+    v \leftarrow \beta_2 v + (1-\beta_2) g^2, \quad
+    \hat v = \max(\hat v, v), \quad
+    u = \frac{1}{1 - \beta_1^t}\,
+        \frac{d}{\sqrt{\hat v / (1 - \beta_2^t)} + \epsilon} .
+
+  Follows zeke-xie/Positive-Negative-Momentum ``adapnm.py``.
+  ``softplus_beta`` replaces the denominator :math:`x` by
+  :math:`\mathrm{softplus}_\beta(x) = \log(1 + e^{\beta x})/\beta`
+  (Ranger21's smoothing, :func:`ranger21`); ``None`` keeps :math:`x`.
+
+  Args:
+    b1: :math:`\beta_1` in ``[0, 1)``.
+    b2: second-moment decay in ``[0, 1)``.
+    b0: :math:`\beta_0 \ge 0` (reference 1).
+    eps: added to the denominator, ``>= 0``.
+    amsgrad: use the running maximum of :math:`v` (reference ``True``).
+    softplus_beta: ``None`` or :math:`\beta > 0` of the softplus smoothing.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with state
+    :class:`ScaleByAdapnmState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import momentum
+    >>> tx = momentum.scale_by_adapnm()
+    >>> g = jnp.array([2.0])
+    >>> u, _ = tx.update(g, tx.init(g))  # 2 * 0.19 / sqrt(5) / 0.1 / 1
+    >>> u.round(5)
+    Array([1.69941], dtype=float32)
+
+  References:
+    {ref}
+  """
+  where = 'scale_by_adapnm'
+  _check_betas(where, b1, b0)
+  validation.check_decay(where, 'b2', b2)
+  validation.check_non_negative(where, 'eps', eps)
+  if softplus_beta is not None:
+    validation.check_number(
+      where, 'softplus_beta', softplus_beta, lower=0.0, lower_inclusive=False
+    )
+
+  def init_fn(params):
+    return ScaleByAdapnmState(
+      count=jnp.zeros([], jnp.int32),
+      mu_odd=base.zeros_f32(params),
+      mu_even=base.zeros_f32(params),
+      nu=base.zeros_f32(params),
+      nu_max=base.zeros_f32(params) if amsgrad else None,
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params, extra_args
+    count = optax.safe_int32_increment(state.count)
+    t = count.astype(jnp.float32)
+    odd = count % 2 == 1
+    beta1 = base.scalar_at(b1, state.count)
+    beta2 = base.scalar_at(b2, state.count)
+    beta0 = base.scalar_at(b0, state.count)
+    e = base.scalar_at(eps, state.count)
+    bc1 = 1.0 - jnp.power(beta1, t)
+    sqrt_bc2 = jnp.sqrt(1.0 - jnp.power(beta2, t))
+    nu_max = state.nu_max if amsgrad else state.nu
+
+    def one(g, a, b, v, vmax):
+      g32 = g.astype(jnp.float32)
+      d, a, b = pn_step(g32, odd, a, b, beta1, beta0)
+      v = beta2 * v + (1.0 - beta2) * g32 * g32
+      vmax = jnp.maximum(vmax, v) if amsgrad else v
+      denom = jnp.sqrt(vmax) / sqrt_bc2 + e
+      if softplus_beta is not None:
+        sb = base.scalar_at(softplus_beta, state.count)
+        denom = jax.nn.softplus(sb * denom) / sb
+      return (d / (bc1 * denom)).astype(g.dtype), a, b, v, vmax
+
+    u, a, b, v, vmax = base.map_multi(
+      one, 5, updates, state.mu_odd, state.mu_even, state.nu, nu_max
+    )
+    return u, ScaleByAdapnmState(
+      count=count,
+      mu_odd=a,
+      mu_even=b,
+      nu=v,
+      nu_max=vmax if amsgrad else None,
+    )
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def adapnm(
+  learning_rate: optax.ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  b0: float = 1.0,
+  eps: float = 1e-8,
+  amsgrad: bool = True,
+  weight_decay: optax.ScalarOrSchedule = 0.0,
+  decouple_weight_decay: bool = True,
+) -> optax.GradientTransformationExtraArgs:
+  r"""AdaPNM optimiser: :func:`scale_by_adapnm`, weight decay, learning rate.
+
+  Args:
+    learning_rate: step size or schedule, ``>= 0`` (reference 1e-3).
+    b1: :math:`\beta_1` in ``[0, 1)``.
+    b2: second-moment decay in ``[0, 1)``.
+    b0: :math:`\beta_0 \ge 0`.
+    eps: added to the denominator, ``>= 0``.
+    amsgrad: use the running maximum of :math:`v`.
+    weight_decay: :math:`\lambda`, ``>= 0``.
+    decouple_weight_decay: decoupled (reference default) instead of L2.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import momentum
+    >>> tx = momentum.adapnm(1e-3)
+    >>> params = jnp.zeros(1)
+    >>> u, _ = tx.update(jnp.array([2.0]), tx.init(params), params)
+    >>> u
+    Array([-0.00169941], dtype=float32)
+
+  References:
+    {ref}
+  """
+  where = 'adapnm'
+  validation.check_non_negative(where, 'learning_rate', learning_rate)
+  validation.check_non_negative(where, 'weight_decay', weight_decay)
+  return base.with_decay_and_lr(
+    scale_by_adapnm(b1, b2, b0, eps, amsgrad),
+    learning_rate,
+    weight_decay,
+    coupled=not decouple_weight_decay,
+  )
+
+
+for _fn in (scale_by_pnm, pnm, scale_by_adapnm, adapnm):
+  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
+del _fn
