@@ -117,23 +117,3 @@ def sum_over_members(x: jax.Array, fns, dtype=None) -> tuple[jax.Array, ...]:
   if rest:
     acc = add(acc, straight_line(x, n_groups * _GROUP, k))
   return acc
-
-
-def store_over(new: jax.Array, old: jax.Array) -> jax.Array:
-  """``new``, computed so XLA can write it into ``old``'s buffer.
-
-  A state field that stores an input unchanged (the previous gradient) is a
-  plain copy, which XLA writes into freshly allocated memory even when the
-  old state is donated; on CPU that doubled diffGrad's step time. Written as
-  an elementwise select that also reads ``old`` (semantically the
-  identity), the value is produced by a fusion that can reuse the donated
-  buffer of ``old``.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from optax_ext._src import numerics
-    >>> numerics.store_over(jnp.array([1.0, jnp.nan]), jnp.zeros(2))
-    Array([ 1., nan], dtype=float32)
-  """
-  new = new.astype(old.dtype)
-  return jnp.where(old != old, new, new)  # noqa: PLR0124 - see above

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
-from optax_ext._src import numerics
 from optax_ext._src import validation
 
 _REF = """Dubey et al., `diffGrad: An Optimization Method for Convolutional
@@ -120,7 +119,7 @@ def scale_by_diffgrad(
       v = beta2 * v + (1.0 - beta2) * g32 * g32
       xi = jax.nn.sigmoid(jnp.abs(prev - g32))
       u = scale * xi * m / (jnp.sqrt(v) + e)
-      return u.astype(g.dtype), m, v, numerics.store_over(g32, prev)
+      return u.astype(g.dtype), m, v, g32
 
     u, m, v, prev = base.map_multi(
       one, 4, updates, state.mu, state.nu, state.prev_grad

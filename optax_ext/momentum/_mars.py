@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
-from optax_ext._src import numerics
 from optax_ext._src import validation
 
 _REF = """Yuan et al., `MARS: Unleashing the Power of Variance Reduction for
@@ -190,9 +189,7 @@ def scale_by_mars(
       count=count,
       mu=m,
       nu=v if keep_nu else None,
-      prev_grad=None
-      if exact
-      else jax.tree.map(numerics.store_over, updates, state.prev_grad),
+      prev_grad=None if exact else updates,
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
