@@ -12,17 +12,17 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Momentum mixtures compared on digits: loss curves and test accuracy.
+"""Momentum and adaptive methods compared on digits: loss and accuracy.
 
 Trains the same MLP (same initialisation, same batches) with each method of
-``optax_ext.momentum`` and two optax baselines, prints the final test
+``optax_ext.momentum`` and ``optax_ext.adaptive`` and two optax baselines, prints the final test
 accuracy (mean +- std over seeds) and saves the training-loss curves::
 
   python examples/momentum_mixtures.py            # ~1 min on CPU
   python examples/momentum_mixtures.py --smoke    # seconds, for CI
 
 Learning rates are each method's usual scale for this problem (not tuned
-per method beyond that); IGT is evaluated at its true parameters.
+per method beyond that); IGT and XGrad are evaluated at their true parameters.
 """
 
 import argparse
@@ -33,6 +33,7 @@ import jax
 import numpy as np
 import optax
 
+from optax_ext import adaptive
 from optax_ext import momentum
 
 
@@ -60,6 +61,16 @@ def methods(total_steps: int):
     'mars': momentum.mars(3e-3),
     'grams': momentum.grams(3e-3),
     'igt_sgd': momentum.igt_sgd(cosine(0.05)),
+    'pnm': momentum.pnm(0.5),  # a dampened EMA, like QHM's rate
+    'adapnm': momentum.adapnm(3e-3),
+    'ranger21': momentum.ranger21(3e-3, num_iterations=total_steps),
+    'xgrad_sgd': momentum.xgrad_sgd(0.05, momentum=0.9),
+    'xgrad_adam': momentum.xgrad_adam(3e-3),
+    'diffgrad': adaptive.diffgrad(3e-3),
+    'adamp': adaptive.adamp(3e-3),
+    'sgdp': adaptive.sgdp(0.05, momentum=0.9, nesterov=True),
+    'sgd_sai': adaptive.sgd_sai(0.2),  # per-tensor scales are <= 1
+    'gravity': adaptive.gravity(0.1),
   }
 
 

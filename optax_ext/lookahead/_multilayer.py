@@ -223,7 +223,8 @@ def multilayer_lookahead(
   evaluating slow weights.
 
   Cost: ``n`` param-sized slow copies (in ``slow_dtype``) plus the inner
-  state; steps where layer 1 does not synchronise cost only the inner step.
+  state; every step reads and writes them (elementwise selects, fused with
+  the update).
 
   .. note::
     The paper's algorithm box and hyper-parameters were unavailable; the
