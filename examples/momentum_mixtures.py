@@ -15,8 +15,9 @@
 """Momentum and adaptive methods compared on digits: loss and accuracy.
 
 Trains the same MLP (same initialisation, same batches) with each method of
-``optax_ext.momentum`` and ``optax_ext.adaptive`` and two optax baselines, prints the final test
-accuracy (mean +- std over seeds) and saves the training-loss curves::
+``optax_ext.momentum`` and ``optax_ext.adaptive`` and two optax baselines,
+prints the final test accuracy (mean +- std over seeds) and saves the
+training-loss curves::
 
   python examples/momentum_mixtures.py            # ~1 min on CPU
   python examples/momentum_mixtures.py --smoke    # seconds, for CI
