@@ -177,9 +177,22 @@ def keep_update_dtypes(
   return optax.GradientTransformationExtraArgs(inner.init, update_fn)
 
 
+def place_like(x: jax.Array, ref) -> jax.Array:
+  """``x`` with the sharding of ``ref`` when ``ref`` is a concrete array.
+
+  For state built from something other than ``ref``'s values (random
+  draws): eager ``init`` then keeps the params' sharding, like
+  ``jnp.zeros_like``. Under tracing it returns ``x`` (XLA decides).
+  """
+  if isinstance(ref, jax.Array) and not isinstance(ref, jax.core.Tracer):
+    return jax.device_put(x, ref.sharding)
+  return x
+
+
 def zeros_f32(tree):
   """Float32 zeros shaped like every leaf of ``tree`` (moment buffers)."""
-  return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), tree)
+  # zeros_like keeps the sharding of a concrete (eagerly initialised) leaf.
+  return jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), tree)
 
 
 def resolve_axes(where: str, axes) -> pop_lib.PopulationAxes:

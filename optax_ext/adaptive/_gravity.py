@@ -95,7 +95,9 @@ def scale_by_gravity(
     leaves, treedef = jax.tree.flatten(params)
     key = jax.random.key(seed)
     velocity = [
-      std * jax.random.normal(jax.random.fold_in(key, i), jnp.shape(p))
+      base.place_like(
+        std * jax.random.normal(jax.random.fold_in(key, i), jnp.shape(p)), p
+      )
       for i, p in enumerate(leaves)
     ]
     return ScaleByGravityState(

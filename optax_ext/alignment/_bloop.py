@@ -113,7 +113,7 @@ def bloop(
     return BloopState(
       count=jnp.zeros([], jnp.int32),
       main_ema=jax.tree.map(
-        lambda p: jnp.zeros(jnp.shape(p), jnp.float32), params
+        lambda p: jnp.zeros_like(p, jnp.float32), params
       ),
     )
 

@@ -167,8 +167,8 @@ def scale_by_momentum_mixture(
   def init_fn(params):
     mus = tuple(
       jax.tree.map(
-        lambda p, d=d: jnp.zeros(
-          jnp.shape(p), _buffer_dtype(d, mu_dtype, jnp.asarray(p).dtype)
+        lambda p, d=d: jnp.zeros_like(
+          p, _buffer_dtype(d, mu_dtype, jnp.asarray(p).dtype)
         ),
         params,
       )

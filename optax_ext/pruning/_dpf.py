@@ -331,7 +331,7 @@ def dpf(
     flags = _prunable_flags(where, params, prunable)
     leaves, treedef = jax.tree.flatten(params)
     mask = [
-      jnp.ones(jnp.shape(x), jnp.bool_) if f else jnp.ones([], jnp.bool_)
+      jnp.ones_like(x, jnp.bool_) if f else jnp.ones([], jnp.bool_)
       for x, f in zip(leaves, flags, strict=True)
     ]
     return DPFState(

@@ -306,7 +306,7 @@ def scale_by_gsnr(
   no_ema = isinstance(ema_decay, (int, float)) and ema_decay == 0
 
   def init_fn(params):
-    ones = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), jnp.float32), params)
+    ones = jax.tree.map(lambda p: jnp.ones_like(p, jnp.float32), params)
     return ScaleByGsnrState(count=jnp.zeros([], jnp.int32), gsnr=ones)
 
   def update_fn(

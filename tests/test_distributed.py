@@ -1,0 +1,227 @@
+"""Distributed execution on JAX's SPMD engine (8 simulated CPU devices).
+
+* Every aggregator (and population transform) of the registry gives the
+  stacked single-device numbers in the three settings: (a) the population
+  sharded on its member axis under global-view ``jit`` (XLA inserts the
+  collectives); (b) ``jax.shard_map`` with one member per device and
+  ``PopulationAxes(axis=None, axis_name=...)``; (c) both at once, several
+  members stacked on every device, ``PopulationAxes(axis=0, axis_name=...)``.
+* Optimizer state follows the params' sharding on a 2-D mesh for every entry
+  of the registry (no silent replication).
+* ``scale_by_gsnr`` in the three settings. GradAlign's are in
+  ``test_gradalign.py``; the two-process ``jax.distributed`` run is in
+  ``test_multiprocess.py``.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import AxisType
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import numpy as np
+import optax
+import pytest
+
+import optax_ext
+from optax_ext import variance
+from tests import registry
+
+K = registry.NUM_MEMBERS  # 4 members
+
+
+@functools.cache
+def _mesh(n: int, names=('data',)):
+  shape = (n,) if len(names) == 1 else n
+  return jax.make_mesh(
+    shape,
+    names,
+    axis_types=(AxisType.Auto,) * len(names),
+    devices=jax.devices()[: int(np.prod(shape))],
+  )
+
+
+def _params():
+  rng = np.random.default_rng(0)
+  return {
+    'w': jnp.asarray(rng.normal(size=(8, 4)), jnp.float32),
+    'b': jnp.asarray(rng.normal(size=(12,)), jnp.float32),
+  }
+
+
+def _grads(params, seed=1):
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+    lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params
+  )
+
+
+POPULATION_ENTRIES = [
+  pytest.param(e, id=e.name)
+  for e in registry.REGISTRY
+  if e.kind in ('aggregator', 'population')
+]
+
+
+def _aggregate(entry, axes):
+  tx = entry.make(axes=axes)
+  if entry.kind == 'population':
+    return optax.chain(tx, optax_ext.aggregate_by_mean(axes=axes))
+  return tx
+
+
+def _update(tx, population, params, extra):
+  return tx.update(population, tx.init(params), params, **extra)[0]
+
+
+@pytest.mark.parametrize('entry', POPULATION_ENTRIES)
+def test_aggregator_three_settings(entry):
+  params = _params()
+  grads = _grads(params)
+  pop = entry.population(grads)
+  extra = entry.extra_args(grads)
+  stacked = optax_ext.PopulationAxes()
+  want = _update(_aggregate(entry, stacked), pop, params, extra)
+  tol = {'rtol': 1e-4, 'atol': 1e-6}
+
+  # (a) global view: members sharded over 4 devices, XLA's collectives.
+  mesh = _mesh(K)
+  sharded = jax.device_put(pop, NamedSharding(mesh, P('data')))
+  tx = _aggregate(entry, stacked)
+  got = jax.jit(lambda g: _update(tx, g, params, extra))(sharded)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
+
+  # (b) local view: one member per device.
+  tx = _aggregate(entry, optax_ext.PopulationAxes(axis=None, axis_name='data'))
+  got = jax.jit(
+    jax.shard_map(
+      lambda g: _update(tx, jax.tree.map(lambda x: x[0], g), params, extra),
+      mesh=mesh,
+      in_specs=P('data'),
+      out_specs=P(),
+    )
+  )(pop)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
+
+  # (c) both: two members stacked on each of 2 devices.
+  tx = _aggregate(entry, optax_ext.PopulationAxes(axis=0, axis_name='data'))
+  got = jax.jit(
+    jax.shard_map(
+      lambda g: _update(tx, g, params, extra),
+      mesh=_mesh(2),
+      in_specs=P('data'),
+      out_specs=P(),
+    )
+  )(pop)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
+
+
+def test_scale_by_gsnr_three_settings():
+  params = _params()
+  group = registry.symmetric_population(_grads(params, 2), 8)
+  group = jax.tree.map(
+    lambda x: (
+      x + 0.3 * jnp.sin(jnp.arange(x.size, dtype=x.dtype)).reshape(x.shape)
+    ),
+    group,
+  )
+  updates = _grads(params, 3)
+  tx = variance.scale_by_gsnr()
+  want = tx.update(updates, tx.init(params), params, group_grads=group)[0]
+  tol = {'rtol': 1e-5, 'atol': 1e-6}
+
+  mesh8 = _mesh(8)
+  got = jax.jit(
+    lambda g: tx.update(updates, tx.init(params), params, group_grads=g)[0]
+  )(jax.device_put(group, NamedSharding(mesh8, P('data'))))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
+
+  named = variance.scale_by_gsnr(
+    axes=optax_ext.PopulationAxes(axis=None, axis_name='data')
+  )
+  got = jax.jit(
+    jax.shard_map(
+      lambda g: named.update(
+        updates,
+        named.init(params),
+        params,
+        group_grads=jax.tree.map(lambda x: x[0], g),
+      )[0],
+      mesh=mesh8,
+      in_specs=P('data'),
+      out_specs=P(),
+    )
+  )(group)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
+
+
+# --- State sharding follows the params on a 2-D mesh ------------------------
+
+ALL_ENTRIES = [pytest.param(e, id=e.name) for e in registry.REGISTRY]
+SPECS = {'w': P('data', 'model'), 'b': P('model')}
+
+
+@pytest.mark.parametrize('entry', ALL_ENTRIES)
+def test_state_sharding_follows_params(entry):
+  mesh = _mesh((2, 4), ('data', 'model'))
+  params = _params()
+  shardings = {k: NamedSharding(mesh, SPECS[k]) for k in params}
+  params = {k: jax.device_put(v, shardings[k]) for k, v in params.items()}
+  grads = _grads(params)
+  g = entry.oracle_input(grads)
+  if entry.takes_population:
+    g = {
+      k: jax.device_put(v, NamedSharding(mesh, P(None, *SPECS[k])))
+      for k, v in g.items()
+    }
+  else:
+    g = {k: jax.device_put(v, shardings[k]) for k, v in g.items()}
+  tx = entry.optimizer(0.01)
+  # Initialised eagerly, as optax and nnx.Optimizer do: under ``jax.jit`` a
+  # constant output (a zero buffer) is placed on one device by JAX whatever
+  # the transform (optax's own too); pass ``out_shardings`` there.
+  state = tx.init(params)
+
+  def step(p, s, g):
+    u, s = tx.update(g, s, p, **entry.extra_args(grads))
+    return optax.apply_updates(p, u), s
+
+  new_params, new_state = jax.jit(step)(params, state, g)
+  by_shape = {params[k].shape: shardings[k] for k in params}
+  checked = 0
+  for name, tree in (('init', state), ('after a step', new_state)):
+    for path, leaf in jax.tree.leaves_with_path(tree):
+      want = by_shape.get(getattr(leaf, 'shape', None))
+      if want is None:
+        continue
+      checked += 1
+      assert leaf.sharding.is_equivalent_to(want, leaf.ndim), (
+        f'{entry.name} ({name}): state leaf {jax.tree_util.keystr(path)} '
+        f'has sharding {leaf.sharding}, params have {want}'
+      )
+  for k in params:
+    assert new_params[k].sharding.is_equivalent_to(shardings[k], 2), k
+  del checked  # stateless transforms have nothing param-shaped to check
+
+
+def test_gradalign_global_view_matches_stacked():
+  """(a) for GradAlign; (b) and (c) are in ``test_gradalign.py``."""
+  from optax_ext import alignment  # noqa: PLC0415
+
+  rng = np.random.default_rng(4)
+  batch = {
+    'x': jnp.asarray(rng.normal(size=(8, 16, 3)), jnp.float32),
+    'y': jnp.asarray(rng.normal(size=(8, 16)), jnp.float32),
+  }
+  params = jnp.asarray(rng.normal(size=3), jnp.float32)
+
+  def loss(w, b):
+    return jnp.mean((b['x'] @ w - b['y']) ** 2)
+
+  want = alignment.gradalign_grad(loss, params, batch, beta=0.3)
+  sharded = jax.device_put(batch, NamedSharding(_mesh(8), P('data')))
+  got = jax.jit(lambda b: alignment.gradalign_grad(loss, params, b, beta=0.3))(
+    sharded
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
