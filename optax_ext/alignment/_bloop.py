@@ -112,9 +112,7 @@ def bloop(
   def init_fn(params):
     return BloopState(
       count=jnp.zeros([], jnp.int32),
-      main_ema=jax.tree.map(
-        lambda p: jnp.zeros_like(p, jnp.float32), params
-      ),
+      main_ema=jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), params),
     )
 
   def update_fn(updates, state, params=None, *, aux_grads=None, **extra):
