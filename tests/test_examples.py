@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -168,3 +169,34 @@ def test_data_parallel_smoke():
   assert '8 cpu device(s)' in stdout, stdout
   acc = float(re.findall(r'final test accuracy (\d\.\d+)', stdout)[0])
   assert acc > 0.3, stdout
+
+
+@pytest.mark.parametrize('optimizer', ['ranger21', 'xgrad_adam'])
+def test_train_nnx_checkpoint_and_resume(tmp_path, optimizer):
+  stdout = _run_example(
+    'train_nnx.py',
+    '--steps',
+    '4',
+    '--optimizer',
+    optimizer,
+    '--checkpoint-dir',
+    str(tmp_path),
+  )
+  assert 'identical to the uninterrupted run: True' in stdout, stdout
+  assert (tmp_path / 'step_2').is_dir() and (tmp_path / 'step_4').is_dir()
+
+
+def test_train_linen_steps_2(tmp_path):
+  stdout = _run_example(
+    'train_linen.py', '--steps', '2', '--checkpoint-dir', str(tmp_path)
+  )
+  assert 'restored identical: True' in stdout, stdout
+  assert (tmp_path / 'step_2').is_dir()
+
+
+def test_train_plain_jax_steps_2(tmp_path):
+  stdout = _run_example(
+    'train_plain_jax.py', '--steps', '2', '--checkpoint-dir', str(tmp_path)
+  )
+  assert 'restored identical: True' in stdout, stdout
+  assert 'median of 8 micro-batch gradients' in stdout
