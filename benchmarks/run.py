@@ -63,6 +63,23 @@ from optax_ext import variance
 RESULTS = pathlib.Path(__file__).parent / 'results'
 
 
+def _peak_bytes(compiled) -> int | None:
+  """XLA's peak memory of one compiled step: live arguments, outputs not
+  aliased to a donated argument, and temporaries (``memory_analysis``)."""
+  try:
+    ma = compiled.memory_analysis()
+  except (AttributeError, NotImplementedError):
+    return None
+  if ma is None:
+    return None
+  return (
+    ma.argument_size_in_bytes
+    + ma.output_size_in_bytes
+    - ma.alias_size_in_bytes
+    + ma.temp_size_in_bytes
+  )
+
+
 def _median_time(fn, args, repeats, warmup=2):
   for _ in range(warmup):
     jax.block_until_ready(fn(*args))
@@ -137,6 +154,7 @@ def bench_aggregators(d, ks, bw, repeats):
         return u
 
       try:
+        peak = _peak_bytes(step.lower(population, s, params).compile())
         t = _median_time(run, (population, params), repeats)
       except ValueError as e:  # e.g. K too small for the trimming
         print(f'{name:24s} K={k:3d} skipped: {e}')
@@ -153,11 +171,13 @@ def bench_aggregators(d, ks, bw, repeats):
           'bound_seconds': bound,
           'ratio_to_bound': t / bound,
           'ratio_to_one_pass_plus_output': t / one_pass,
+          'peak_bytes': peak,
         }
       )
       print(
         f'{name:24s} K={k:3d} D={d:>9,d} {t * 1e3:8.3f} ms  '
         f'x{t / bound:5.2f} bound  x{t / one_pass:5.2f} one pass + output'
+        + (f'  peak {peak / 2**20:7.1f} MiB' if peak else '')
       )
   return rows
 
@@ -232,6 +252,7 @@ def bench_transforms(shape, bw, repeats):
     t0 = time.perf_counter()
     compiled = jitted.lower(params, tx.init(params), grads).compile()
     compile_s = time.perf_counter() - t0
+    peak = _peak_bytes(compiled)
     state_b = _state_bytes(tx, params)
     carry = [params, tx.init(params)]
 
@@ -250,6 +271,8 @@ def bench_transforms(shape, bw, repeats):
       'ratio_to_bound': t / bound,
       'state_bytes_per_param': state_b / n,
       'compile_seconds': compile_s,
+      'peak_bytes': peak,
+      'peak_bytes_per_param': peak / n if peak else None,
       'torch_seconds': None,
     }
     if peer is not None:
@@ -263,7 +286,9 @@ def bench_transforms(shape, bw, repeats):
     )
     print(
       f'{name:26s} {t * 1e3:8.2f} ms  x{t / bound:5.2f} bound  '
-      f'state {state_b / n:4.1f} B/param  compile {compile_s:5.2f}s{speed}'
+      f'state {state_b / n:4.1f} B/param  '
+      + (f'peak {peak / n:5.1f} B/param  ' if peak else '')
+      + f'compile {compile_s:5.2f}s{speed}'
     )
   return rows
 
@@ -454,15 +479,16 @@ def markdown(meta, rows):
   if rows:
     lines += [
       '| aggregator | K | D | step (ms) | bound (ms) | x bound | '
-      'x one pass + output |',
-      '|---|---:|---:|---:|---:|---:|---:|',
+      'x one pass + output | peak (MiB) |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
     ]
   for r in rows:
     lines.append(
       f'| {r["transform"]} | {r["K"]} | {r["D"]:,} | '
       f'{r["seconds"] * 1e3:.3f} | {r["bound_seconds"] * 1e3:.3f} | '
       f'{r["ratio_to_bound"]:.2f} | '
-      f'{r["ratio_to_one_pass_plus_output"]:.2f} |'
+      f'{r["ratio_to_one_pass_plus_output"]:.2f} | '
+      + (f'{r["peak_bytes"] / 2**20:.1f} |' if r.get('peak_bytes') else '- |')
     )
   return '\n'.join(lines) + '\n'
 
@@ -470,15 +496,22 @@ def markdown(meta, rows):
 def transforms_markdown(rows):
   lines = [
     '| transform | params | step (ms) | bound (ms) | x bound | '
-    'state B/param | compile (s) | pytorch_optimizer (ms) | speed-up |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    'state B/param | peak B/param | compile (s) | pytorch_optimizer (ms) | '
+    'speed-up |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ]
   for r in rows:
     torch_ms = r['torch_seconds']
     lines.append(
       f'| {r["transform"]} | {r["params"]:,} | {r["seconds"] * 1e3:.2f} | '
       f'{r["bound_seconds"] * 1e3:.2f} | {r["ratio_to_bound"]:.2f} | '
-      f'{r["state_bytes_per_param"]:.1f} | {r["compile_seconds"]:.2f} | '
+      f'{r["state_bytes_per_param"]:.1f} | '
+      + (
+        f'{r["peak_bytes_per_param"]:.1f} | '
+        if r.get('peak_bytes_per_param')
+        else '- | '
+      )
+      + f'{r["compile_seconds"]:.2f} | '
       + (
         f'{torch_ms * 1e3:.2f} | {torch_ms / r["seconds"]:.1f}x |'
         if torch_ms
