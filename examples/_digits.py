@@ -27,6 +27,7 @@ import numpy as np
 import optax
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from tqdm import tqdm
 
 
 def load(seed: int = 0):
@@ -104,7 +105,7 @@ def train(
   state = tx.init(params)
   key = jax.random.key(seed)
   curve, accs = [], []
-  for _ in range(epochs):
+  for _ in tqdm(range(epochs), desc='epochs', leave=False, disable=None):
     key, sub = jax.random.split(key)
     params, state, losses, acc = epoch(params, state, sub)
     curve.append(np.asarray(losses))

@@ -33,6 +33,7 @@ import numpy as np
 import optax
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from tqdm import tqdm
 
 import optax_ext
 from optax_ext import robust
@@ -154,7 +155,7 @@ def main(argv=None):
     'test accuracy'
   )
   print(f'{"aggregator":20s}' + ''.join(f'{a:>15s}' for a in attacks))
-  for name in names:
+  for name in tqdm(names, desc='aggregators', leave=False, disable=None):
     row = [
       train(aggregators(f)[name], a, f, data, args.epochs, 0) for a in attacks
     ]

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm import tqdm
 
 from optax_ext import losses
 
@@ -190,7 +191,12 @@ def main(argv=None):
     args.steps, args.samples, args.guidance = 50, 64, [0.0, 2.0]
   start = time.perf_counter()
   models = {}
-  for name, aligned in (('standard', False), ('aligned', True)):
+  for name, aligned in tqdm(
+    (('standard', False), ('aligned', True)),
+    desc='models',
+    leave=False,
+    disable=None,
+  ):
     params, values = train(aligned, args, jax.random.key(1))
     models[name] = params
     print(f'trained {name:8s} final loss {values[-200:].mean():.4f}')

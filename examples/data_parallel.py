@@ -51,6 +51,7 @@ import _digits  # noqa: E402
 import jax  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 import optax  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import optax_ext  # noqa: E402
 from optax_ext import alignment  # noqa: E402
@@ -125,7 +126,9 @@ def main(argv=None):
     f'{args.aggregator}, batch {batch} ({args.per_device_batch} per device)'
   )
   seen, elapsed = 0, 0.0
-  for epoch in range(args.epochs):
+  for epoch in tqdm(
+    range(args.epochs), desc='epochs', leave=False, disable=None
+  ):
     key, sub = jax.random.split(key)
     order = jax.random.permutation(sub, len(x_train))
     for i in range(steps):

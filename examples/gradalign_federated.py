@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm import tqdm
 
 from optax_ext import alignment
 
@@ -123,7 +124,12 @@ def main(argv=None):
   )
   print(f'  {"method":12s} {"test accuracy":>18s} {"misalignment":>14s}')
   results = {}
-  for method in ('sgd', 'gradalign', 'fedavg', 'fedga'):
+  for method in tqdm(
+    ('sgd', 'gradalign', 'fedavg', 'fedga'),
+    desc='methods',
+    leave=False,
+    disable=None,
+  ):
     runs = [
       run(method, _digits.load(seed), args, seed) for seed in range(args.seeds)
     ]

@@ -46,6 +46,7 @@ import numpy as np
 import optax
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from tqdm import tqdm
 
 import optax_ext
 from optax_ext import variance
@@ -166,7 +167,9 @@ def main(argv=None):
   )
   header = f'{"batch":>6} ' + ' '.join(f'{n:>15}' for n in names)
   print(header)
-  for bs in args.batch_sizes:
+  for bs in tqdm(
+    args.batch_sizes, desc='batch sizes', leave=False, disable=None
+  ):
     row = []
     for name in names:
       accs = []

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm import tqdm
 
 from optax_ext import alignment
 
@@ -138,7 +139,7 @@ def main(argv=None):
   header = ''.join(f'{t:>17s}' for t in TASKS)
   print(f'  {"aggregator":10s}{header} {"mean cos":>9s} {"conflict":>9s}')
   results = {}
-  for name in methods():
+  for name in tqdm(methods(), desc='methods', leave=False, disable=None):
     runs = [
       run(methods()[name], _digits.load(seed), args, seed)
       for seed in range(args.seeds)
