@@ -29,9 +29,12 @@ Measures, in one process so every ratio shares the same machine state:
    one pass over the members plus the output;
 3. for every param-shaped optimiser, the jitted step on 10M float32 params
    with params and state donated: bytes = params read and written, grads
-   read, state read and written; plus compile time, state bytes per
-   parameter, and pytorch_optimizer's CPU ``step()`` on the same size where
-   installed.
+   read, state read and written (plus one more read of the gradient for the
+   transforms in ``TWO_PASS``, which reduce before their elementwise step);
+   plus compile time, state bytes per parameter, XLA's peak memory of the
+   step (``memory_analysis``: arguments + non-aliased outputs +
+   temporaries), and pytorch_optimizer's CPU ``step()`` on the same size
+   where installed.
 
 Step times are medians of repeats after warm-up (``block_until_ready``).
 Writes JSON and a Markdown table under ``benchmarks/results/``::
@@ -56,7 +59,9 @@ import optax
 import optax_ext
 from optax_ext import adaptive
 from optax_ext import alignment
+from optax_ext import lookahead
 from optax_ext import momentum
+from optax_ext import pruning
 from optax_ext import robust
 from optax_ext import variance
 
@@ -227,6 +232,49 @@ TRANSFORMS = {
   ),
   'xgrad_sgd': (lambda: momentum.xgrad_sgd(1e-3), None),
   'xgrad_adam': (lambda: momentum.xgrad_adam(1e-3), None),
+  'xgrad_adamw': (lambda: momentum.xgrad_adamw(1e-3), None),
+  'igt_adam': (lambda: momentum.igt_adam(1e-3), None),
+  'optax.chain(clip_by_global_norm, adamw)': (
+    lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3)),
+    None,
+  ),
+  'clip_by_norm_percentile + sgd(momentum)': (
+    lambda: optax.chain(
+      robust.clip_by_norm_percentile(), optax.sgd(1e-3, momentum=0.9)
+    ),
+    None,
+  ),
+  'median_tracking': (
+    lambda: robust.median_tracking(1e-3, threshold=1.0),
+    None,
+  ),
+  'lookahead(sgd momentum)': (
+    lambda: lookahead.lookahead(optax.sgd(1e-3, momentum=0.9)),
+    None,
+  ),
+  'multilayer_lookahead(2 layers)': (
+    lambda: lookahead.multilayer_lookahead(optax.sgd(1e-3, momentum=0.9)),
+    None,
+  ),
+  'dpf(sgd momentum, 90%)': (
+    lambda: pruning.dpf(optax.sgd(1e-3, momentum=0.9), 0.9),
+    None,
+  ),
+}
+
+# Transforms with a reduction over the gradient (or params) before their
+# elementwise step: their bound is the two-pass one (one more read of the
+# gradient), the target for them is 1.5x that.
+TWO_PASS = {
+  'mars',
+  'gravity',
+  'adamp',
+  'sgdp',
+  'ranger21',
+  'optax.chain(clip_by_global_norm, adamw)',
+  'clip_by_norm_percentile + sgd(momentum)',
+  'median_tracking',
+  'dpf(sgd momentum, 90%)',
 }
 
 
@@ -262,6 +310,8 @@ def bench_transforms(shape, bw, repeats):
 
     t = _median_time(run, (grads,), repeats)
     moved = 4 * n * 2 + state_b + 4 * n + state_b  # read p, g, s; write p, s
+    if name in TWO_PASS:
+      moved += 4 * n  # the reduction's own read of the gradient
     bound = moved / bw['stream']
     row = {
       'transform': name,
@@ -269,6 +319,7 @@ def bench_transforms(shape, bw, repeats):
       'seconds': t,
       'bound_seconds': bound,
       'ratio_to_bound': t / bound,
+      'two_pass_bound': name in TWO_PASS,
       'state_bytes_per_param': state_b / n,
       'compile_seconds': compile_s,
       'peak_bytes': peak,
@@ -502,8 +553,9 @@ def transforms_markdown(rows):
   ]
   for r in rows:
     torch_ms = r['torch_seconds']
+    label = r['transform'] + (' (two-pass)' if r.get('two_pass_bound') else '')
     lines.append(
-      f'| {r["transform"]} | {r["params"]:,} | {r["seconds"] * 1e3:.2f} | '
+      f'| {label} | {r["params"]:,} | {r["seconds"] * 1e3:.2f} | '
       f'{r["bound_seconds"] * 1e3:.2f} | {r["ratio_to_bound"]:.2f} | '
       f'{r["state_bytes_per_param"]:.1f} | '
       + (
