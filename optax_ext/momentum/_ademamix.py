@@ -267,6 +267,11 @@ def ademamix_with_warmup(
   validation.check_non_negative(where, 'eps', eps)
   validation.check_non_negative(where, 'eps_root', eps_root)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
+  for name, steps in (
+    ('alpha_warmup_steps', alpha_warmup_steps),
+    ('beta3_warmup_steps', beta3_warmup_steps),
+  ):
+    validation.check_integer(where, name, steps, lower=1)
   alpha_fn = ademamix_alpha_schedule(alpha, alpha_warmup_steps)
   b3_fn = ademamix_beta3_schedule(b3, beta3_warmup_steps, beta_start=b1)
   mu_dtype = jnp.float32 if mu_dtype is None else mu_dtype

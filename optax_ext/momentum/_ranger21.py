@@ -288,6 +288,18 @@ def ranger21(
   validation.check_non_negative(where, 'agc_clipping', agc_clipping)
   validation.check_non_negative(where, 'agc_eps', agc_eps)
   validation.check_integer(where, 'channel_axis', channel_axis)
+  validation.check_integer(
+    where, 'lookahead_sync_period', lookahead_sync_period, lower=1
+  )
+  validation.check_number(
+    where,
+    'lookahead_slow_step_size',
+    lookahead_slow_step_size,
+    lower=0.0,
+    upper=1.0,
+    lower_inclusive=False,
+    allow_schedule=False,
+  )
   if callable(learning_rate):
     rate = learning_rate
   else:
