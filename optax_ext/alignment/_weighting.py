@@ -20,6 +20,7 @@ aggregator returns :math:`J^\\top w = \\sum_k w_k g_k`.
 """
 
 from collections.abc import Callable
+import inspect
 from typing import Any, NamedTuple
 
 import chex
@@ -129,6 +130,19 @@ def aggregate_by_weighting(
   )
 
 
+def _accepts_key(fn) -> bool:
+  """Whether ``fn`` can be called as ``fn(gramian, key)``."""
+  try:
+    sig = inspect.signature(fn)
+  except (TypeError, ValueError):  # builtins, some C callables: trust them
+    return True
+  try:
+    sig.bind(None, None)
+  except TypeError:
+    return False
+  return True
+
+
 def weighted_aggregator(
   where: str,
   weighting: Weighting,
@@ -143,6 +157,11 @@ def weighted_aggregator(
   if num_tasks is not None:
     validation.check_integer(where, 'num_tasks', num_tasks, lower=1)
   key_data = None if key is None else as_key_data(where, key)
+  if key is not None and not _accepts_key(weighting):
+    raise ValueError(
+      f'{where}: `key` was given but `weighting` {weighting!r} takes no key '
+      'argument (weighting(G, key)); pass key only to randomised weightings.'
+    )
 
   def init_fn(params):
     del params
