@@ -412,6 +412,7 @@ REGISTRY += (
     kwargs={'num_clusters': NUM_MEMBERS, 'decay': 0.5, 'nu': 0.7},
     kind='param',
     hyperparams=('decay', 'nu'),
+    static_args=('num_clusters',),  # a shape
     extra_args=_cluster_extras,
     rosenbrock=(3e-3, 20000),
   ),
@@ -424,6 +425,7 @@ REGISTRY += (
     kwargs={'inner': optax.sgd(0.05), 'num_clusters': NUM_MEMBERS},
     kind='wrapper',
     hyperparams=('delta',),
+    static_args=('num_clusters',),  # a shape
     optimizer_fn=lambda lr: _M.cluster_igt(optax.sgd(lr), NUM_MEMBERS),
     extra_args=_cluster_extras,
     lr=0.05,
@@ -654,6 +656,7 @@ REGISTRY += (
     'aggregate_by_cagrad',
     _A.aggregate_by_cagrad,
     hyperparams=('c', 'norm_eps'),
+    static_args=('rescale',),  # a bool switch
   ),
   _mtl('aggregate_by_aligned_mtl', _A.aggregate_by_aligned_mtl),
   _mtl('aggregate_by_imtl_g', _A.aggregate_by_imtl_g),

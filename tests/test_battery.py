@@ -300,3 +300,40 @@ def test_runs_inside_nnx_optimizer(entry):
   assert not np.allclose(jax.tree.leaves(got)[0], jax.tree.leaves(params)[0]), (
     'the model did not move'
   )
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_changing_injected_hyperparams_does_not_recompile(entry):
+  """New values of injected hyper-parameters reuse the compiled step."""
+  if not entry.hyperparams:
+    pytest.skip('no injectable hyper-parameters')
+  tx = optax.inject_hyperparams(entry.factory, static_args=entry.static_args)(
+    **entry.kwargs
+  )
+  if entry.kind == 'population':  # population -> population: aggregate it
+    tx = optax.chain(tx, optax_ext.aggregate_by_mean())
+  traces = []
+
+  @jax.jit
+  def step(p, s, g, extra):
+    traces.append(None)
+    u, s = tx.update(g, s, p, **extra)
+    return optax.apply_updates(p, u), s
+
+  params = _params()
+  state = tx.init(params)
+  for i in range(3):
+    if i:  # scale every injected value a little: same dtype and shape
+      injected = state[0] if entry.kind == 'population' else state
+      injected.hyperparams.update(
+        {
+          k: (v * 0.9).astype(v.dtype)
+          for k, v in injected.hyperparams.items()
+          if k in entry.hyperparams and jnp.issubdtype(v.dtype, jnp.floating)
+        }
+      )
+    grads = _grads(params, i)
+    params, state = step(
+      params, state, entry.oracle_input(grads), entry.extra_args(grads)
+    )
+  assert len(traces) == 1, f'{entry.name} re-traced {len(traces)} times'

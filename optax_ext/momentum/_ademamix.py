@@ -18,6 +18,7 @@ import math
 from typing import Any, NamedTuple
 
 import chex
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -127,10 +128,15 @@ def ademamix_beta3_schedule(
 
   def half_life(beta):
     # In float64 at construction: float32 ln(0.9999) loses ~4 digits. A decay
-    # of 0 has half-life 0 (h = -1).
+    # of 0 has half-life 0 (h = -1). Traced values (inject_hyperparams under
+    # jit) take the float32 path.
+    if isinstance(beta, jax.core.Tracer):
+      safe = jnp.where(beta == 0, 0.5, beta)
+      return jnp.where(beta == 0, -1.0, jnp.log(0.5) / jnp.log(safe) - 1.0)
+    beta = float(beta)
     return -1.0 if beta == 0 else math.log(0.5) / math.log(beta) - 1.0
 
-  h_start, h_end = half_life(float(beta_start)), half_life(float(beta3))
+  h_start, h_end = half_life(beta_start), half_life(beta3)
 
   def schedule(count):
     frac = jnp.asarray(count, jnp.float32) / warmup_steps

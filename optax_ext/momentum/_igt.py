@@ -239,7 +239,15 @@ def igt_sgd(
   validation.check_number(where, 'learning_rate', learning_rate, lower=0.0)
   validation.check_decay(where, 'momentum', momentum)
   return igt(
-    optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov),
+    optax.sgd(
+      learning_rate,
+      # A Python 0 means no momentum buffer; an array (inject_hyperparams)
+      # always keeps one, so init and update agree on the state.
+      momentum=None
+      if isinstance(momentum, (int, float)) and momentum == 0
+      else momentum,
+      nesterov=nesterov,
+    ),
     delta,
   )
 

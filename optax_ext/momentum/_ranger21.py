@@ -164,8 +164,16 @@ def ranger21_schedule(
     where, 'warmdown_start_pct', warmdown_start_pct, lower=0.0, upper=1.0
   )
   validation.check_non_negative(where, 'warmdown_min_lr', warmdown_min_lr)
-  if num_warmup_iterations is None:
-    warmup = math.ceil(2.0 / (1.0 - b2))
+  if num_warmup_iterations is None and isinstance(b2, jax.core.Tracer):
+    # inject_hyperparams under jit: the same rule on the traced value.
+    warmup = jnp.ceil(2.0 / (1.0 - b2))
+    warmup = jnp.where(
+      warmup / num_iterations > 0.45,
+      jnp.float32(max(int(0.22 * num_iterations), 1)),
+      warmup,
+    )
+  elif num_warmup_iterations is None:
+    warmup = math.ceil(2.0 / (1.0 - float(b2)))  # float64, as the reference
     if warmup / num_iterations > 0.45:
       warmup = max(int(0.22 * num_iterations), 1)
   else:
