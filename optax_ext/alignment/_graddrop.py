@@ -51,7 +51,9 @@ def aggregate_by_graddrop(
   .. note::
     TorchJD's version divides by :math:`\sum_k |g_k|` without an
     :math:`\epsilon` (0/0 on all-zero coordinates); here ``eps`` guards
-    it. The key lives in the state and is split every step.
+    it. The key lives in the state and is split every step. A member with
+    NaN or Inf makes those coordinates of the output non-finite (dropping
+    it would hide it).
 
   Args:
     key: an int seed or PRNG key.
@@ -121,7 +123,10 @@ def aggregate_by_graddrop(
       keep = ((purity > u) & (members > 0)) | ((purity < u) & (members < 0))
       lk = local_leak.reshape((-1,) + (1,) * purity.ndim)
       factor = lk + (1.0 - lk) * keep.astype(jnp.float32)
-      return psum(jnp.sum(factor * members, axis=0)).astype(x.dtype)
+      out = psum(jnp.sum(factor * members, axis=0))
+      # A non-finite member would be dropped silently under jit (XLA turns
+      # the 0/1 factor into a select): propagate it through the total.
+      return jnp.where(jnp.isfinite(total), out, total).astype(x.dtype)
 
     out = jax.tree.unflatten(
       treedef, [one(x, kk) for x, kk in zip(leaves, keys, strict=True)]
