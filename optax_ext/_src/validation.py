@@ -202,3 +202,12 @@ def check_decay(where: str, name: str, value: Any) -> None:
 
 def check_non_negative(where: str, name: str, value: Any) -> None:
   check_number(where, name, value, lower=0.0)
+
+
+def check_adam(where: str, b1: Any, b2: Any, eps: Any = None) -> None:
+  """Adam-style hyper-parameters: decays ``b1``, ``b2`` in ``[0, 1)``,
+  ``eps >= 0`` (when given)."""
+  check_decay(where, 'b1', b1)
+  check_decay(where, 'b2', b2)
+  if eps is not None:
+    check_non_negative(where, 'eps', eps)

@@ -183,8 +183,7 @@ def scale_by_adamp(
     {ref}
   """
   where = 'scale_by_adamp'
-  validation.check_decay(where, 'b1', b1)
-  validation.check_decay(where, 'b2', b2)
+  validation.check_adam(where, b1, b2)
   _check_projection_args(where, delta, wd_ratio, eps, weight_decay)
   validation.check_integer(where, 'channel_axis', channel_axis)
 

@@ -92,9 +92,7 @@ def scale_by_diffgrad(
     {ref}
   """
   where = 'scale_by_diffgrad'
-  validation.check_decay(where, 'b1', b1)
-  validation.check_decay(where, 'b2', b2)
-  validation.check_non_negative(where, 'eps', eps)
+  validation.check_adam(where, b1, b2, eps)
 
   def init_fn(params):
     return ScaleByDiffgradState(

@@ -259,8 +259,7 @@ def ademamix_with_warmup(
   """
   where = 'ademamix_with_warmup'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
-  validation.check_decay(where, 'b1', b1)
-  validation.check_decay(where, 'b2', b2)
+  validation.check_adam(where, b1, b2)
   validation.check_number(
     where,
     'b3',

@@ -127,8 +127,7 @@ def scale_by_mars(
     {ref}
   """
   where = 'scale_by_mars'
-  validation.check_decay(where, 'b1', b1)
-  validation.check_decay(where, 'b2', b2)
+  validation.check_adam(where, b1, b2)
   validation.check_non_negative(where, 'gamma', gamma)
   validation.check_non_negative(where, 'eps', eps)
   validation.check_one_of(where, 'variant', variant, _VARIANTS)

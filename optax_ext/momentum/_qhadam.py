@@ -87,8 +87,7 @@ def scale_by_qhadam(
     {ref}
   """
   where = 'scale_by_qhadam'
-  validation.check_decay(where, 'b1', b1)
-  validation.check_decay(where, 'b2', b2)
+  validation.check_adam(where, b1, b2)
   validation.check_number(where, 'nu1', nu1, lower=0.0, upper=1.0)
   validation.check_number(where, 'nu2', nu2, lower=0.0, upper=1.0)
   validation.check_non_negative(where, 'eps', eps)

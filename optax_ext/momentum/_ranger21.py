@@ -289,8 +289,7 @@ def ranger21(
     {ref}
   """
   where = 'ranger21'
-  validation.check_decay(where, 'b1', b1)
-  validation.check_decay(where, 'b2', b2)
+  validation.check_adam(where, b1, b2)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   validation.check_non_negative(where, 'norm_loss_factor', norm_loss_factor)
   validation.check_non_negative(where, 'agc_clipping', agc_clipping)

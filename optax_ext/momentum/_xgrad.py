@@ -262,9 +262,7 @@ def xgrad_adam(
     {ref}
   """
   where = 'xgrad_adam'
-  validation.check_decay(where, 'b1', b1)
-  validation.check_decay(where, 'b2', b2)
-  validation.check_non_negative(where, 'eps', eps)
+  validation.check_adam(where, b1, b2, eps)
   return xgrad(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps), learning_rate, steps_ahead
   )
@@ -307,9 +305,7 @@ def xgrad_adamw(
     {ref}
   """
   where = 'xgrad_adamw'
-  validation.check_decay(where, 'b1', b1)
-  validation.check_decay(where, 'b2', b2)
-  validation.check_non_negative(where, 'eps', eps)
+  validation.check_adam(where, b1, b2, eps)
   return xgrad(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
     learning_rate,
