@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests import registry
+from tests.test_battery import _Mlp  # the battery's nnx model
 
 ENTRIES = [pytest.param(e, id=e.name) for e in registry.REGISTRY]
 
@@ -74,15 +75,6 @@ def test_resume_is_bitwise(entry, tmp_path):
   got = _steps(entry, tx, *restored, 3, 6)
   jax.tree.map(np.testing.assert_array_equal, got, want)
   assert jax.tree.structure(got) == jax.tree.structure(want)
-
-
-class _Mlp(nnx.Module):
-  def __init__(self, rngs):
-    self.hidden = nnx.Linear(3, 4, rngs=rngs)
-    self.out = nnx.Linear(4, 1, rngs=rngs)
-
-  def __call__(self, x):
-    return self.out(jnp.tanh(self.hidden(x)))
 
 
 def _nnx_run(entry, model, optimizer, start, stop):
