@@ -18,6 +18,7 @@ import pytest
 
 import optax_ext
 from optax_ext import population as pop
+from optax_ext._src import numerics
 
 D = 8  # simulated devices; see conftest.py
 SHAPES = {'w': (3,), 'b': (2, 4)}
@@ -360,7 +361,6 @@ def test_named_axis_works_under_lax_control_flow(mesh):
 @pytest.mark.parametrize('k', [1, 7, 64, 65, 150, 300])
 def test_sum_over_members_matches_axis_sum(k):
   """Straight line (K <= 64), static groups (<= 256), looped groups + rest."""
-  from optax_ext._src import numerics
 
   x = jax.random.normal(jax.random.key(k), (k, 5, 3))
   s, sq = numerics.sum_over_members(x, (lambda m: m, jnp.square))
@@ -386,3 +386,47 @@ def test_network_sort_matches_jnp_sort_with_nan_and_inf(k):
   np.testing.assert_array_equal(pop.sort(jnp.asarray(x)), np.sort(x, axis=0))
   med = pop.median(jnp.asarray(x))
   np.testing.assert_allclose(med, np.median(x, axis=0))
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_order_key_is_monotone_and_inverts(dtype):
+  """Integer keys order like the floats (NaN as +Inf) and map back exactly."""
+  finfo = jnp.finfo(dtype)
+  ordered = np.array(
+    [-np.inf, float(finfo.min), -1.5, -float(finfo.smallest_subnormal),
+     -0.0, 0.0, float(finfo.smallest_subnormal), 1.0, float(finfo.max),
+     np.inf],
+    dtype=jnp.dtype(dtype),
+  )  # fmt: skip
+  keys = np.asarray(numerics.order_key(jnp.asarray(ordered)))
+  assert keys.dtype.itemsize == jnp.dtype(dtype).itemsize
+  assert np.all(np.diff(keys.astype(np.int64)) > 0), keys
+  back = numerics.from_order_key(jnp.asarray(keys), dtype)
+  np.testing.assert_array_equal(
+    np.asarray(back).view(keys.dtype), ordered.view(keys.dtype)
+  )
+  nan = jnp.asarray(np.array([np.nan, -np.nan], jnp.dtype(dtype)))
+  assert np.all(np.asarray(numerics.order_key(nan)) == keys[-1])
+  assert numerics.max_order_key(dtype) == keys[-1]
+
+
+@pytest.mark.parametrize('dtype', [jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize('k', [5, 16, 32])
+def test_network_sort_in_half_precision(dtype, k):
+  """Sorting on 16-bit keys orders exactly like NumPy (NaN last)."""
+  rng = np.random.default_rng(k)
+  x = rng.normal(size=(k, 64)).astype(np.float32)
+  x[rng.random(x.shape) < 0.1] = np.nan
+  x[rng.random(x.shape) < 0.05] = -np.inf
+  x = jnp.asarray(x, dtype)
+  expected = np.sort(np.asarray(x, np.float32), axis=0)
+  got = pop.sort(x)
+  assert got.dtype == dtype
+  np.testing.assert_array_equal(np.asarray(got, np.float32), expected)
+  med = pop.median(x, nan_as_outlier=True)
+  assert med.dtype == dtype
+  lo, hi = expected[(k - 1) // 2], expected[k // 2]
+  np.testing.assert_allclose(
+    np.asarray(med, np.float32),
+    np.asarray(jnp.asarray(0.5 * (lo + hi), dtype), np.float32),
+  )

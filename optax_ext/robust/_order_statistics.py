@@ -14,6 +14,9 @@
 # ==============================================================================
 """Order-statistic aggregators: coordinate median and trimmed mean."""
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 
@@ -91,25 +94,35 @@ def _trimmed_mean_by_selection(x: jax.Array, b: int) -> jax.Array:
   survive the trimming, and +-Inf when only one infinity does.
   """
   k = x.shape[0]
-  rows = [x[i].astype(jnp.float32) for i in range(k)]
-  nan = sum(jnp.isnan(r).astype(jnp.int32) for r in rows)
-  pos_inf = sum((r == jnp.inf).astype(jnp.int32) for r in rows)
-  neg_inf = sum((r == -jnp.inf).astype(jnp.int32) for r in rows)
-  rows = [jnp.where(jnp.isnan(r), jnp.inf, r) for r in rows]  # NaN on top
-  top = [jnp.full_like(rows[0], -jnp.inf) for _ in range(b + 1)]
-  bottom = [jnp.full_like(rows[0], jnp.inf) for _ in range(b + 1)]
+  members = [x[i].astype(jnp.float32) for i in range(k)]
+  nan = functools.reduce(
+    operator.add, [jnp.isnan(r).astype(jnp.int32) for r in members]
+  )
+  # Selection on integer order keys (NaN as +Inf): one instruction per
+  # min/max, see numerics.order_key.
+  rows = [numerics.order_key(r) for r in members]
+  top_key = numerics.max_order_key(jnp.float32)
+  top = [jnp.full_like(rows[0], -top_key - 1) for _ in range(b + 1)]
+  bottom = [jnp.full_like(rows[0], top_key) for _ in range(b + 1)]
   for r in rows:
     v, w = r, r
     for i in range(b + 1):  # keep top sorted descending, bottom ascending
       top[i], v = jnp.maximum(top[i], v), jnp.minimum(top[i], v)
       bottom[i], w = jnp.minimum(bottom[i], w), jnp.maximum(bottom[i], w)
-  lo, hi = bottom[b], top[b]
+  lo = numerics.from_order_key(bottom[b], jnp.float32)
+  hi = numerics.from_order_key(top[b], jnp.float32)
   finite = jnp.isfinite(lo) & jnp.isfinite(hi)
   lo0, hi0 = jnp.where(finite, lo, 0.0), jnp.where(finite, hi, 0.0)
-  clipped = sum(jnp.clip(r, lo0, hi0) for r in rows)
+  klo, khi = numerics.order_key(lo0), numerics.order_key(hi0)
+  clipped = functools.reduce(
+    operator.add,
+    [numerics.from_order_key(jnp.clip(r, klo, khi), jnp.float32) for r in rows],
+  )
   mean = (clipped - b * (lo0 + hi0)) / (k - 2 * b)
-  top_kept = nan + pos_inf > b
-  bottom_kept = neg_inf > b
+  # More than b members are NaN or +Inf exactly when the (b+1)-th largest
+  # (NaN counted as +Inf) is +Inf; likewise -Inf from below.
+  top_kept = hi == jnp.inf
+  bottom_kept = lo == -jnp.inf
   mean = jnp.where(top_kept, jnp.inf, mean)
   mean = jnp.where(bottom_kept, -jnp.inf, mean)
   mean = jnp.where((nan > b) | (top_kept & bottom_kept), jnp.nan, mean)
