@@ -41,7 +41,11 @@ def test_location_aggregator_properties(name, k, d, scale, seed):
   rng = np.random.default_rng(seed)
   x = jnp.asarray(scale * rng.normal(size=(k, d)), jnp.float32)
   out = _agg(name, x)
-  tol = {'rtol': 2e-4, 'atol': 2e-4 * scale}
+  # Weiszfeld stops when the float32 objective stops moving: the objective
+  # is flat at the minimum, so the point is known to ~sqrt(eps) ~ 3e-4 of the
+  # spread, and two runs (permuted, shifted, scaled) differ by that much.
+  atol = (2e-3 if name == 'geomed' else 2e-4) * scale
+  tol = {'rtol': 2e-4, 'atol': atol}
   # Permutation invariance.
   perm = rng.permutation(k)
   np.testing.assert_allclose(_agg(name, x[perm]), out, **tol)
@@ -50,7 +54,7 @@ def test_location_aggregator_properties(name, k, d, scale, seed):
   np.testing.assert_allclose(_agg(name, x + shift), out + shift, **tol)
   # Positive scale equivariance.
   np.testing.assert_allclose(
-    _agg(name, 3.0 * x), 3.0 * out, rtol=2e-4, atol=6e-4 * scale
+    _agg(name, 3.0 * x), 3.0 * out, rtol=2e-4, atol=3 * atol
   )
   # Identical members come back unchanged.
   same = jnp.broadcast_to(x[0], x.shape)

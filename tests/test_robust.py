@@ -52,14 +52,23 @@ def test_krum_scores_follow_the_spec():
   np.testing.assert_allclose(scores[4], 97.0**2 + 97.5**2, rtol=1e-6)
 
 
-def test_geometric_median_is_the_weiszfeld_fixed_point():
+def test_geometric_median_reaches_the_float64_optimum():
   rng = np.random.default_rng(0)
   pts = rng.normal(size=(7, 3)).astype(np.float32)
   z, info = R.geometric_median(jnp.asarray(pts), nu=1e-8, ftol=1e-10)
-  # Gradient of sum ||z - x_i|| vanishes at the geometric median.
-  diff = np.asarray(z, np.float64)[None] - pts
-  grad = (diff / np.linalg.norm(diff, axis=1, keepdims=True)).sum(0)
-  assert np.linalg.norm(grad) < 1e-3, grad
+  # Float64 Weiszfeld run to convergence as the reference optimum.
+  p = pts.astype(np.float64)
+  ref = p.mean(0)
+  for _ in range(5000):
+    w = 1.0 / np.maximum(np.linalg.norm(p - ref, axis=1), 1e-12)
+    ref = (w[:, None] * p).sum(0) / w.sum()
+  objective = lambda y: np.linalg.norm(p - y, axis=1).sum()
+  # ftol below float32 resolution: the loop stops when the float32 objective
+  # stops moving, i.e. within a few ulps of the optimum; the point itself is
+  # then accurate to ~sqrt(eps) (the objective is flat at the minimum).
+  gap = objective(np.asarray(z, np.float64)) - objective(ref)
+  assert 0 <= gap < 1e-6 * objective(ref), gap
+  np.testing.assert_allclose(z, ref, atol=2e-3)
   assert 1 <= int(info.num_iterations) <= 100
 
 
