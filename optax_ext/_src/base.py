@@ -160,19 +160,25 @@ def map_multi(fn, n_out: int, tree, *rest):
 def keep_update_dtypes(
   inner: optax.GradientTransformation,
 ) -> optax.GradientTransformationExtraArgs:
-  """Wraps ``inner`` so its updates have the incoming gradients' dtypes.
+  """Wraps ``inner`` so updates and state keep their dtypes.
 
-  For optax transforms that keep float32 state and would otherwise return
-  float32 updates for bfloat16 gradients.
+  Updates take the incoming gradients' dtypes (optax transforms that keep
+  float32 state would otherwise return float32 updates for bfloat16
+  gradients); the new state takes the old state's dtypes (``optax.contrib.
+  ademamix`` stores its moments in ``mu_dtype`` at ``init`` but returns them
+  in the computation's dtype, which breaks ``lax.scan`` and ``lax.cond``).
   """
   inner = optax.with_extra_args_support(inner)
 
   def update_fn(updates, state, params=None, **extra_args):
-    out, state = inner.update(updates, state, params, **extra_args)
+    out, new_state = inner.update(updates, state, params, **extra_args)
     out = jax.tree.map(
       lambda u, g: u.astype(jnp.asarray(g).dtype), out, updates
     )
-    return out, state
+    new_state = jax.tree.map(
+      lambda new, old: new.astype(jnp.asarray(old).dtype), new_state, state
+    )
+    return out, new_state
 
   return optax.GradientTransformationExtraArgs(inner.init, update_fn)
 
@@ -189,10 +195,12 @@ def place_like(x: jax.Array, ref) -> jax.Array:
   return x
 
 
-def zeros_f32(tree):
-  """Float32 zeros shaped like every leaf of ``tree`` (moment buffers)."""
+def zeros_f32(tree, dtype=jnp.float32):
+  """Zeros shaped like every leaf of ``tree`` (moment buffers), float32 by
+  default (``dtype``: a ``mu_dtype`` already resolved by
+  ``validation.state_dtype``)."""
   # zeros_like keeps the sharding of a concrete (eagerly initialised) leaf.
-  return jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), tree)
+  return jax.tree.map(lambda p: jnp.zeros_like(p, dtype), tree)
 
 
 def resolve_axes(where: str, axes) -> pop_lib.PopulationAxes:

@@ -200,6 +200,26 @@ def check_decay(where: str, name: str, value: Any) -> None:
   check_number(where, name, value, lower=0.0, upper=1.0, upper_inclusive=False)
 
 
+def state_dtype(where: str, name: str, value: Any, default=np.float32):
+  """A floating dtype for a state buffer (``mu_dtype``); ``None``: default.
+
+  Returns:
+    The canonical ``numpy`` dtype.
+
+  Raises:
+    TypeError: if ``value`` is not ``None`` or a floating dtype.
+  """
+  if value is None:
+    return np.dtype(default)
+  try:
+    dtype = jax.dtypes.canonicalize_dtype(value)
+  except TypeError:
+    dtype = None
+  if dtype is None or not jax.numpy.issubdtype(dtype, np.floating):
+    _fail(where, name, 'None or a floating dtype', value, TypeError)
+  return dtype
+
+
 def check_non_negative(where: str, name: str, value: Any) -> None:
   check_number(where, name, value, lower=0.0)
 

@@ -14,7 +14,7 @@
 # ==============================================================================
 """AdamP and SGDP: no radial step for scale-invariant weights."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -104,7 +104,7 @@ class ScaleByAdampState(NamedTuple):
 
   Attributes:
     count: int32 number of updates so far.
-    mu: float32 EMA of the gradient.
+    mu: EMA of the gradient (``mu_dtype``, float32 by default).
     nu: float32 EMA of the squared gradient.
   """
 
@@ -122,6 +122,7 @@ def scale_by_adamp(
   wd_ratio: float = 0.1,
   nesterov: bool = False,
   channel_axis: int = -1,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdamP direction, with its own (projection-dependent) weight decay.
 
@@ -163,6 +164,8 @@ def scale_by_adamp(
     wd_ratio: decay multiplier of projected weights, in ``[0, 1]``.
     nesterov: Nesterov-style step.
     channel_axis: the output-channel axis of every weight with ``ndim > 1``.
+    mu_dtype: storage dtype of the momentum buffer (e.g. ``jnp.bfloat16``);
+      ``None`` keeps float32. Computation is in float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -186,11 +189,12 @@ def scale_by_adamp(
   validation.check_adam(where, b1, b2)
   _check_projection_args(where, delta, wd_ratio, eps, weight_decay)
   validation.check_integer(where, 'channel_axis', channel_axis)
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):
     return ScaleByAdampState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.zeros_f32(params),
+      mu=base.zeros_f32(params, mu_dtype),
       nu=base.zeros_f32(params),
     )
 
@@ -210,7 +214,7 @@ def scale_by_adamp(
 
     def one(g, m, v, p):
       g32, p32 = g.astype(jnp.float32), p.astype(jnp.float32)
-      m = beta1 * m + (1.0 - beta1) * g32
+      m = beta1 * m.astype(jnp.float32) + (1.0 - beta1) * g32
       v = beta2 * v + (1.0 - beta2) * g32 * g32
       denom = jnp.sqrt(v) / sqrt_bc2 + e
       num = beta1 * m + (1.0 - beta1) * g32 if nesterov else m
@@ -219,7 +223,7 @@ def scale_by_adamp(
       )
       r = jnp.where(fired, ratio, 1.0)
       u = d / bc1 + lam * r * p32
-      return u.astype(g.dtype), m, v
+      return u.astype(g.dtype), m.astype(mu_dtype), v
 
     u, m, v = base.map_multi(one, 3, updates, state.mu, state.nu, params)
     return u, ScaleByAdampState(count=count, mu=m, nu=v)
@@ -237,6 +241,7 @@ def adamp(
   wd_ratio: float = 0.1,
   nesterov: bool = False,
   channel_axis: int = -1,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdamP optimiser: :func:`scale_by_adamp` then the learning rate.
 
@@ -250,6 +255,7 @@ def adamp(
     wd_ratio: decay multiplier of projected weights, in ``[0, 1]``.
     nesterov: Nesterov-style step.
     channel_axis: the output-channel axis (``-1`` for Flax kernels).
+    mu_dtype: storage dtype of the momentum buffer (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` needs
@@ -271,7 +277,15 @@ def adamp(
   validation.check_non_negative('adamp', 'learning_rate', learning_rate)
   return optax.chain(
     scale_by_adamp(
-      b1, b2, eps, weight_decay, delta, wd_ratio, nesterov, channel_axis
+      b1,
+      b2,
+      eps,
+      weight_decay,
+      delta,
+      wd_ratio,
+      nesterov,
+      channel_axis,
+      mu_dtype,
     ),
     optax.scale_by_learning_rate(learning_rate),
   )
@@ -282,7 +296,7 @@ class ScaleBySgdpState(NamedTuple):
 
   Attributes:
     count: int32 number of updates so far.
-    trace: float32 momentum buffer.
+    trace: momentum buffer (``mu_dtype``, float32 by default).
   """
 
   count: chex.Array
@@ -298,6 +312,7 @@ def scale_by_sgdp(
   wd_ratio: float = 0.1,
   eps: float = 1e-8,
   channel_axis: int = -1,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGDP direction: SGD momentum with AdamP's projection and decay.
 
@@ -317,6 +332,8 @@ def scale_by_sgdp(
     wd_ratio: decay multiplier of projected weights, in ``[0, 1]``.
     eps: added to the norms, ``>= 0``.
     channel_axis: the output-channel axis (``-1`` for Flax kernels).
+    mu_dtype: storage dtype of the momentum buffer (e.g. ``jnp.bfloat16``);
+      ``None`` keeps float32. Computation is in float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -341,10 +358,11 @@ def scale_by_sgdp(
   validation.check_number(where, 'dampening', dampening, lower=0.0, upper=1.0)
   _check_projection_args(where, delta, wd_ratio, eps, weight_decay)
   validation.check_integer(where, 'channel_axis', channel_axis)
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):
     return ScaleBySgdpState(
-      count=jnp.zeros([], jnp.int32), trace=base.zeros_f32(params)
+      count=jnp.zeros([], jnp.int32), trace=base.zeros_f32(params, mu_dtype)
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -359,12 +377,12 @@ def scale_by_sgdp(
 
     def one(g, b, p):
       g32, p32 = g.astype(jnp.float32), p.astype(jnp.float32)
-      b = mu * b + (1.0 - damp) * g32
+      b = mu * b.astype(jnp.float32) + (1.0 - damp) * g32
       d = g32 + mu * b if nesterov else b
       d, fired = project_scale_invariant(p32, g32, d, dlt, e, channel_axis)
       r = jnp.where(fired, ratio, 1.0)
       u = d + lam * r * p32 / (1.0 - mu)
-      return u.astype(g.dtype), b
+      return u.astype(g.dtype), b.astype(mu_dtype)
 
     u, b = base.map_multi(one, 2, updates, state.trace, params)
     count = optax.safe_int32_increment(state.count)
@@ -383,6 +401,7 @@ def sgdp(
   wd_ratio: float = 0.1,
   eps: float = 1e-8,
   channel_axis: int = -1,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGDP optimiser: :func:`scale_by_sgdp` then the learning rate.
 
@@ -397,6 +416,7 @@ def sgdp(
     wd_ratio: decay multiplier of projected weights, in ``[0, 1]``.
     eps: added to the norms, ``>= 0``.
     channel_axis: the output-channel axis (``-1`` for Flax kernels).
+    mu_dtype: storage dtype of the momentum buffer (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` needs
@@ -425,6 +445,7 @@ def sgdp(
       wd_ratio,
       eps,
       channel_axis,
+      mu_dtype,
     ),
     optax.scale_by_learning_rate(learning_rate),
   )

@@ -14,7 +14,7 @@
 # ==============================================================================
 """diffGrad: Adam with a friction coefficient from the gradient change."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -33,9 +33,10 @@ class ScaleByDiffgradState(NamedTuple):
 
   Attributes:
     count: int32 number of updates so far.
-    mu: float32 EMA of the gradient.
+    mu: EMA of the gradient (``mu_dtype``, float32 by default).
     nu: float32 EMA of the squared gradient.
-    prev_grad: float32 gradient of the previous step (zeros before the first).
+    prev_grad: gradient of the previous step (zeros before the first), in
+      ``mu_dtype``.
   """
 
   count: chex.Array
@@ -45,7 +46,10 @@ class ScaleByDiffgradState(NamedTuple):
 
 
 def scale_by_diffgrad(
-  b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""diffGrad: Adam's step damped by a friction coefficient.
 
@@ -68,12 +72,14 @@ def scale_by_diffgrad(
     with ``rectify=True``; it is not followed.
 
   A constant gradient gives :math:`\xi = 0.5` from the second step on.
-  Cost: three float32 buffers (:math:`m, v, g'`).
+  Cost: three buffers (:math:`m, v, g'`), float32 unless ``mu_dtype``.
 
   Args:
     b1: first-moment decay in ``[0, 1)``.
     b2: second-moment decay in ``[0, 1)``.
     eps: added to the denominator, ``>= 0``.
+    mu_dtype: storage dtype of :math:`m` and :math:`g'` (e.g.
+      ``jnp.bfloat16``); ``None`` keeps float32. Computation is in float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -93,13 +99,14 @@ def scale_by_diffgrad(
   """
   where = 'scale_by_diffgrad'
   validation.check_adam(where, b1, b2, eps)
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):
     return ScaleByDiffgradState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.zeros_f32(params),
+      mu=base.zeros_f32(params, mu_dtype),
       nu=base.zeros_f32(params),
-      prev_grad=base.zeros_f32(params),
+      prev_grad=base.zeros_f32(params, mu_dtype),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -113,11 +120,11 @@ def scale_by_diffgrad(
 
     def one(g, m, v, prev):
       g32 = g.astype(jnp.float32)
-      m = beta1 * m + (1.0 - beta1) * g32
+      m = beta1 * m.astype(jnp.float32) + (1.0 - beta1) * g32
       v = beta2 * v + (1.0 - beta2) * g32 * g32
-      xi = jax.nn.sigmoid(jnp.abs(prev - g32))
+      xi = jax.nn.sigmoid(jnp.abs(prev.astype(jnp.float32) - g32))
       u = scale * xi * m / (jnp.sqrt(v) + e)
-      return u.astype(g.dtype), m, v, g32
+      return u.astype(g.dtype), m.astype(mu_dtype), v, g32.astype(mu_dtype)
 
     u, m, v, prev = base.map_multi(
       one, 4, updates, state.mu, state.nu, state.prev_grad
@@ -134,6 +141,7 @@ def diffgrad(
   eps: float = 1e-8,
   weight_decay: optax.ScalarOrSchedule = 0.0,
   decouple_weight_decay: bool = False,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""diffGrad optimiser: :func:`scale_by_diffgrad` with weight decay.
 
@@ -149,6 +157,7 @@ def diffgrad(
     eps: added to the denominator, ``>= 0``.
     weight_decay: :math:`\lambda`, ``>= 0`` (reference 0).
     decouple_weight_decay: decoupled instead of L2 decay.
+    mu_dtype: storage dtype of :math:`m` and :math:`g'` (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -169,7 +178,7 @@ def diffgrad(
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   return base.with_decay_and_lr(
-    scale_by_diffgrad(b1, b2, eps),
+    scale_by_diffgrad(b1, b2, eps, mu_dtype),
     learning_rate,
     weight_decay,
     coupled=not decouple_weight_decay,

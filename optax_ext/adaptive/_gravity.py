@@ -14,7 +14,7 @@
 # ==============================================================================
 """Gravity: a velocity EMA of gradients shrunk relative to their largest."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -34,7 +34,8 @@ class ScaleByGravityState(NamedTuple):
 
   Attributes:
     count: int32 number of updates so far.
-    velocity: float32 velocity :math:`V` (random at initialisation).
+    velocity: velocity :math:`V` (random at initialisation), in
+      ``mu_dtype`` (float32 by default).
   """
 
   count: chex.Array
@@ -42,7 +43,7 @@ class ScaleByGravityState(NamedTuple):
 
 
 def scale_by_gravity(
-  init_std: float, beta: float = 0.9, seed: int = 0
+  init_std: float, beta: float = 0.9, seed: int = 0, mu_dtype: Any = None
 ) -> optax.GradientTransformationExtraArgs:
   r"""Gravity direction: an EMA of "gravity-shrunk" gradients.
 
@@ -68,6 +69,8 @@ def scale_by_gravity(
     init_std: standard deviation of the initial velocity, ``>= 0``.
     beta: :math:`\beta` in ``[0, 1]`` (reference 0.9).
     seed: integer seed of the initial velocity.
+    mu_dtype: storage dtype of the velocity (e.g. ``jnp.bfloat16``);
+      ``None`` keeps float32. Computation is in float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -89,6 +92,7 @@ def scale_by_gravity(
   validation.check_number(where, 'init_std', init_std, lower=0.0)
   validation.check_number(where, 'beta', beta, lower=0.0, upper=1.0)
   validation.check_integer(where, 'seed', seed)
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):
     std = base.scalar_at(init_std, 0)
@@ -96,7 +100,10 @@ def scale_by_gravity(
     key = jax.random.key(seed)
     velocity = [
       base.place_like(
-        std * jax.random.normal(jax.random.fold_in(key, i), jnp.shape(p)), p
+        (
+          std * jax.random.normal(jax.random.fold_in(key, i), jnp.shape(p))
+        ).astype(mu_dtype),
+        p,
       )
       for i, p in enumerate(leaves)
     ]
@@ -116,8 +123,8 @@ def scale_by_gravity(
       g32 = g.astype(jnp.float32)
       big = jnp.max(jnp.abs(g32)) if g32.size else jnp.float32(0.0)
       zeta = g32 / (1.0 + jnp.square(g32 * big))
-      v = b_hat * v + (1.0 - b_hat) * zeta
-      return v.astype(g.dtype), v
+      v = b_hat * v.astype(jnp.float32) + (1.0 - b_hat) * zeta
+      return v.astype(g.dtype), v.astype(mu_dtype)
 
     u, v = base.map_multi(one, 2, updates, state.velocity)
     return u, ScaleByGravityState(count=count, velocity=v)
@@ -130,6 +137,7 @@ def gravity(
   alpha: float = 0.01,
   beta: float = 0.9,
   seed: int = 0,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Gravity optimiser: :math:`\theta \leftarrow \theta - \eta V`.
 
@@ -142,6 +150,7 @@ def gravity(
     alpha: initial-velocity scale, ``>= 0`` (reference 0.01).
     beta: :math:`\beta` in ``[0, 1]`` (reference 0.9).
     seed: integer seed of the initial velocity.
+    mu_dtype: storage dtype of the velocity (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -168,7 +177,7 @@ def gravity(
     )
     lr0 = learning_rate
   return optax.chain(
-    scale_by_gravity(alpha / lr0, beta, seed),
+    scale_by_gravity(alpha / lr0, beta, seed, mu_dtype),
     optax.scale_by_learning_rate(learning_rate),
   )
 

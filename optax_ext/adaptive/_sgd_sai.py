@@ -14,7 +14,7 @@
 # ==============================================================================
 """SGD-SaI: SGD with per-tensor learning rates fixed at initialisation."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -36,7 +36,7 @@ class ScaleBySgdSaiState(NamedTuple):
     gsnr: float32 scalar per leaf: the leaf's gradient signal-to-noise ratio
       at the first step divided by the largest over leaves (zeros before the
       first step).
-    trace: float32 momentum buffer.
+    trace: momentum buffer (``mu_dtype``, float32 by default).
   """
 
   count: chex.Array
@@ -52,7 +52,7 @@ def _leaf_gsnr(g, eps):
 
 
 def scale_by_sgd_sai(
-  momentum: float = 0.9, eps: float = 1e-8
+  momentum: float = 0.9, eps: float = 1e-8, mu_dtype: Any = None
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD-SaI: momentum SGD, each tensor scaled by its first-step g-SNR.
 
@@ -82,6 +82,8 @@ def scale_by_sgd_sai(
   Args:
     momentum: :math:`\mu` in ``[0, 1)`` (reference 0.9).
     eps: added to the std, ``> 0``.
+    mu_dtype: storage dtype of the momentum buffer (e.g. ``jnp.bfloat16``);
+      ``None`` keeps float32. Computation is in float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -102,12 +104,13 @@ def scale_by_sgd_sai(
   where = 'scale_by_sgd_sai'
   validation.check_decay(where, 'momentum', momentum)
   validation.check_number(where, 'eps', eps, lower=0.0, lower_inclusive=False)
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):
     return ScaleBySgdSaiState(
       count=jnp.zeros([], jnp.int32),
       gsnr=jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params),
-      trace=base.zeros_f32(params),
+      trace=base.zeros_f32(params, mu_dtype),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -135,8 +138,8 @@ def scale_by_sgd_sai(
 
     def one(g, b, s):
       g32 = g.astype(jnp.float32)
-      b = jnp.where(first, g32, mu * b + (1.0 - mu) * g32)
-      return (s * b).astype(g.dtype), b
+      b = jnp.where(first, g32, mu * b.astype(jnp.float32) + (1.0 - mu) * g32)
+      return (s * b).astype(g.dtype), b.astype(mu_dtype)
 
     u, b = base.map_multi(one, 2, updates, state.trace, gsnr)
     count = optax.safe_int32_increment(state.count)
@@ -150,6 +153,7 @@ def sgd_sai(
   momentum: float = 0.9,
   eps: float = 1e-8,
   weight_decay: optax.ScalarOrSchedule = 1e-2,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD-SaI optimiser: :func:`scale_by_sgd_sai` with decoupled decay.
 
@@ -161,6 +165,7 @@ def sgd_sai(
     momentum: :math:`\mu` in ``[0, 1)`` (reference 0.9).
     eps: added to the std, ``> 0``.
     weight_decay: decoupled :math:`\lambda`, ``>= 0`` (reference 1e-2).
+    mu_dtype: storage dtype of the momentum buffer (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -181,7 +186,7 @@ def sgd_sai(
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   return base.with_decay_and_lr(
-    scale_by_sgd_sai(momentum, eps), learning_rate, weight_decay
+    scale_by_sgd_sai(momentum, eps, mu_dtype), learning_rate, weight_decay
   )
 
 

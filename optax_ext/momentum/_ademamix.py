@@ -279,7 +279,7 @@ def ademamix_with_warmup(
     validation.check_integer(where, name, steps, lower=1)
   alpha_fn = ademamix_alpha_schedule(alpha, alpha_warmup_steps)
   b3_fn = ademamix_beta3_schedule(b3, beta3_warmup_steps, beta_start=b1)
-  mu_dtype = jnp.float32 if mu_dtype is None else mu_dtype
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
   return base.keep_update_dtypes(
     optax.chain(
       optax.contrib.ademamix(

@@ -15,6 +15,7 @@
 """Aggregated momentum (AggMo)."""
 
 from collections.abc import Sequence
+from typing import Any
 import warnings
 
 import optax
@@ -61,6 +62,7 @@ def aggmo_decays(a: float = 0.1, k: int = 3) -> tuple[float, ...]:
 
 def scale_by_aggmo(
   decays: Sequence[float] = (0.0, 0.9, 0.99),
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AggMo: the mean of K undampened heavy-ball buffers.
 
@@ -77,6 +79,9 @@ def scale_by_aggmo(
   Args:
     decays: the :math:`\beta_i`, each in ``[0, 1)``; default ``(0, 0.9,
       0.99)`` = :func:`aggmo_decays` ``(0.1, 3)``.
+    mu_dtype: storage dtype of the buffer(s) (see
+      :func:`scale_by_momentum_mixture`: ``None`` keeps the params' dtype,
+      float32 for decays ``>= 0.999``).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -106,7 +111,10 @@ def scale_by_aggmo(
     )
   k = len(decays)
   return _mixture.scale_by_momentum_mixture(
-    decays=decays, weights=(1.0 / max(k, 1),) * k, dampening=False
+    decays=decays,
+    weights=(1.0 / max(k, 1),) * k,
+    dampening=False,
+    mu_dtype=mu_dtype,
   )
 
 
@@ -114,6 +122,7 @@ def aggmo(
   learning_rate: optax.ScalarOrSchedule,
   decays: Sequence[float] = (0.0, 0.9, 0.99),
   weight_decay: optax.ScalarOrSchedule = 0.0,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AggMo optimiser with L2 weight decay (added to the gradient).
 
@@ -123,6 +132,9 @@ def aggmo(
     decays: the :math:`\beta_i` in ``[0, 1)``.
     weight_decay: L2 coefficient, ``>= 0``, added to the gradient as in the
       reference.
+    mu_dtype: storage dtype of the buffer(s) (see
+      :func:`scale_by_momentum_mixture`: ``None`` keeps the params' dtype,
+      float32 for decays ``>= 0.999``).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -143,7 +155,10 @@ def aggmo(
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   return base.with_decay_and_lr(
-    scale_by_aggmo(decays), learning_rate, weight_decay, coupled=True
+    scale_by_aggmo(decays, mu_dtype),
+    learning_rate,
+    weight_decay,
+    coupled=True,
   )
 
 

@@ -42,7 +42,10 @@ class ScaleByGramsState(NamedTuple):
 
 
 def scale_by_grams(
-  b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-6,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Grams: the sign of the gradient with the magnitude of Adam's step.
 
@@ -58,12 +61,14 @@ def scale_by_grams(
   new gradient by :math:`\beta_1` and divides by
   :math:`\sqrt{v/\sqrt{1-\beta_2^t}}`) is not followed. Where ``g = 0`` the
   update is 0: coordinates with no gradient (unseen embeddings) do not move.
-  Moments are kept in float32.
+  Moments are computed in float32; ``mu`` is stored in ``mu_dtype``.
 
   Args:
     b1: first-moment decay in ``[0, 1)``.
     b2: second-moment decay in ``[0, 1)``.
     eps: added to the denominator, ``>= 0`` (reference default 1e-6).
+    mu_dtype: storage dtype of the first moment (e.g. ``jnp.bfloat16``);
+      ``None`` keeps float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -83,11 +88,12 @@ def scale_by_grams(
   """
   where = 'scale_by_grams'
   validation.check_adam(where, b1, b2, eps)
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):
     return ScaleByGramsState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.zeros_f32(params),
+      mu=base.zeros_f32(params, mu_dtype),
       nu=base.zeros_f32(params),
     )
 
@@ -102,10 +108,10 @@ def scale_by_grams(
 
     def one(g, m, v):
       g32 = g.astype(jnp.float32)
-      m = beta1 * m + (1.0 - beta1) * g32
+      m = beta1 * m.astype(jnp.float32) + (1.0 - beta1) * g32
       v = beta2 * v + (1.0 - beta2) * g32 * g32
       u = step * jnp.sign(g32) * jnp.abs(m) / (jnp.sqrt(v) + e)
-      return u.astype(g.dtype), m, v
+      return u.astype(g.dtype), m.astype(mu_dtype), v
 
     u, m, v = base.map_multi(one, 3, updates, state.mu, state.nu)
     return u, ScaleByGramsState(count=count, mu=m, nu=v)
@@ -120,6 +126,7 @@ def grams(
   eps: float = 1e-6,
   weight_decay: optax.ScalarOrSchedule = 0.0,
   mask: Any = None,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Grams optimiser: :math:`\theta \leftarrow \theta - \eta(u +
   \lambda\theta)`.
@@ -136,6 +143,7 @@ def grams(
     eps: added to the denominator, ``>= 0``.
     weight_decay: decoupled weight decay, ``>= 0``.
     mask: ``optax.add_decayed_weights`` mask.
+    mu_dtype: storage dtype of the first moment (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -156,7 +164,7 @@ def grams(
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   return base.with_decay_and_lr(
-    scale_by_grams(b1, b2, eps), learning_rate, weight_decay, mask
+    scale_by_grams(b1, b2, eps, mu_dtype), learning_rate, weight_decay, mask
   )
 
 

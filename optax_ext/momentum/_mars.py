@@ -35,7 +35,8 @@ class ScaleByMarsState(NamedTuple):
 
   Attributes:
     count: int32 number of updates so far.
-    mu: float32 EMA of the clipped corrected gradient.
+    mu: EMA of the clipped corrected gradient (``mu_dtype``, float32 by
+      default).
     nu: float32 EMA of its square (``None`` for ``variant='lion'``).
     prev_grad: the previous incoming gradient (approximate MARS), in the
       gradient's dtype; ``None`` with ``exact=True``.
@@ -70,6 +71,7 @@ def scale_by_mars(
   eps: float = 1e-8,
   variant: str = 'adamw',
   exact: bool = False,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""MARS: a scaled gradient-difference correction fed to AdamW/Lion/Shampoo.
 
@@ -109,6 +111,8 @@ def scale_by_mars(
     eps: added to the denominator (and to the Newton-Schulz norm), ``>= 0``.
     variant: ``'adamw'``, ``'lion'`` or ``'shampoo'``.
     exact: use the ``grad_at_prev_params`` extra argument.
+    mu_dtype: storage dtype of the momentum (e.g. ``jnp.bfloat16``); ``None``
+      keeps float32. Computation is in float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -134,11 +138,12 @@ def scale_by_mars(
   if not isinstance(exact, bool):
     raise TypeError(f'{where}: `exact` must be a bool, got {exact!r}.')
   keep_nu = variant != 'lion'
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):
     return ScaleByMarsState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.zeros_f32(params),
+      mu=base.zeros_f32(params, mu_dtype),
       nu=base.zeros_f32(params) if keep_nu else None,
       prev_grad=None if exact else jax.tree.map(jnp.zeros_like, params),
     )
@@ -170,7 +175,7 @@ def scale_by_mars(
       g32 = g.astype(jnp.float32)
       c = g32 + scale * (g32 - p.astype(jnp.float32))
       c = c / jnp.maximum(1.0, jnp.linalg.norm(c))
-      m = beta1 * m + (1.0 - beta1) * c
+      m = beta1 * m.astype(jnp.float32) + (1.0 - beta1) * c
       if keep_nu:
         v = beta2 * v + (1.0 - beta2) * c * c
       if variant == 'lion':
@@ -181,7 +186,7 @@ def scale_by_mars(
         )
       else:
         u = (m / c1) / (jnp.sqrt(v / c2) + e)
-      return u.astype(g.dtype), m, v
+      return u.astype(g.dtype), m.astype(mu_dtype), v
 
     u, m, v = base.map_multi(one, 3, updates, prev, state.mu, nus)
     return u, ScaleByMarsState(
@@ -212,6 +217,7 @@ def mars(
   b1_1d: float = 0.9,
   b2_1d: float = 0.95,
   weight_decay_1d: optax.ScalarOrSchedule = 0.1,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""MARS optimiser: MARS on matrices, AdamW on the other tensors.
 
@@ -243,6 +249,8 @@ def mars(
     b1_1d: their first-moment decay.
     b2_1d: their second-moment decay.
     weight_decay_1d: their decoupled weight decay.
+    mu_dtype: storage dtype of both branches' first moments (``None``:
+      float32 for MARS, the params' dtype for ``optax.adamw``, as optax).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -278,7 +286,7 @@ def mars(
   return optax.partition(
     {
       'mars': base.with_decay_and_lr(
-        scale_by_mars(b1, b2, gamma, eps, variant, exact),
+        scale_by_mars(b1, b2, gamma, eps, variant, exact, mu_dtype),
         learning_rate,
         weight_decay,
       ),
@@ -288,6 +296,7 @@ def mars(
         b2=b2_1d,
         eps=eps,
         weight_decay=weight_decay_1d,
+        mu_dtype=mu_dtype,
       ),
     },
     labels,

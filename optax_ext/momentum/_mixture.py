@@ -160,6 +160,8 @@ def scale_by_momentum_mixture(
         f'`decays[{i}]` (the bias correction assumes a constant decay).'
       )
   validation.check_number(where, 'grad_weight', grad_weight)
+  if mu_dtype is not None:
+    mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
   if not isinstance(nesterov, bool):
     raise TypeError(f'{where}: `nesterov` must be a bool, got {nesterov!r}.')
   stored = tuple(not _is_static_zero(d) for d in decays)

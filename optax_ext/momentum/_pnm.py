@@ -14,7 +14,7 @@
 # ==============================================================================
 """Positive-negative momentum: PNM and AdaPNM."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -34,8 +34,9 @@ class ScaleByPnmState(NamedTuple):
 
   Attributes:
     count: int32 number of updates so far.
-    mu_odd: float32 EMA of the gradients of odd steps (1, 3, ...).
-    mu_even: float32 EMA of the gradients of even steps.
+    mu_odd: EMA of the gradients of odd steps (1, 3, ...), in ``mu_dtype``
+      (float32 by default).
+    mu_even: EMA of the gradients of even steps (``mu_dtype``).
   """
 
   count: chex.Array
@@ -48,8 +49,8 @@ class ScaleByAdapnmState(NamedTuple):
 
   Attributes:
     count: int32 number of updates so far.
-    mu_odd: float32 EMA of the gradients of odd steps.
-    mu_even: float32 EMA of the gradients of even steps.
+    mu_odd: EMA of the gradients of odd steps (``mu_dtype``).
+    mu_even: EMA of the gradients of even steps (``mu_dtype``).
     nu: float32 EMA of the squared gradient.
     nu_max: float32 running maximum of ``nu`` (AMSGrad; ``None`` without).
   """
@@ -62,7 +63,7 @@ class ScaleByAdapnmState(NamedTuple):
 
 
 def pn_step(g32, odd, mu_odd, mu_even, beta1, beta0):
-  """One positive-negative momentum step for one float32 leaf.
+  """One positive-negative momentum step for one leaf (float32 maths).
 
   The buffer of this step's parity (``mu_odd`` on odd steps) takes the
   gradient with decay ``beta1**2`` and is the positive momentum; the other
@@ -74,15 +75,18 @@ def pn_step(g32, odd, mu_odd, mu_even, beta1, beta0):
   (swapping the two buffers' roles instead made it copy both).
 
   Returns:
-    ``(direction, new mu_odd, new mu_even)``.
+    ``(direction, new mu_odd, new mu_even)``, the buffers in their dtype.
   """
   decay = beta1 * beta1
+  dtypes = mu_odd.dtype, mu_even.dtype
+  mu_odd, mu_even = mu_odd.astype(jnp.float32), mu_even.astype(jnp.float32)
   mu_odd = jnp.where(odd, decay * mu_odd + (1.0 - decay) * g32, mu_odd)
   mu_even = jnp.where(odd, mu_even, decay * mu_even + (1.0 - decay) * g32)
   pos = jnp.where(odd, mu_odd, mu_even)
   neg = jnp.where(odd, mu_even, mu_odd)
   norm = jnp.sqrt(jnp.square(1.0 + beta0) + jnp.square(beta0))
-  return ((1.0 + beta0) * pos - beta0 * neg) / norm, mu_odd, mu_even
+  direction = ((1.0 + beta0) * pos - beta0 * neg) / norm
+  return direction, mu_odd.astype(dtypes[0]), mu_even.astype(dtypes[1])
 
 
 def _check_betas(where, b1, b0):
@@ -91,7 +95,7 @@ def _check_betas(where, b1, b0):
 
 
 def scale_by_pnm(
-  b1: float = 0.9, b0: float = 1.0
+  b1: float = 0.9, b0: float = 1.0, mu_dtype: Any = None
 ) -> optax.GradientTransformationExtraArgs:
   r"""Positive-negative momentum (PNM) direction.
 
@@ -114,6 +118,8 @@ def scale_by_pnm(
     b1: :math:`\beta_1` in ``[0, 1)``; each buffer decays by
       :math:`\beta_1^2` per own update.
     b0: :math:`\beta_0 \ge 0`, the negative-momentum weight (reference 1).
+    mu_dtype: storage dtype of the two momentum buffers (e.g.
+      ``jnp.bfloat16``); ``None`` keeps float32. Computation is in float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -132,12 +138,13 @@ def scale_by_pnm(
     {ref}
   """
   _check_betas('scale_by_pnm', b1, b0)
+  mu_dtype = validation.state_dtype('scale_by_pnm', 'mu_dtype', mu_dtype)
 
   def init_fn(params):
     return ScaleByPnmState(
       count=jnp.zeros([], jnp.int32),
-      mu_odd=base.zeros_f32(params),
-      mu_even=base.zeros_f32(params),
+      mu_odd=base.zeros_f32(params, mu_dtype),
+      mu_even=base.zeros_f32(params, mu_dtype),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -163,6 +170,7 @@ def pnm(
   b0: float = 1.0,
   weight_decay: optax.ScalarOrSchedule = 0.0,
   decouple_weight_decay: bool = True,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""PNM optimiser: :func:`scale_by_pnm`, weight decay, learning rate.
 
@@ -176,6 +184,7 @@ def pnm(
     b0: :math:`\beta_0 \ge 0`.
     weight_decay: :math:`\lambda`, ``>= 0``.
     decouple_weight_decay: decoupled instead of L2 decay.
+    mu_dtype: storage dtype of the momentum buffers (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -196,7 +205,7 @@ def pnm(
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   return base.with_decay_and_lr(
-    scale_by_pnm(b1, b0),
+    scale_by_pnm(b1, b0, mu_dtype),
     learning_rate,
     weight_decay,
     coupled=not decouple_weight_decay,
@@ -210,6 +219,7 @@ def scale_by_adapnm(
   eps: float = 1e-8,
   amsgrad: bool = True,
   softplus_beta: float | None = None,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adaptive positive-negative momentum (AdaPNM) direction.
 
@@ -234,6 +244,8 @@ def scale_by_adapnm(
     eps: added to the denominator, ``>= 0``.
     amsgrad: use the running maximum of :math:`v` (reference ``True``).
     softplus_beta: ``None`` or :math:`\beta > 0` of the softplus smoothing.
+    mu_dtype: storage dtype of the two momentum buffers (``nu`` stays
+      float32); ``None`` keeps float32. Computation is in float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -259,12 +271,13 @@ def scale_by_adapnm(
     validation.check_number(
       where, 'softplus_beta', softplus_beta, lower=0.0, lower_inclusive=False
     )
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):
     return ScaleByAdapnmState(
       count=jnp.zeros([], jnp.int32),
-      mu_odd=base.zeros_f32(params),
-      mu_even=base.zeros_f32(params),
+      mu_odd=base.zeros_f32(params, mu_dtype),
+      mu_even=base.zeros_f32(params, mu_dtype),
       nu=base.zeros_f32(params),
       nu_max=base.zeros_f32(params) if amsgrad else None,
     )
@@ -316,6 +329,7 @@ def adapnm(
   amsgrad: bool = True,
   weight_decay: optax.ScalarOrSchedule = 0.0,
   decouple_weight_decay: bool = True,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdaPNM optimiser: :func:`scale_by_adapnm`, weight decay, learning rate.
 
@@ -328,6 +342,7 @@ def adapnm(
     amsgrad: use the running maximum of :math:`v`.
     weight_decay: :math:`\lambda`, ``>= 0``.
     decouple_weight_decay: decoupled (reference default) instead of L2.
+    mu_dtype: storage dtype of the momentum buffers (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -348,7 +363,7 @@ def adapnm(
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   return base.with_decay_and_lr(
-    scale_by_adapnm(b1, b2, b0, eps, amsgrad),
+    scale_by_adapnm(b1, b2, b0, eps, amsgrad, mu_dtype=mu_dtype),
     learning_rate,
     weight_decay,
     coupled=not decouple_weight_decay,

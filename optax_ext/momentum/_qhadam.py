@@ -14,7 +14,7 @@
 # ==============================================================================
 """QHAdam: quasi-hyperbolic Adam."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax.numpy as jnp
@@ -32,7 +32,7 @@ class ScaleByQhadamState(NamedTuple):
 
   Attributes:
     count: int32 number of updates so far.
-    mu: float32 EMA of the gradient.
+    mu: EMA of the gradient (``mu_dtype``, float32 by default).
     nu: float32 EMA of the squared gradient.
   """
 
@@ -47,6 +47,7 @@ def scale_by_qhadam(
   nu1: optax.ScalarOrSchedule = 0.7,
   nu2: optax.ScalarOrSchedule = 1.0,
   eps: float = 1e-8,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Quasi-hyperbolic Adam.
 
@@ -61,7 +62,8 @@ def scale_by_qhadam(
   ``nu1 = nu2 = 1`` is ``optax.scale_by_adam``. Defaults are the QHAdam
   README's recommendation (``nu = (0.7, 1.0)``, ``beta = (0.995, 0.999)``);
   the qhoptim class defaults (``nu = (1, 1)``, ``beta = (0.9, 0.999)``) give
-  plain Adam. Moments are kept in float32.
+  plain Adam. Moments are computed in float32; ``mu`` is stored in
+  ``mu_dtype`` (float32 by default), ``nu`` always in float32.
 
   Args:
     b1: first-moment decay in ``[0, 1)``.
@@ -69,6 +71,8 @@ def scale_by_qhadam(
     nu1: :math:`\nu_1` in ``[0, 1]``.
     nu2: :math:`\nu_2` in ``[0, 1]``.
     eps: added to the denominator, ``>= 0``.
+    mu_dtype: storage dtype of the first moment (e.g. ``jnp.bfloat16``);
+      ``None`` keeps float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -91,11 +95,12 @@ def scale_by_qhadam(
   validation.check_number(where, 'nu1', nu1, lower=0.0, upper=1.0)
   validation.check_number(where, 'nu2', nu2, lower=0.0, upper=1.0)
   validation.check_non_negative(where, 'eps', eps)
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):
     return ScaleByQhadamState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.zeros_f32(params),
+      mu=base.zeros_f32(params, mu_dtype),
       nu=base.zeros_f32(params),
     )
 
@@ -113,11 +118,11 @@ def scale_by_qhadam(
 
     def one(g, m, v):
       g32 = g.astype(jnp.float32)
-      m = beta1 * m + (1.0 - beta1) * g32
+      m = beta1 * m.astype(jnp.float32) + (1.0 - beta1) * g32
       v = beta2 * v + (1.0 - beta2) * g32 * g32
       num = (1.0 - w1) * g32 + w1 * (m / c1)
       den = jnp.sqrt((1.0 - w2) * g32 * g32 + w2 * (v / c2)) + e
-      return (num / den).astype(g.dtype), m, v
+      return (num / den).astype(g.dtype), m.astype(mu_dtype), v
 
     u, m, v = base.map_multi(one, 3, updates, state.mu, state.nu)
     return u, ScaleByQhadamState(count=count, mu=m, nu=v)
@@ -134,6 +139,7 @@ def qhadam(
   eps: float = 1e-8,
   weight_decay: optax.ScalarOrSchedule = 0.0,
   decouple_weight_decay: bool = False,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""QHAdam optimiser (QHAdamW with ``decouple_weight_decay=True``).
 
@@ -150,6 +156,7 @@ def qhadam(
     eps: added to the denominator, ``>= 0``.
     weight_decay: :math:`\lambda`, ``>= 0``.
     decouple_weight_decay: decoupled (AdamW-style) instead of L2 decay.
+    mu_dtype: storage dtype of the first moment (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -170,7 +177,7 @@ def qhadam(
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   return base.with_decay_and_lr(
-    scale_by_qhadam(b1, b2, nu1, nu2, eps),
+    scale_by_qhadam(b1, b2, nu1, nu2, eps, mu_dtype),
     learning_rate,
     weight_decay,
     coupled=not decouple_weight_decay,

@@ -14,6 +14,8 @@
 # ==============================================================================
 """Quasi-hyperbolic momentum (QHM)."""
 
+from typing import Any
+
 import optax
 
 from optax_ext._src import base
@@ -27,6 +29,7 @@ _REF = """Ma and Yarats, `Quasi-hyperbolic momentum and Adam for deep learning
 def scale_by_qhm(
   decay: optax.ScalarOrSchedule = 0.999,
   nu: optax.ScalarOrSchedule = 0.7,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Quasi-hyperbolic momentum: a convex mix of gradient and momentum.
 
@@ -43,6 +46,9 @@ def scale_by_qhm(
   Args:
     decay: :math:`\beta` in ``[0, 1)``; the README's starting point 0.999.
     nu: :math:`\nu` in ``[0, 1]``; the README's starting point 0.7.
+    mu_dtype: storage dtype of the buffer(s) (see
+      :func:`scale_by_momentum_mixture`: ``None`` keeps the params' dtype,
+      float32 for decays ``>= 0.999``).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -67,7 +73,11 @@ def scale_by_qhm(
     (lambda s: 1.0 - base.scalar_at(nu, s)) if callable(nu) else (1.0 - nu)
   )
   return _mixture.scale_by_momentum_mixture(
-    decays=(decay,), weights=(nu,), grad_weight=grad_weight, dampening=True
+    decays=(decay,),
+    weights=(nu,),
+    grad_weight=grad_weight,
+    dampening=True,
+    mu_dtype=mu_dtype,
   )
 
 
@@ -77,6 +87,7 @@ def qhm(
   nu: optax.ScalarOrSchedule = 0.7,
   weight_decay: optax.ScalarOrSchedule = 0.0,
   weight_decay_type: str = 'grad',
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""QHM optimiser: :func:`scale_by_qhm`, weight decay, learning rate.
 
@@ -91,6 +102,9 @@ def qhm(
     nu: :math:`\nu` in ``[0, 1]``.
     weight_decay: :math:`\lambda`, ``>= 0``.
     weight_decay_type: ``'grad'`` or ``'direct'``.
+    mu_dtype: storage dtype of the buffer(s) (see
+      :func:`scale_by_momentum_mixture`: ``None`` keeps the params' dtype,
+      float32 for decays ``>= 0.999``).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -114,7 +128,7 @@ def qhm(
     where, 'weight_decay_type', weight_decay_type, ('grad', 'direct')
   )
   return base.with_decay_and_lr(
-    scale_by_qhm(decay, nu),
+    scale_by_qhm(decay, nu, mu_dtype),
     learning_rate,
     weight_decay,
     coupled=weight_decay_type == 'grad',

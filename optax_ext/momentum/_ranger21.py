@@ -15,6 +15,7 @@
 """Ranger21: an optax chain of AGC, centralisation, AdaPNM and Lookahead."""
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -213,6 +214,7 @@ def ranger21(
   lookahead_sync_period: int = 5,
   lookahead_slow_step_size: float = 0.5,
   channel_axis: int = -1,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Ranger21 as an optax chain of existing and new pieces.
 
@@ -270,6 +272,8 @@ def ranger21(
     lookahead_sync_period: Lookahead :math:`k \ge 1`.
     lookahead_slow_step_size: Lookahead :math:`\alpha` in ``[0, 1]``.
     channel_axis: output-channel axis of weights with ``ndim > 1``.
+    mu_dtype: storage dtype of AdaPNM's two momentum buffers (``None``:
+      float32); the second moments stay float32.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` needs
@@ -318,7 +322,7 @@ def ranger21(
       )
     rate = ranger21_schedule(learning_rate, num_iterations, b2)
   core = _with_stable_decay_and_norm_loss(
-    _pnm.scale_by_adapnm(b1, b2, b0, eps, amsgrad, softplus_beta),
+    _pnm.scale_by_adapnm(b1, b2, b0, eps, amsgrad, softplus_beta, mu_dtype),
     weight_decay,
     norm_loss_factor,
     eps,

@@ -14,7 +14,7 @@
 # ==============================================================================
 """XGrad: gradients at weights predicted by the optimiser's own rule."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -23,6 +23,7 @@ import optax
 
 from optax_ext._src import base
 from optax_ext._src import validation
+from optax_ext.momentum import _mixture
 
 _REF = """Guan et al., `XGrad: Boosting Gradient-Based Optimizers With Weight
     Prediction <https://arxiv.org/abs/2305.18240>`_, 2023."""
@@ -176,6 +177,7 @@ def xgrad_sgd(
   dampening: float = 0.0,
   weight_decay: optax.ScalarOrSchedule = 0.0,
   steps_ahead: float = 1.0,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""XGrad with SGD momentum (the reference ``SGD.py``).
 
@@ -189,6 +191,7 @@ def xgrad_sgd(
     dampening: in ``[0, 1)``.
     weight_decay: L2 :math:`\lambda \ge 0`.
     steps_ahead: :math:`s \ge 0`.
+    mu_dtype: storage dtype of the momentum buffer (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -220,10 +223,16 @@ def xgrad_sgd(
     where, 'dampening', dampening, lower=0.0, upper=1.0, upper_inclusive=False
   )
   validation.check_non_negative(where, 'weight_decay', weight_decay)
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
   direction = optax.chain(
     optax.add_decayed_weights(weight_decay),
     optax.scale(1.0 - dampening),
-    optax.trace(momentum),
+    # optax.trace with a float32 accumulator and bfloat16 gradients is not
+    # strict-promotion clean; the mixture core computes in float32 and
+    # stores in mu_dtype (b <- mu b + g, the same recursion).
+    _mixture.scale_by_momentum_mixture(
+      (momentum,), (1.0,), dampening=False, mu_dtype=mu_dtype
+    ),
   )
   return xgrad(direction, learning_rate, steps_ahead)
 
@@ -234,6 +243,7 @@ def xgrad_adam(
   b2: float = 0.999,
   eps: float = 1e-8,
   steps_ahead: float = 1.0,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""XGrad with Adam (the reference ``Adam.py``): ``Δ`` is Adam's step.
 
@@ -243,6 +253,7 @@ def xgrad_adam(
     b2: second-moment decay in ``[0, 1)``.
     eps: added to the denominator, ``>= 0``.
     steps_ahead: :math:`s \ge 0`.
+    mu_dtype: storage dtype of Adam's first moment (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -263,8 +274,11 @@ def xgrad_adam(
   """
   where = 'xgrad_adam'
   validation.check_adam(where, b1, b2, eps)
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
   return xgrad(
-    optax.scale_by_adam(b1=b1, b2=b2, eps=eps), learning_rate, steps_ahead
+    optax.scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),
+    learning_rate,
+    steps_ahead,
   )
 
 
@@ -275,6 +289,7 @@ def xgrad_adamw(
   eps: float = 1e-8,
   weight_decay: optax.ScalarOrSchedule = 1e-4,
   steps_ahead: float = 1.0,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""XGrad with AdamW (the reference ``AdamW.py``); decay not predicted.
 
@@ -286,6 +301,7 @@ def xgrad_adamw(
     weight_decay: decoupled :math:`\lambda \ge 0` (``optax.adamw``'s
       default).
     steps_ahead: :math:`s \ge 0`.
+    mu_dtype: storage dtype of Adam's first moment (``None``: float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -306,8 +322,9 @@ def xgrad_adamw(
   """
   where = 'xgrad_adamw'
   validation.check_adam(where, b1, b2, eps)
+  mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
   return xgrad(
-    optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+    optax.scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),
     learning_rate,
     steps_ahead,
     weight_decay,

@@ -229,19 +229,23 @@ def geometric_median(
     return jax.tree.map(lambda x: x.astype(jnp.float32), z)
 
   z0 = weighted_mean(alpha)
-  f0 = jnp.sum(alpha * distances(z0))
+  d0 = distances(z0)
+  f0 = jnp.sum(alpha * d0)
 
   def cond(carry):
-    i, _, f_prev, f_cur = carry
+    i, _, _, f_prev, f_cur = carry
     return (i < maxiter) & ((i == 0) | (jnp.abs(f_prev - f_cur) > ftol * f_cur))
 
   def body(carry):
-    i, z, _, f_cur = carry
-    beta = alpha / jnp.maximum(nu, distances(z))
+    # The distances to z serve the objective and the next weights: one
+    # distance pass and one weighted mean per iteration.
+    i, _, d, _, f_cur = carry
+    beta = alpha / jnp.maximum(nu, d)
     z = weighted_mean(lax.stop_gradient(beta))
-    return i + 1, z, f_cur, jnp.sum(alpha * distances(z))
+    d = distances(z)
+    return i + 1, z, d, f_cur, jnp.sum(alpha * d)
 
-  i, z, _, f = lax.while_loop(cond, body, (jnp.int32(0), z0, f0, f0))
+  i, z, _, _, f = lax.while_loop(cond, body, (jnp.int32(0), z0, d0, f0, f0))
   leaves_dtype = jax.tree.map(lambda x: x.dtype, population)
   z = jax.tree.map(lambda v, dt: v.astype(dt), z, leaves_dtype)
   return z, GeometricMedianState(num_iterations=i, objective=f)
