@@ -95,15 +95,13 @@ def _trimmed_mean_by_selection(x: jax.Array, b: int) -> jax.Array:
   """
   k = x.shape[0]
   members = [x[i].astype(jnp.float32) for i in range(k)]
-  nan = functools.reduce(
-    operator.add, [jnp.isnan(r).astype(jnp.int32) for r in members]
-  )
-  # Selection on integer order keys (NaN as +Inf): one instruction per
-  # min/max, see numerics.order_key.
-  rows = [numerics.order_key(r) for r in members]
-  top_key = numerics.max_order_key(jnp.float32)
-  top = [jnp.full_like(rows[0], -top_key - 1) for _ in range(b + 1)]
-  bottom = [jnp.full_like(rows[0], top_key) for _ in range(b + 1)]
+  # Selection on integer order keys, one instruction per min/max (see
+  # numerics.order_key); NaN keys sit just above +Inf's, so the selection
+  # buffers also tell how many NaNs there are.
+  rows = [numerics.order_key(r, nan_above_inf=True) for r in members]
+  inf_key = numerics.max_order_key(jnp.float32)
+  top = [jnp.full_like(rows[0], -inf_key - 1) for _ in range(b + 1)]  # -Inf
+  bottom = [jnp.full_like(rows[0], inf_key + 1) for _ in range(b + 1)]
   for r in rows:
     v, w = r, r
     for i in range(b + 1):  # keep top sorted descending, bottom ascending
@@ -120,12 +118,14 @@ def _trimmed_mean_by_selection(x: jax.Array, b: int) -> jax.Array:
   )
   mean = (clipped - b * (lo0 + hi0)) / (k - 2 * b)
   # More than b members are NaN or +Inf exactly when the (b+1)-th largest
-  # (NaN counted as +Inf) is +Inf; likewise -Inf from below.
-  top_kept = hi == jnp.inf
-  bottom_kept = lo == -jnp.inf
+  # key is at least +Inf's, more than b are NaN when it is NaN's; likewise
+  # -Inf from below.
+  top_kept = top[b] >= inf_key
+  nan_kept = top[b] > inf_key
+  bottom_kept = bottom[b] == -inf_key - 1
   mean = jnp.where(top_kept, jnp.inf, mean)
   mean = jnp.where(bottom_kept, -jnp.inf, mean)
-  mean = jnp.where((nan > b) | (top_kept & bottom_kept), jnp.nan, mean)
+  mean = jnp.where(nan_kept | (top_kept & bottom_kept), jnp.nan, mean)
   return mean.astype(x.dtype)
 
 
