@@ -8,6 +8,10 @@ zeros. The documented behaviour (README, "Faults"):
   finite and within the honest output's norm of it for every fault;
 * every other aggregator propagates a non-finite member: NaN in gives NaN
   out, Inf gives a non-finite output; never a finite answer that hides it.
+
+``optax.apply_if_finite`` composes with every registry entry: around
+param-shaped optimisers, and after aggregators (which change the updates'
+shape), where it sees the aggregate.
 """
 
 import jax
@@ -18,6 +22,7 @@ import pytest
 
 import optax_ext
 from tests import registry
+from tests import test_battery as battery
 
 ROBUST = {
   'aggregate_by_coordinate_median',
@@ -77,3 +82,83 @@ def test_fault_is_bounded_or_propagated(entry):
       assert bool(jnp.any(jnp.isnan(out))), (entry.name, 'hid a NaN', out)
     elif fault == 'inf':
       assert not finite, (entry.name, 'hid an Inf', out)
+
+
+PARAM_ENTRIES = [
+  pytest.param(e, id=e.name)
+  for e in registry.REGISTRY
+  if e.kind not in ('aggregator', 'population')
+]
+
+
+@pytest.mark.parametrize('entry', PARAM_ENTRIES)
+def test_apply_if_finite_composes(entry):
+  """``optax.apply_if_finite`` around every param-shaped optimiser skips a
+  NaN step without touching the inner state, then steps as the bare
+  optimiser would."""
+  params = battery._params()
+  grads = battery._grads(params, 0)
+  bad = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(jnp.nan), grads)
+  extra = entry.extra_args(grads)
+  tx = optax.apply_if_finite(entry.optimizer(0.1), max_consecutive_errors=3)
+  step = jax.jit(lambda g, s, p, e: tx.update(g, s, p, **e))
+  state = tx.init(params)
+  u, skipped = step(bad, state, params, extra)
+  for leaf in jax.tree.leaves(u):
+    np.testing.assert_array_equal(leaf, 0.0)
+  assert int(skipped.notfinite_count) == 1
+  assert not bool(skipped.last_finite)
+  jax.tree.map(
+    np.testing.assert_array_equal, skipped.inner_state, state.inner_state
+  )
+  u, after = step(grads, skipped, params, extra)
+  assert bool(after.last_finite) and int(after.notfinite_count) == 0
+  bare = entry.optimizer(0.1)
+  expected, _ = jax.jit(lambda g, s, p, e: bare.update(g, s, p, **e))(
+    grads, bare.init(params), params, extra
+  )
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+    u,
+    expected,
+  )
+
+
+@pytest.mark.standard_promotion  # some rules chain optax's Adam
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_apply_if_finite_after_an_aggregator(entry):
+  """Aggregators change the updates' shape, so ``apply_if_finite`` goes
+  after them and checks the aggregate: a NaN member either is filtered
+  (robust rules: a finite step) or makes the aggregate non-finite, and the
+  step is then skipped with the optimiser's state untouched."""
+  params = battery._params()
+  grads = battery._grads(params, 0)
+  agg = entry.make()
+  if entry.kind == 'population':
+    agg = optax.chain(agg, optax_ext.aggregate_by_mean())
+  tx = optax.chain(agg, optax.apply_if_finite(optax.sgd(0.1, momentum=0.9), 3))
+  population = entry.oracle_input(grads)
+  bad = jax.tree.map(lambda x: x.at[0].set(jnp.nan), population)
+  extra = entry.extra_args(grads)
+  step = jax.jit(lambda g, s, p, e: tx.update(g, s, p, **e))
+  state = tx.init(params)
+  aggregate, _ = jax.jit(lambda g, s, p, e: agg.update(g, s, p, **e))(
+    bad, agg.init(params), params, extra
+  )
+  u, new_state = step(bad, state, params, extra)
+  guarded = new_state[1]
+  finite = all(
+    bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(aggregate)
+  )
+  assert bool(guarded.last_finite) == finite
+  assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(u))
+  if not finite:
+    for leaf in jax.tree.leaves(u):
+      np.testing.assert_array_equal(leaf, 0.0)
+    jax.tree.map(
+      np.testing.assert_array_equal,
+      guarded.inner_state,
+      state[1].inner_state,
+    )
+  if entry.name in ROBUST:
+    assert finite, entry.name
