@@ -195,10 +195,12 @@ def place_like(x: jax.Array, ref) -> jax.Array:
   return x
 
 
-def zeros_f32(tree, dtype=jnp.float32):
-  """Zeros shaped like every leaf of ``tree`` (moment buffers), float32 by
-  default (``dtype``: a ``mu_dtype`` already resolved by
-  ``validation.state_dtype``)."""
+def state_zeros(tree, dtype=jnp.float32):
+  """Zeros shaped like every leaf of ``tree``, for state buffers.
+
+  Float32 by default; ``dtype`` is e.g. a ``mu_dtype`` already resolved by
+  ``validation.state_dtype``.
+  """
   # zeros_like keeps the sharding of a concrete (eagerly initialised) leaf.
   return jax.tree.map(lambda p: jnp.zeros_like(p, dtype), tree)
 

@@ -680,10 +680,9 @@ def _sorted_rows(x: jax.Array, keep_nan: bool) -> list[jax.Array]:
   k = x.shape[0]
   if k > _NETWORK_MAX:
     xs = jnp.sort(x, axis=0)
-    rows = [xs[i] for i in range(k)]
     if not keep_nan:
-      rows = [jnp.where(r < jnp.inf, r, jnp.inf) for r in rows]
-    return rows
+      xs = jnp.where(xs < jnp.inf, xs, jnp.inf)
+    return [xs[i] for i in range(k)]
   members = [x[i] for i in range(k)]
   keys = _network_sort(
     [numerics.order_key(r) for r in members],
@@ -768,7 +767,10 @@ def median(
     rows = _sorted_rows(x, keep_nan=False)  # NaN as +inf
     mid = 0.5 * (rows[lo].astype(acc) + rows[hi].astype(acc))
     if not nan_as_outlier:
-      any_nan = _count([jnp.isnan(r) for r in x]) > 0
+      if x.shape[0] > _NETWORK_MAX:
+        any_nan = jnp.any(jnp.isnan(x), axis=0)
+      else:  # straight-line, fused with the network (see _sorted_rows)
+        any_nan = _count([jnp.isnan(r) for r in x]) > 0
       mid = jnp.where(any_nan, jnp.nan, mid)
     return mid.astype(x.dtype)
 

@@ -194,8 +194,8 @@ def scale_by_adamp(
   def init_fn(params):
     return ScaleByAdampState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.zeros_f32(params, mu_dtype),
-      nu=base.zeros_f32(params),
+      mu=base.state_zeros(params, mu_dtype),
+      nu=base.state_zeros(params),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -362,7 +362,7 @@ def scale_by_sgdp(
 
   def init_fn(params):
     return ScaleBySgdpState(
-      count=jnp.zeros([], jnp.int32), trace=base.zeros_f32(params, mu_dtype)
+      count=jnp.zeros([], jnp.int32), trace=base.state_zeros(params, mu_dtype)
     )
 
   def update_fn(updates, state, params=None, **extra_args):

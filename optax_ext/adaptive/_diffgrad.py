@@ -104,9 +104,9 @@ def scale_by_diffgrad(
   def init_fn(params):
     return ScaleByDiffgradState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.zeros_f32(params, mu_dtype),
-      nu=base.zeros_f32(params),
-      prev_grad=base.zeros_f32(params, mu_dtype),
+      mu=base.state_zeros(params, mu_dtype),
+      nu=base.state_zeros(params),
+      prev_grad=base.state_zeros(params, mu_dtype),
     )
 
   def update_fn(updates, state, params=None, **extra_args):

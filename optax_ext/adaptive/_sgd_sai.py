@@ -110,7 +110,7 @@ def scale_by_sgd_sai(
     return ScaleBySgdSaiState(
       count=jnp.zeros([], jnp.int32),
       gsnr=jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params),
-      trace=base.zeros_f32(params, mu_dtype),
+      trace=base.state_zeros(params, mu_dtype),
     )
 
   def update_fn(updates, state, params=None, **extra_args):

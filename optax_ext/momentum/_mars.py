@@ -143,8 +143,8 @@ def scale_by_mars(
   def init_fn(params):
     return ScaleByMarsState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.zeros_f32(params, mu_dtype),
-      nu=base.zeros_f32(params) if keep_nu else None,
+      mu=base.state_zeros(params, mu_dtype),
+      nu=base.state_zeros(params) if keep_nu else None,
       prev_grad=None if exact else jax.tree.map(jnp.zeros_like, params),
     )
 

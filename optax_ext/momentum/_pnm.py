@@ -143,8 +143,8 @@ def scale_by_pnm(
   def init_fn(params):
     return ScaleByPnmState(
       count=jnp.zeros([], jnp.int32),
-      mu_odd=base.zeros_f32(params, mu_dtype),
-      mu_even=base.zeros_f32(params, mu_dtype),
+      mu_odd=base.state_zeros(params, mu_dtype),
+      mu_even=base.state_zeros(params, mu_dtype),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -276,10 +276,10 @@ def scale_by_adapnm(
   def init_fn(params):
     return ScaleByAdapnmState(
       count=jnp.zeros([], jnp.int32),
-      mu_odd=base.zeros_f32(params, mu_dtype),
-      mu_even=base.zeros_f32(params, mu_dtype),
-      nu=base.zeros_f32(params),
-      nu_max=base.zeros_f32(params) if amsgrad else None,
+      mu_odd=base.state_zeros(params, mu_dtype),
+      mu_even=base.state_zeros(params, mu_dtype),
+      nu=base.state_zeros(params),
+      nu_max=base.state_zeros(params) if amsgrad else None,
     )
 
   def update_fn(updates, state, params=None, **extra_args):

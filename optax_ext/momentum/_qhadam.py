@@ -100,8 +100,8 @@ def scale_by_qhadam(
   def init_fn(params):
     return ScaleByQhadamState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.zeros_f32(params, mu_dtype),
-      nu=base.zeros_f32(params),
+      mu=base.state_zeros(params, mu_dtype),
+      nu=base.state_zeros(params),
     )
 
   def update_fn(updates, state, params=None, **extra_args):

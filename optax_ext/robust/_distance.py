@@ -607,7 +607,7 @@ def aggregate_by_centered_clipping(
   axes = base.resolve_axes(where, axes)
 
   def init_fn(params):
-    return CenteredClippingState(center=base.zeros_f32(params))
+    return CenteredClippingState(center=base.state_zeros(params))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args

@@ -166,7 +166,9 @@ def scale_by_median_tracking(
     validation.check_non_negative(where, 'mixture_mu', mixture_mu)
 
   def init_fn(params):
-    return MedianTrackingState(jnp.zeros([], jnp.int32), base.zeros_f32(params))
+    return MedianTrackingState(
+      jnp.zeros([], jnp.int32), base.state_zeros(params)
+    )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
