@@ -759,8 +759,31 @@ def _numpy_trimmed_mean(x, b):
     return kept.mean(axis=0)
 
 
-@pytest.mark.parametrize(('k', 'b'), [(3, 1), (5, 0), (8, 1), (8, 3), (17, 4)])
-def test_trimmed_mean_selection_matches_sorting_with_faults(k, b):
+def _trim_by(path):
+  from optax_ext.robust import _order_statistics  # noqa: PLC0415
+
+  if path == 'network':
+    return lambda x, b: _order_statistics._trimmed_mean_by_network(x, b)
+  if path == 'selection':
+    return lambda x, b: _order_statistics._trimmed_mean_by_selection(x, b)
+  return lambda x, b: R.aggregate_by_trimmed_mean(b).update(
+    x, optax.EmptyState()
+  )[0]
+
+
+# The public rule picks the network (K <= 16; K <= 64 with b >= 4), the
+# selection buffers (other K (b + 1) <= 512) or a sort (beyond); each path
+# is checked on its own, the public one on a case of each kind.
+@pytest.mark.parametrize(
+  ('path', 'k', 'b'),
+  [
+    (path, k, b)
+    for k, b in [(3, 1), (5, 0), (8, 1), (8, 3), (17, 1), (17, 4), (40, 3)]
+    for path in ('network', 'selection', 'public')
+  ]
+  + [('public', 70, 8)],  # K (b + 1) > 512: the sort
+)
+def test_trimmed_mean_selection_matches_sorting_with_faults(path, k, b):
   rng = np.random.default_rng(k * 10 + b)
   x = rng.normal(size=(k, 400)).astype(np.float32)
   x[:, :50] = np.round(x[:, :50])  # ties
@@ -771,9 +794,7 @@ def test_trimmed_mean_selection_matches_sorting_with_faults(k, b):
   # And columns where exactly b + 1 faults of one kind survive the trim.
   x[: b + 1, 300:350] = np.inf
   x[: b + 1, 350:400] = np.nan
-  got, _ = R.aggregate_by_trimmed_mean(b).update(
-    jnp.asarray(x), optax.EmptyState()
-  )
+  got = jax.jit(_trim_by(path), static_argnums=1)(jnp.asarray(x), b)
   want = _numpy_trimmed_mean(x, b)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   assert np.isnan(want).any() and np.isinf(want).any()  # faults survived

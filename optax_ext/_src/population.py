@@ -551,7 +551,7 @@ def local_slice(values: jax.Array, axes: PopulationAxes, k_local: int):
 
 
 # Up to this many members, sorting networks and member-by-member code.
-_NETWORK_MAX = 64
+NETWORK_MAX = 64
 
 
 def combine(
@@ -603,7 +603,7 @@ def combine(
       out = w[0] * x.astype(acc)
       if skip_zero_weights:
         out = jnp.where(w[0] != 0, out, 0.0)
-    elif skip_zero_weights and x.shape[axes.axis] <= _NETWORK_MAX:
+    elif skip_zero_weights and x.shape[axes.axis] <= NETWORK_MAX:
       # Member by member: a population-wide where before the contraction was
       # materialised in fresh memory by XLA:CPU (20x slower at K = 32).
       rows = [
@@ -643,8 +643,11 @@ def _batcher_pairs(n: int) -> list[tuple[int, int]]:
   return pairs
 
 
-def _network_sort(rows: list[jax.Array], pad) -> list[jax.Array]:
+def network_sort(rows: list[jax.Array], pad) -> list[jax.Array]:
   """Sorts ``rows`` (equal-shaped arrays) with element-wise min/max.
+
+  Batcher's odd-even merge network on a list of member rows (integer order
+  keys in this package, see ``numerics.order_key``).
 
   XLA:CPU sorts along a leading axis 20-100x slower than this straight-line
   network (see ``benchmarks/``), and unused outputs (e.g. all but the middle
@@ -671,20 +674,20 @@ def _sorted_rows(x: jax.Array, keep_nan: bool) -> list[jax.Array]:
   """The ``K`` order statistics of ``x`` along axis 0 (NaN last).
 
   With ``keep_nan=False`` NaN is returned as ``+Inf``. Up to
-  ``_NETWORK_MAX`` members go through a sorting network on
+  ``NETWORK_MAX`` members go through a sorting network on
   :func:`numerics.order_key` integer keys, one member row at a time: a
   population-wide conversion was materialised by XLA:CPU into a freshly
   allocated ``[K, ...]`` buffer (10x slower at ``K >= 16``), while per-row
   conversions fuse into the network.
   """
   k = x.shape[0]
-  if k > _NETWORK_MAX:
+  if k > NETWORK_MAX:
     xs = jnp.sort(x, axis=0)
     if not keep_nan:
       xs = jnp.where(xs < jnp.inf, xs, jnp.inf)
     return [xs[i] for i in range(k)]
   members = [x[i] for i in range(k)]
-  keys = _network_sort(
+  keys = network_sort(
     [numerics.order_key(r) for r in members],
     numerics.max_order_key(x.dtype),
   )
@@ -767,7 +770,7 @@ def median(
     rows = _sorted_rows(x, keep_nan=False)  # NaN as +inf
     mid = 0.5 * (rows[lo].astype(acc) + rows[hi].astype(acc))
     if not nan_as_outlier:
-      if x.shape[0] > _NETWORK_MAX:
+      if x.shape[0] > NETWORK_MAX:
         any_nan = jnp.any(jnp.isnan(x), axis=0)
       else:  # straight-line, fused with the network (see _sorted_rows)
         any_nan = _count([jnp.isnan(r) for r in x]) > 0

@@ -129,6 +129,26 @@ def _trimmed_mean_by_selection(x: jax.Array, b: int) -> jax.Array:
   return mean.astype(x.dtype)
 
 
+def _trimmed_mean_by_network(x: jax.Array, b: int) -> jax.Array:
+  """Coordinate-wise trimmed mean of ``x`` ``[K, ...]`` by a sorting network.
+
+  Sorts integer order keys (NaN just above +Inf) with a network of
+  element-wise ``min``/``max`` and averages the kept order statistics
+  ``b .. K-1-b`` in float32: exact, and the float sum gives the documented
+  non-finite results by itself (a kept NaN, or both infinities, is NaN; one
+  kept infinity is that infinity). Cheaper than the selection buffers for
+  ``K <= 16`` and for large ``b`` (measured, see ``aggregate_by_trimmed_mean``).
+  """
+  k = x.shape[0]
+  keys = pop_lib.network_sort(
+    [numerics.order_key(x[i], nan_above_inf=True) for i in range(k)],
+    numerics.max_order_key(x.dtype) + 1,
+  )
+  kept = [numerics.from_order_key(keys[i], x.dtype) for i in range(b, k - b)]
+  total = functools.reduce(operator.add, [r.astype(jnp.float32) for r in kept])
+  return (total / (k - 2 * b)).astype(x.dtype)
+
+
 def aggregate_by_trimmed_mean(
   num_trim: int, axes: pop_lib.PopulationAxes | None = None
 ) -> base.Aggregator:
@@ -143,10 +163,12 @@ def aggregate_by_trimmed_mean(
   extreme, so up to ``b`` such members per side are trimmed away (NaN only
   from the top).
 
-  Cost: one fused pass of ``O(K b)`` element-wise ``min``/``max`` (two
-  running selection buffers, exact, no sort) while ``K (b + 1) <= 512``, a
-  sort per coordinate beyond; on a named axis the population is gathered
-  first (``K`` times the params' memory per index).
+  Cost: one fused pass of element-wise integer ``min``/``max``, exact: a
+  sorting network for ``K <= 16``, or ``K <= 64`` with ``b >= 4``; else two
+  running selection buffers (``O(K b)``) while ``K (b + 1) <= 512`` (the
+  faster of the two in each range, measured at D = 1M on XLA:CPU); a sort
+  per coordinate beyond. On a named axis the population is gathered first
+  (``K`` times the params' memory per index).
 
   Args:
     num_trim: ``b >= 0``; needs ``K >= 2b + 1`` (checked at trace time).
@@ -177,6 +199,11 @@ def aggregate_by_trimmed_mean(
         f'{2 * num_trim + 1} members, got K={k}.'
       )
 
+    if k <= 16 or (k <= pop_lib.NETWORK_MAX and num_trim >= 4):
+      return jax.tree.map(
+        lambda x: _trimmed_mean_by_network(x, num_trim),
+        pop_lib.gather(g, a),
+      )
     if k * (num_trim + 1) <= _SELECTION_MAX:
       return jax.tree.map(
         lambda x: _trimmed_mean_by_selection(x, num_trim),
