@@ -157,7 +157,7 @@ def map_multi(fn, n_out: int, tree, *rest):
   return tuple(jax.tree.unflatten(treedef, list(xs)) for xs in columns)
 
 
-def keep_update_dtypes(
+def keep_dtypes(
   inner: optax.GradientTransformation,
 ) -> optax.GradientTransformationExtraArgs:
   """Wraps ``inner`` so updates and state keep their dtypes.

@@ -280,7 +280,7 @@ def ademamix_with_warmup(
   alpha_fn = ademamix_alpha_schedule(alpha, alpha_warmup_steps)
   b3_fn = ademamix_beta3_schedule(b3, beta3_warmup_steps, beta_start=b1)
   mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
-  return base.keep_update_dtypes(
+  return base.keep_dtypes(
     optax.chain(
       optax.contrib.ademamix(
         learning_rate,

@@ -111,7 +111,9 @@ def _trimmed_mean_by_selection(x: jax.Array, b: int) -> jax.Array:
   hi = numerics.from_order_key(top[b], jnp.float32)
   finite = jnp.isfinite(lo) & jnp.isfinite(hi)
   lo0, hi0 = jnp.where(finite, lo, 0.0), jnp.where(finite, hi, 0.0)
-  klo, khi = numerics.order_key(lo0), numerics.order_key(hi0)
+  # The same bounds as keys (0 is the key of 0.0), for clipping the rows.
+  klo = jnp.where(finite, bottom[b], 0)
+  khi = jnp.where(finite, top[b], 0)
   clipped = functools.reduce(
     operator.add,
     [numerics.from_order_key(jnp.clip(r, klo, khi), jnp.float32) for r in rows],
