@@ -133,6 +133,17 @@ class Entry:
       )
     return optax.chain(self.make(), post(learning_rate))
 
+  def aggregator(self, **overrides) -> optax.GradientTransformation:
+    """For population entries: population -> param-shaped updates.
+
+    The transform itself for aggregators; followed by ``aggregate_by_mean``
+    for population -> population transforms (``clip_each_*``).
+    """
+    tx = self.make(**overrides)
+    if self.kind == 'population':
+      return optax.chain(tx, optax_ext.aggregate_by_mean())
+    return tx
+
   @property
   def takes_population(self) -> bool:
     return self.kind in ('aggregator', 'population')

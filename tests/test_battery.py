@@ -142,17 +142,7 @@ def test_dtype_stability(entry, dtype):
   params = _params(dtype)
   state = tx.init(params)
   state_dtypes = jax.tree.map(lambda x: jnp.asarray(x).dtype, state)
-
-  @jax.jit
-  def step(p, s, g, extra, take):
-    def do(s):
-      return tx.update(g, s, p, **extra)
-
-    def skip(s):
-      shaped_like = g if entry.kind == 'population' else p
-      return jax.tree.map(jnp.zeros_like, shaped_like), s
-
-    return lax.cond(take, do, skip, s)
+  step = cond_step(entry, tx)
 
   for i in range(3):
     grads = _grads(params, i)
@@ -169,9 +159,23 @@ def test_dtype_stability(entry, dtype):
     assert all(p.dtype == dtype for p in jax.tree.leaves(params))
 
 
-@pytest.mark.parametrize('entry', ENTRIES)
-def test_compiles_once(entry):
-  tx = entry.optimizer(0.01)
+def cond_step(entry, tx):
+  """A jitted ``(p, s, g, extra, take)`` step: ``tx``'s update when ``take``,
+  else zero updates and the same state, through ``lax.cond``."""
+
+  @jax.jit
+  def step(p, s, g, extra, take):
+    def skip(s):
+      shaped_like = g if entry.kind == 'population' else p
+      return jax.tree.map(jnp.zeros_like, shaped_like), s
+
+    return lax.cond(take, lambda s: tx.update(g, s, p, **extra), skip, s)
+
+  return step
+
+
+def _counting_step(tx):
+  """A jitted ``(p, s, g, extra)`` training step and the list of its traces."""
   traces = []
 
   @jax.jit
@@ -180,6 +184,13 @@ def test_compiles_once(entry):
     u, s = tx.update(g, s, p, **extra)
     return optax.apply_updates(p, u), s
 
+  return step, traces
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_compiles_once(entry):
+  tx = entry.optimizer(0.01)
+  step, traces = _counting_step(tx)
   params = _params()
   state = tx.init(params)
   for i in range(4):
@@ -205,9 +216,7 @@ def test_multi_steps(entry):
   inputs = [entry.oracle_input(g) for g in grads]
   extras = [entry.extra_args(g) for g in grads]
   if entry.takes_population:
-    agg = entry.make()
-    if entry.kind == 'population':
-      agg = optax.chain(agg, optax_ext.aggregate_by_mean())
+    agg = entry.aggregator()
     tx = optax.chain(
       agg, optax.MultiSteps(optax.sgd(0.1), every_k).gradient_transformation()
     )
@@ -312,14 +321,7 @@ def test_changing_injected_hyperparams_does_not_recompile(entry):
   )
   if entry.kind == 'population':  # population -> population: aggregate it
     tx = optax.chain(tx, optax_ext.aggregate_by_mean())
-  traces = []
-
-  @jax.jit
-  def step(p, s, g, extra):
-    traces.append(None)
-    u, s = tx.update(g, s, p, **extra)
-    return optax.apply_updates(p, u), s
-
+  step, traces = _counting_step(tx)
   params = _params()
   state = tx.init(params)
   for i in range(3):

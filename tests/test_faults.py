@@ -20,7 +20,6 @@ import numpy as np
 import optax
 import pytest
 
-import optax_ext
 from tests import registry
 from tests import test_battery as battery
 
@@ -59,9 +58,7 @@ def test_fault_is_bounded_or_propagated(entry):
     'b': jnp.asarray([0.5, -1.0], jnp.float32),
   }
   grads = jax.tree.map(lambda p: 0.3 * p + 0.1, params)
-  tx = entry.make()
-  if entry.kind == 'population':
-    tx = optax.chain(tx, optax_ext.aggregate_by_mean())
+  tx = entry.aggregator()
   extra = entry.extra_args(grads)
   pop = entry.population(grads)
   # One compilation for the honest run and the five faults.
@@ -133,9 +130,7 @@ def test_apply_if_finite_after_an_aggregator(entry):
   step is then skipped with the optimiser's state untouched."""
   params = battery._params()
   grads = battery._grads(params, 0)
-  agg = entry.make()
-  if entry.kind == 'population':
-    agg = optax.chain(agg, optax_ext.aggregate_by_mean())
+  agg = entry.aggregator()
   tx = optax.chain(agg, optax.apply_if_finite(optax.sgd(0.1, momentum=0.9), 3))
   population = entry.oracle_input(grads)
   bad = jax.tree.map(lambda x: x.at[0].set(jnp.nan), population)

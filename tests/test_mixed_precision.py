@@ -12,13 +12,11 @@ import dataclasses
 import inspect
 
 import jax
-from jax import lax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import optax_ext
 from tests import registry
 from tests import test_battery as battery
 
@@ -78,14 +76,7 @@ def test_mu_dtype_sets_the_storage_and_dtypes_stay_fixed(entry):
   tx = entry.make(mu_dtype=jnp.bfloat16)
   state = tx.init(params)
   dtypes = jax.tree.map(lambda x: jnp.asarray(x).dtype, state)
-
-  @jax.jit
-  def step(p, s, g, extra, take):
-    def skip(s):
-      shaped_like = g if entry.kind == 'population' else p
-      return jax.tree.map(jnp.zeros_like, shaped_like), s
-
-    return lax.cond(take, lambda s: tx.update(g, s, p, **extra), skip, s)
+  step = battery.cond_step(entry, tx)
 
   for i in range(3):
     grads = battery._grads(params, i)
@@ -144,14 +135,13 @@ def test_multi_steps_in_a_bf16_model(entry):
   every_k = 2
   updates = {}
   for dtype in (jnp.float32, jnp.bfloat16):
-    params = battery._params(jnp.bfloat16).copy()
-    params = jax.tree.map(lambda p, d=dtype: p.astype(d), params)
+    params = jax.tree.map(
+      lambda p, d=dtype: p.astype(d), battery._params(jnp.bfloat16)
+    )
     if entry.takes_population:  # aggregate first, accumulate after
-      agg = entry.make()
-      if entry.kind == 'population':
-        agg = optax.chain(agg, optax_ext.aggregate_by_mean())
       tx = optax.chain(
-        agg, optax.MultiSteps(optax.sgd(0.1), every_k).gradient_transformation()
+        entry.aggregator(),
+        optax.MultiSteps(optax.sgd(0.1), every_k).gradient_transformation(),
       )
     else:
       tx = optax.MultiSteps(entry.optimizer(0.1), every_k)
