@@ -665,9 +665,12 @@ def network_sort(rows: list[jax.Array], pad) -> list[jax.Array]:
   return rows[:k]
 
 
-def _count(rows: list[jax.Array]) -> jax.Array:
-  """How many of the boolean ``rows`` are true, element-wise (int32)."""
-  return functools.reduce(operator.add, [r.astype(jnp.int32) for r in rows])
+def _nan_count(x: jax.Array) -> jax.Array:
+  """How many members of ``x`` ``[K, ...]`` are NaN, per coordinate."""
+  (count,) = numerics.sum_over_members(
+    x, (lambda m: jnp.isnan(m).astype(jnp.float32),), jnp.float32
+  )
+  return count
 
 
 def _sorted_rows(x: jax.Array, keep_nan: bool) -> list[jax.Array]:
@@ -693,7 +696,7 @@ def _sorted_rows(x: jax.Array, keep_nan: bool) -> list[jax.Array]:
   )
   rows = [numerics.from_order_key(r, x.dtype) for r in keys]
   if keep_nan:  # restore NaN in the last slots, as jnp.sort orders them
-    n_nan = _count([jnp.isnan(r) for r in members])
+    n_nan = _nan_count(x)
     rows = [
       jnp.where(k - 1 - i < n_nan, jnp.nan, r) for i, r in enumerate(rows)
     ]
@@ -770,11 +773,7 @@ def median(
     rows = _sorted_rows(x, keep_nan=False)  # NaN as +inf
     mid = 0.5 * (rows[lo].astype(acc) + rows[hi].astype(acc))
     if not nan_as_outlier:
-      if x.shape[0] > NETWORK_MAX:
-        any_nan = jnp.any(jnp.isnan(x), axis=0)
-      else:  # straight-line, fused with the network (see _sorted_rows)
-        any_nan = _count([jnp.isnan(r) for r in x]) > 0
-      mid = jnp.where(any_nan, jnp.nan, mid)
+      mid = jnp.where(_nan_count(x) > 0, jnp.nan, mid)
     return mid.astype(x.dtype)
 
   return jax.tree.map(one, gather(population, axes))
