@@ -81,6 +81,23 @@ def test_fault_is_bounded_or_propagated(entry):
       assert not finite, (entry.name, 'hid an Inf', out)
 
 
+@pytest.mark.standard_promotion
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_empty_population_raises_naming_the_function(entry):
+  """K = 0 is a trace-time ValueError naming the factory and the axis (it
+  was a ZeroDivisionError from a reshape in the population core)."""
+  params = {'w': jnp.ones(6), 'b': jnp.ones(2)}
+  grads = jax.tree.map(lambda p: 0.3 * p, params)
+  empty = jax.tree.map(lambda x: x[:0], entry.population(grads))
+  tx = entry.aggregator()
+  extra = entry.extra_args(grads)
+  where = entry.name.split('.')[-1]
+  with pytest.raises(ValueError, match=rf'{where}.*empty.*axis 0'):
+    jax.eval_shape(
+      lambda g: tx.update(g, tx.init(params), params, **extra), empty
+    )
+
+
 PARAM_ENTRIES = [
   pytest.param(e, id=e.name)
   for e in registry.REGISTRY

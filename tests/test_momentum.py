@@ -370,6 +370,30 @@ def test_qhadam_with_unit_nus_is_adam():
   _same(_updates(tx, G20)[0], ref)
 
 
+def test_qhadam_matches_the_paper_equations_with_fractional_nus():
+  """Ma & Yarats (2019), Algorithm 2, transcribed in NumPy: the nu1 = nu2 =
+  1 test above cannot tell nu from 1 - nu."""
+  b1, b2, nu1, nu2, eps = 0.9, 0.99, 0.7, 0.4, 1e-8
+  tx = M.scale_by_qhadam(b1=b1, b2=b2, nu1=nu1, nu2=nu2, eps=eps)
+  ours, _ = _updates(tx, G20)
+  m = jax.tree.map(lambda g: np.zeros(g.shape), G20[0])
+  v = jax.tree.map(lambda g: np.zeros(g.shape), G20[0])
+  for t, (g, u) in enumerate(zip(G20, ours, strict=True), start=1):
+    g = jax.tree.map(lambda x: np.asarray(x, np.float64), g)
+    m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+    v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+    expected = jax.tree.map(
+      lambda m, v, g: (
+        ((1 - nu1) * g + nu1 * m / (1 - b1**t))
+        / (np.sqrt((1 - nu2) * g * g + nu2 * v / (1 - b2**t)) + eps)
+      ),
+      m,
+      v,
+      g,
+    )
+    _same([u], [expected], rtol=2e-5, atol=1e-6)
+
+
 # --- A5: AggMo -------------------------------------------------------------
 
 

@@ -23,6 +23,20 @@ from jax import lax
 import jax.numpy as jnp
 
 
+def solve_dtype(dtype) -> jnp.dtype:
+  """The dtype the ``K x K`` problems are solved in: float64 for float64
+  input, float32 otherwise (bfloat16/float16 Gramians are too coarse)."""
+  return jnp.dtype(
+    jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
+  )
+
+
+def solve_dtype_gramian(gramian: jax.Array) -> jax.Array:
+  """``gramian`` as an array of :func:`solve_dtype`."""
+  g = jnp.asarray(gramian)
+  return g.astype(solve_dtype(g.dtype))
+
+
 def normalised_gramian(
   gramian: jax.Array, norm_eps: float, reg_eps: float
 ) -> jax.Array:
@@ -152,6 +166,25 @@ def simplex_min_quadratic_fw(
   return w
 
 
+def simplex_min_quadratic(gramian: jax.Array) -> jax.Array:
+  r"""Exact :math:`\arg\min_{w \in \Delta} w^\top G w` (MGDA's problem).
+
+  :math:`w^* = v/\mathbb 1^\top v` with :math:`v = \arg\min_{v \ge 0}
+  \tfrac12 v^\top \hat G v - \mathbb 1^\top v` on the trace-normalised
+  Gramian with a ``1e-7`` ridge (the same KKT system up to the scale of
+  :math:`v`), solved by :func:`box_qp` after shifting the linear term into
+  its lower bound. Uniform weights for a zero Gramian.
+  """
+  k = gramian.shape[0]
+  g_hat = normalised_gramian(gramian, 0.0, 1e-7)
+  shift = jnp.linalg.solve(g_hat, jnp.ones_like(g_hat[0]))
+  v = jnp.maximum(box_qp(g_hat, -shift) + shift, 0.0)
+  total = jnp.sum(v)
+  return jnp.where(
+    total > 0, v / jnp.maximum(total, 1e-30), jnp.asarray(1.0 / k, v.dtype)
+  )
+
+
 def projection_simplex(v: jax.Array) -> jax.Array:
   """Euclidean projection of ``v`` onto the probability simplex (sort-based).
 
@@ -159,6 +192,10 @@ def projection_simplex(v: jax.Array) -> jax.Array:
   which mixes int and float dtypes (not clean under strict promotion).
   """
   k = v.shape[0]
+  # The projection commutes with shifts along the ones vector; shifting the
+  # largest entry to 0 keeps the result on the simplex for huge inputs
+  # (e.g. a long projected-gradient step), where v - theta would round to 0.
+  v = v - jnp.max(v)
   u = jnp.sort(v)[::-1]
   css = jnp.cumsum(u) - 1.0
   idx = jnp.arange(1, k + 1, dtype=v.dtype)
@@ -169,39 +206,86 @@ def projection_simplex(v: jax.Array) -> jax.Array:
 
 
 def simplex_minimise(
-  objective, w0: jax.Array, max_iters: int = 200, tol: float = 1e-9
+  objective,
+  w0: jax.Array,
+  max_iters: int = 200,
+  tol: float = 1e-9,
+  memory: int = 10,
 ) -> jax.Array:
-  """Spectral (Barzilai-Borwein) projected gradient on the simplex.
+  r"""Spectral projected gradient (SPG) on the simplex.
 
-  For small smooth convex problems (CAGrad's dual). Steps are
-  :math:`\\alpha = s^\\top s / s^\\top y` from the last step ``s`` and
-  gradient change ``y`` (clipped to ``[1e-8, 1e8]``), without a line search:
-  near the optimum float32 objective values are too flat for Armijo tests
-  to resolve, while gradients still are, so this reaches ~1e-7 relative
-  accuracy where an Armijo-backtracked projected gradient stalled at ~1e-4
-  (measured against SciPy's SLSQP in float64 for K <= 20). Stops when an
-  iterate moves less than ``tol`` or after ``max_iters`` steps.
+  For small smooth convex problems (CAGrad's dual). The method of Birgin,
+  Martinez and Raydan (2000): the direction :math:`d = P(w - \alpha g) - w`
+  with the Barzilai-Borwein step :math:`\alpha = s^\top s / s^\top y`
+  (clipped to ``[1e-10, 1e10]``), then a *non-monotone* backtracking line
+  search (the Armijo test against the largest of the last ``memory``
+  objective values, halving up to 30 times). The line search makes it
+  converge from any start (without it, BB steps can settle on a
+  non-optimal vertex); being non-monotone, it does not stall on the flat
+  float32 objective near the optimum. Stops when the projected-gradient
+  step moves less than ``tol`` (in the max norm) or after ``max_iters``
+  iterations.
+
+  Args:
+    objective: ``w [K] -> scalar``, convex and differentiable on the simplex.
+    w0: a ``[K]`` point of the simplex.
+    max_iters: iteration cap.
+    tol: stopping size of the projected-gradient step.
+    memory: how many past objective values the line search compares with.
+
+  Returns:
+    The ``[K]`` approximate minimiser, on the simplex.
   """
-  grad_fn = jax.grad(objective)
-  g0 = grad_fn(w0)
-  w1 = projection_simplex(w0 - 0.1 * g0)
+  value_and_grad = jax.value_and_grad(objective)
+  dtype = w0.dtype
+  f0, g0 = value_and_grad(w0)
+  history = jnp.full((memory,), f0, dtype)
+  alpha0 = jnp.asarray(1.0, dtype)
 
   def cond(c):
-    return (c[3] < max_iters) & (c[4] > tol)
+    it, _, _, _, _, _, step = c
+    return (it < max_iters) & (step > tol)
 
   def body(c):
-    w_prev, g_prev, w, it, _ = c
-    g = grad_fn(w)
-    s, y = w - w_prev, g - g_prev
-    sy = s @ y
-    ok = sy > 1e-30
-    alpha = jnp.where(ok, (s @ s) / jnp.where(ok, sy, 1.0), 1.0)
-    alpha = jnp.clip(alpha, 1e-8, 1e8)
-    w_new = projection_simplex(w - alpha * g)
-    return w, g, w_new, it + 1, jnp.max(jnp.abs(w_new - w))
+    it, w, f, g, alpha, history, _ = c
+    d = projection_simplex(w - alpha * g) - w
+    slope = g @ d
+    f_ref = jnp.max(history)
 
-  init = (w0, g0, w1, jnp.int32(1), jnp.array(jnp.inf, w0.dtype))
-  return lax.while_loop(cond, body, init)[2]
+    def ls_cond(lc):
+      lam, f_new, n = lc
+      return (f_new > f_ref + 1e-4 * lam * slope) & (n < 30)
+
+    def ls_body(lc):
+      lam, _, n = lc
+      lam = 0.5 * lam
+      return lam, objective(w + lam * d), n + 1
+
+    lam, _, _ = lax.while_loop(
+      ls_cond, ls_body, (jnp.asarray(1.0, dtype), objective(w + d), 0)
+    )
+    w_new = w + lam * d
+    f_new, g_new = value_and_grad(w_new)
+    s, y = w_new - w, g_new - g
+    sy = s @ y
+    alpha_new = jnp.where(
+      sy > 0, (s @ s) / jnp.where(sy > 0, sy, 1.0), jnp.asarray(1e10, dtype)
+    )
+    alpha_new = jnp.clip(alpha_new, 1e-10, 1e10).astype(dtype)
+    history = history.at[it % memory].set(f_new)
+    step = jnp.max(jnp.abs(d))
+    return it + 1, w_new, f_new, g_new, alpha_new, history, step
+
+  init = (
+    jnp.int32(0),
+    w0,
+    f0,
+    g0,
+    alpha0,
+    history,
+    jnp.asarray(jnp.inf, dtype),
+  )
+  return lax.while_loop(cond, body, init)[1]
 
 
 def symmetric_pinv(matrix: jax.Array, rtol: float | None = None) -> jax.Array:

@@ -149,7 +149,13 @@ def local_size(population: Population, axes: PopulationAxes | None = None):
       'population: leaves disagree on the number of members along axis '
       f'{axes.axis}: {listed}.'
     )
-  return next(iter(sizes.values()))
+  k = next(iter(sizes.values()))
+  if k == 0:
+    raise ValueError(
+      f'population: the population is empty (its member axis {axes.axis} '
+      'has size 0); an aggregator needs at least one member.'
+    )
+  return k
 
 
 def size(population: Population, axes: PopulationAxes | None = None) -> int:

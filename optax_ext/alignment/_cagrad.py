@@ -14,6 +14,8 @@
 # ==============================================================================
 """CAGrad: conflict-averse gradient descent."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -22,6 +24,50 @@ from optax_ext._src import linalg
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
+
+
+def cagrad_dual(g_hat: jax.Array, c: float, max_iters: int = 200) -> jax.Array:
+  r"""The minimiser :math:`w^*` of CAGrad's dual on a normalised Gramian.
+
+  .. math::
+    w^* = \arg\min_{w \in \Delta} f(w), \qquad f(w) = w^\top \hat G
+    \mathbb 1/K + c\sqrt{\mathbb 1^\top\hat G\mathbb 1}/K\,
+    \sqrt{w^\top \hat G w}.
+
+  :math:`f` is convex but not differentiable where :math:`J^\top w = 0`,
+  which is exactly where the minimiser lies for (weakly) stationary
+  Jacobians. Two candidates are compared on :math:`f`: spectral projected
+  gradient (:func:`optax_ext._src.linalg.simplex_minimise`, ``max_iters``
+  iterations from :math:`\mathbb 1/K`), accurate where :math:`f` is smooth
+  at the minimiser, and the exact minimum-norm point of the hull (MGDA's
+  :math:`\arg\min_{w\in\Delta} w^\top\hat Gw`, active set), which is
+  the minimiser whenever :math:`\min f = 0` is reached at :math:`J^\top w =
+  0` (where gradient methods converge slowly, like a square root).
+
+  Args:
+    g_hat: ``[K, K]`` Gramian normalised to trace 1 (any scale works).
+    c: :math:`c \ge 0`.
+    max_iters: projected-gradient iteration cap.
+
+  Returns:
+    ``[K]`` on the simplex, in ``g_hat``'s dtype.
+  """
+  k = g_hat.shape[0]
+  dtype = g_hat.dtype
+  mean = jnp.full((k,), 1.0 / k, dtype)
+  sqrt_phi = c * jnp.sqrt(jnp.maximum(mean @ g_hat @ mean, 0.0))
+  b = g_hat @ mean
+
+  def objective(w, smoothing=0.0):
+    q = jnp.maximum(w @ g_hat @ w, 0.0)
+    return w @ b + sqrt_phi * jnp.sqrt(q + smoothing)
+
+  # A tiny smoothing keeps the gradient finite at J^T w = 0 (float32
+  # rounding can make the quadratic form 0 or slightly negative there).
+  smooth = functools.partial(objective, smoothing=jnp.finfo(dtype).tiny)
+  w_spg = linalg.simplex_minimise(smooth, mean, max_iters)
+  w_min_norm = linalg.simplex_min_quadratic(g_hat)
+  return jnp.where(objective(w_min_norm) < objective(w_spg), w_min_norm, w_spg)
 
 
 def cagrad_weighting(
@@ -38,24 +84,24 @@ def cagrad_weighting(
   .. math::
     w^* = \arg\min_{w \in \Delta} w^\top G\mathbb 1/K + \sqrt\phi
     \sqrt{w^\top G w}, \qquad
-    \text{weights} = \mathbb 1/K + \frac{\sqrt\phi}{\|J^\top w^*\|}w^*,
+    \text{weights} = \mathbb 1/K + \frac{\sqrt\phi}{\|J^\top w^*\|}w^*.
 
-  zero correction when :math:`\|J^\top w^*\| <` ``norm_eps`` (near Pareto
-  stationarity). The dual is solved on the trace-normalised Gramian (the
-  minimiser is scale-free) by spectral projected gradient (``max_iters``
-  steps; ~1e-7 relative accuracy against SLSQP in float64). ``rescale`` 1
-  divides by :math:`1 + c^2`, 2 by :math:`1 + c` (the official code's
-  options; TorchJD: none).
+  The dual is solved on the trace-normalised Gramian :math:`\hat G` (the
+  minimiser is scale-free; :func:`cagrad_dual`). The correction is zero,
+  leaving the mean, when :math:`\sqrt{w^{*\top}\hat G w^*} <`
+  ``norm_eps`` (near Pareto stationarity; a threshold relative to the
+  Jacobian's scale, as TorchJD's). ``rescale`` 1 divides by :math:`1 +
+  c^2`, 2 by :math:`1 + c` (the official code's options; TorchJD: none).
 
   Args:
-    gramian: float32 ``[K, K]``.
+    gramian: ``[K, K]`` (float32, or float64 solved in float64).
     c: :math:`c \ge 0` (0: the mean).
     rescale: 0, 1 or 2.
-    norm_eps: threshold on :math:`\|J^\top w^*\|`.
-    max_iters: projected-gradient step cap.
+    norm_eps: threshold on :math:`\|J^\top w^*\|/\sqrt{\mathrm{tr}\,G}`.
+    max_iters: projected-gradient iteration cap.
 
   Returns:
-    float32 ``[K]``.
+    ``[K]`` in the solve dtype (float32, float64 for a float64 Gramian).
 
   Example:
     >>> import jax.numpy as jnp, numpy as np
@@ -64,26 +110,20 @@ def cagrad_weighting(
     >>> np.asarray(alignment.cagrad_weighting(g, c=0.5), float).round(4)
     array([0.7041, 0.5   ])
   """
-  g = jnp.asarray(gramian, jnp.float32)
+  g = linalg.solve_dtype_gramian(gramian)
   k = g.shape[0]
-  mean = jnp.full((k,), 1.0 / k, jnp.float32)
+  mean = jnp.full((k,), 1.0 / k, g.dtype)
   trace = jnp.trace(g)
-  g_hat = g / jnp.maximum(trace, 1e-30)
-  sqrt_phi_hat = c * jnp.sqrt(jnp.maximum(mean @ g_hat @ mean, 0.0))
-  b = g_hat @ mean
-
-  def objective(w):
-    return w @ b + sqrt_phi_hat * jnp.sqrt(w @ g_hat @ w + 1e-20)
-
-  w_star = linalg.simplex_minimise(objective, mean, max_iters)
-  gw_norm = jnp.sqrt(jnp.maximum(w_star @ g @ w_star, 0.0))
-  sqrt_phi = c * jnp.sqrt(jnp.maximum(mean @ g @ mean, 0.0))
-  ok = gw_norm >= norm_eps
+  g_hat = g / jnp.maximum(trace, jnp.finfo(g.dtype).tiny)
+  w_star = cagrad_dual(g_hat, c, max_iters)
+  gw_norm = jnp.sqrt(jnp.maximum(w_star @ g_hat @ w_star, 0.0))
+  sqrt_phi = c * jnp.sqrt(jnp.maximum(mean @ g_hat @ mean, 0.0))
+  ok = (gw_norm >= norm_eps) & (gw_norm > 0)
   scale = jnp.where(ok, sqrt_phi / jnp.where(ok, gw_norm, 1.0), 0.0)
   weights = mean + scale * w_star
   divisor = jnp.where(rescale == 1, 1.0 + c**2, 1.0)
   divisor = jnp.where(rescale == 2, 1.0 + c, divisor)
-  return weights / divisor
+  return (weights / divisor).astype(g.dtype)
 
 
 def aggregate_by_cagrad(
@@ -103,20 +143,34 @@ def aggregate_by_cagrad(
   the smallest task improvement (see :func:`cagrad_weighting`). ``K = 1``
   gives :math:`(1 + c)g`.
 
-  Properties (TorchJD's): weighted, permutation-invariant; not
-  non-conflicting, not linear under scaling.
+  Properties (TorchJD's): weighted, permutation-invariant; not linear
+  under scaling; non-conflicting for :math:`c \ge 1` (at the dual optimum
+  :math:`\min_k\langle g_k, u\rangle = f(w^*) \ge (c - 1)\|g_0\|
+  \|g_w\| \ge 0`), not for :math:`c < 1`, except where the correction
+  degenerates.
 
   .. note::
     The official code solves the dual with SciPy's SLSQP and TorchJD with
-    cvxpy; here a projected-gradient solver runs on device (golden values
-    agree to 1e-4). Defaults follow the official function default
+    cvxpy (Clarabel); here it is solved on device (:func:`cagrad_dual`:
+    spectral projected gradient with a non-monotone line search, and the
+    exact minimum-norm point for the non-smooth case; within 2e-6 of
+    SLSQP's objective in float64 on TorchJD-style stationary and
+    non-stationary families). Defaults follow the official function default
     :math:`c = 0.5` (Meta-World; the NYUv2 script uses 0.4).
+
+  .. note::
+    When the correction degenerates (:math:`\|J^\top w^*\|` below
+    ``norm_eps`` relative to :math:`\sqrt{\mathrm{tr}\,G}`, i.e. near a
+    Pareto-stationary point) the update is the mean :math:`g_0`, as the
+    official code's (it divides by :math:`\|g_w\| + 10^{-4}`); TorchJD
+    returns 0 there.
 
   Args:
     c: :math:`c \ge 0`.
     rescale: 0 (none, TorchJD), 1 (:math:`/(1 + c^2)`), 2 (:math:`/(1 + c)`).
-    norm_eps: zero correction below this :math:`\|g_w\|`.
-    max_iters: solver step cap.
+    norm_eps: zero correction below this
+      :math:`\|g_w\| / \sqrt{\mathrm{tr}\,G}` (scale-free).
+    max_iters: projected-gradient iteration cap.
     axes: where the members live.
 
   Returns:

@@ -56,18 +56,10 @@ def mgda_weighting(
     >>> alignment.mgda_weighting(jnp.array([[18.0, -22.0], [-22.0, 38.0]]))
     Array([0.6, 0.4], dtype=float32)
   """
-  g = jnp.asarray(gramian, jnp.float32)
+  g = linalg.solve_dtype_gramian(gramian)
   if solver == 'frank_wolfe':
     return linalg.simplex_min_quadratic_fw(g, max_iters, epsilon)
-  # min 1/2 v'Gv - 1'v over v >= 0: substitute v = z, lower bound 0, by
-  # shifting the linear term into the solver's form (G(z - c), c = G^-1 1).
-  g_hat = linalg.normalised_gramian(g, 0.0, 1e-7)
-  shift = jnp.linalg.solve(g_hat, jnp.ones_like(g_hat[0]))
-  v = linalg.box_qp(g_hat, -shift) + shift
-  v = jnp.maximum(v, 0.0)
-  total = jnp.sum(v)
-  k = g.shape[0]
-  return jnp.where(total > 0, v / jnp.maximum(total, 1e-30), 1.0 / k)
+  return linalg.simplex_min_quadratic(g)
 
 
 def aggregate_by_mgda(

@@ -19,6 +19,7 @@ from jax import lax
 import jax.numpy as jnp
 
 from optax_ext._src import base
+from optax_ext._src import linalg
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
@@ -28,7 +29,7 @@ def nash_mtl_weighting(
   gramian: jax.Array,
   max_norm: float = 1.0,
   num_iters: int = 20,
-  norm_eps: float = 1e-4,
+  norm_eps: float = 0.0,
 ) -> jax.Array:
   r"""Nash-MTL weights: :math:`\alpha > 0`, :math:`(G\alpha)_k = 1/\alpha_k`.
 
@@ -39,13 +40,17 @@ def nash_mtl_weighting(
   with a ``1e-6`` ridge, then rescaled (:math:`J^\top\alpha` does not
   depend on the scale of :math:`J`). If ``max_norm > 0`` and
   :math:`\|J^\top\alpha\| > ` ``max_norm`` the weights are scaled down
-  to it. Zero below Gramian trace ``norm_eps``.
+  to it. Zero weights when the Gramian's trace is at most ``norm_eps``
+  (default 0: only an all-zero population; the weights are otherwise
+  computed at every scale, as TorchJD's, which normalises without a
+  threshold).
 
   Args:
-    gramian: float32 ``[K, K]``.
+    gramian: ``[K, K]`` (float64 is solved in float64, others in float32).
     max_norm: clip of the update norm (``0``: none).
     num_iters: Newton steps.
-    norm_eps: below this trace the weights are zero.
+    norm_eps: at or below this Gramian trace the weights are zero
+      (absolute; default 0).
 
   Returns:
     float32 ``[K]``.
@@ -58,12 +63,12 @@ def nash_mtl_weighting(
     >>> np.asarray(w, float).round(4)
     array([0.5915, 0.4071])
   """
-  g = jnp.asarray(gramian, jnp.float32)
+  g = linalg.solve_dtype_gramian(gramian)
   k = g.shape[0]
   trace = jnp.trace(g)
-  ok = trace >= norm_eps
+  ok = trace > norm_eps
   s = jnp.where(ok, trace, 1.0)
-  g_hat = g / s + 1e-6 * jnp.eye(k, dtype=jnp.float32)
+  g_hat = g / s + 1e-6 * jnp.eye(k, dtype=g.dtype)
 
   def objective(a):
     return 0.5 * a @ g_hat @ a - jnp.sum(jnp.log(a))
@@ -95,7 +100,7 @@ def nash_mtl_weighting(
 def aggregate_by_nash_mtl(
   max_norm: float = 1.0,
   num_iters: int = 20,
-  norm_eps: float = 1e-4,
+  norm_eps: float = 0.0,
   axes: pop_lib.PopulationAxes | None = None,
 ) -> base.Aggregator:
   r"""Nash-MTL: tasks bargain over the update (Nash bargaining solution).
@@ -120,7 +125,8 @@ def aggregate_by_nash_mtl(
   Args:
     max_norm: clip of the update norm (``0``: none).
     num_iters: Newton steps.
-    norm_eps: below this Gramian trace the update is zero.
+    norm_eps: at or below this Gramian trace the update is zero
+      (absolute; default 0).
     axes: where the members live.
 
   Returns:

@@ -19,6 +19,7 @@ from jax import lax
 import jax.numpy as jnp
 
 from optax_ext._src import base
+from optax_ext._src import linalg
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
@@ -50,15 +51,18 @@ def pcgrad_weighting(
   :math:`(Gc)_j < 0` subtract the projection on :math:`g_j`,
   :math:`c_j \mathrel{-}= (Gc)_j / G_{jj}`. The weights are
   :math:`\sum_i c` (TorchJD's ``PCGradWeighting``). Tasks with
-  :math:`G_{jj} \le` ``eps`` are never projected on.
+  :math:`G_{jj} \le \epsilon \max_k G_{kk}` are never projected on (a
+  threshold relative to the Gramian's scale, so the weights do not change
+  when the Jacobian is scaled).
 
   Args:
-    gramian: float32 ``[K, K]``.
+    gramian: ``[K, K]`` (float64 is solved in float64, others in float32).
     key: a PRNG key for the projection orders (``None``: fixed order).
-    eps: minimum squared norm of a task to project on.
+    eps: minimum squared norm of a task to project on, relative to the
+      largest squared task norm.
 
   Returns:
-    float32 ``[K]`` (the *sum* convention).
+    ``[K]`` in the solve dtype (the *sum* convention).
 
   Example:
     >>> import jax.numpy as jnp, numpy as np
@@ -67,15 +71,17 @@ def pcgrad_weighting(
     >>> np.asarray(alignment.pcgrad_weighting(g), float).round(4)
     array([2.2222, 1.5789])
   """
-  g = jnp.asarray(gramian, jnp.float32)
+  g = linalg.solve_dtype_gramian(gramian)
   k = g.shape[0]
   orders = visiting_orders(key, k)
+  # Relative to the largest squared task norm: scale-equivariant.
+  threshold = eps * jnp.max(jnp.diag(g))
 
   def one(i, order):
     def body(n, c):
       j = order[n]
       inner = g[j] @ c
-      project = (j != i) & (inner < 0) & (g[j, j] > eps)
+      project = (j != i) & (inner < 0) & (g[j, j] > threshold)
       step = jnp.where(project, inner / jnp.where(project, g[j, j], 1.0), 0.0)
       return c.at[j].add(-step)
 
@@ -115,7 +121,8 @@ def aggregate_by_pcgrad(
     key: int seed or PRNG key for the projection orders (kept in the state,
       split every step); ``None`` for the fixed index order.
     reduction: ``'sum'`` or ``'mean'``.
-    eps: tasks with squared norm ``<= eps`` are not projected on.
+    eps: tasks with squared norm ``<= eps`` times the largest are not
+      projected on.
     axes: where the members live.
 
   Returns:

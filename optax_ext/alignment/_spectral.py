@@ -54,15 +54,15 @@ def aligned_mtl_weighting(
     >>> np.asarray(alignment.aligned_mtl_weighting(g), float).round(4)
     array([0.5591, 0.4083])
   """
-  g = jnp.asarray(gramian, jnp.float32)
+  g = linalg.solve_dtype_gramian(gramian)
   k = g.shape[0]
   p = (
-    jnp.full((k,), 1.0 / k, jnp.float32)
+    jnp.full((k,), 1.0 / k, g.dtype)
     if preferences is None
-    else jnp.asarray(preferences, jnp.float32)
+    else jnp.asarray(preferences, g.dtype)
   )
   evals, evecs = jnp.linalg.eigh(g)
-  tol = jnp.max(evals) * k * jnp.finfo(jnp.float32).eps
+  tol = jnp.max(evals) * k * jnp.finfo(g.dtype).eps
   keep = evals > tol
   rank = jnp.sum(keep)
   safe = jnp.where(keep, evals, 1.0)
@@ -76,7 +76,7 @@ def aligned_mtl_weighting(
     sigma = jnp.sum(jnp.where(keep, evals, 0.0)) / jnp.maximum(rank, 1)
   inv_sqrt = jnp.where(keep, 1.0 / jnp.sqrt(safe), 0.0)
   b = jnp.sqrt(jnp.maximum(sigma, 0.0)) * (evecs * inv_sqrt) @ evecs.T
-  b = jnp.where(rank > 0, b, jnp.eye(k, dtype=jnp.float32))
+  b = jnp.where(rank > 0, b, jnp.eye(k, dtype=g.dtype))
   return b @ p
 
 
@@ -99,7 +99,7 @@ def imtl_g_weighting(gramian: jax.Array) -> jax.Array:
     >>> np.asarray(alignment.imtl_g_weighting(g), float).round(4)
     array([0.5923, 0.4077])
   """
-  g = jnp.asarray(gramian, jnp.float32)
+  g = linalg.solve_dtype_gramian(gramian)
   d = jnp.sqrt(jnp.maximum(jnp.diag(g), 0.0))
   v = linalg.symmetric_pinv(g) @ d
   total = jnp.sum(v)
@@ -132,12 +132,12 @@ def config_weighting(
     >>> np.asarray(alignment.config_weighting(g), float).round(4)
     array([1.2265, 0.8441])
   """
-  g = jnp.asarray(gramian, jnp.float32)
+  g = linalg.solve_dtype_gramian(gramian)
   k = g.shape[0]
   p = (
-    jnp.ones((k,), jnp.float32)
+    jnp.ones((k,), g.dtype)
     if preferences is None
-    else jnp.asarray(preferences, jnp.float32)
+    else jnp.asarray(preferences, g.dtype)
   )
   diag = jnp.diag(g)
   scale = jnp.max(jnp.abs(diag))
@@ -258,6 +258,16 @@ def aggregate_by_config(
 
   Properties: linear under scaling, weighted, permutation-invariant; not
   non-conflicting in general.
+
+  .. note::
+    The official code and TorchJD take the pseudo-inverse of the unit rows
+    :math:`U` themselves; through the Gramian (which is what lets the rule
+    run on sharded and lean populations) the error is
+    :math:`\mathrm{cond}(U)^2` times the solve precision instead of
+    :math:`\mathrm{cond}(U)`. In float32 permutation invariance and
+    linearity under scaling therefore hold to ~5e-4 of the output's norm on
+    rank-deficient inputs (TorchJD's suite asks 1e-4); a float64
+    population is solved in float64 and holds them to ~1e-9.
 
   Args:
     preferences: ``[K]`` (default ones).

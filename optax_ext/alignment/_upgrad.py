@@ -75,7 +75,7 @@ def upgrad_weighting(
     >>> np.asarray(alignment.upgrad_weighting(g), float).round(4)
     array([1.1109, 0.7894])
   """
-  g = jnp.asarray(gramian, jnp.float32)
+  g = linalg.solve_dtype_gramian(gramian)
   p = _preferences(g, preferences)
   g_hat = linalg.normalised_gramian(g, norm_eps, reg_eps)
   lowers = jnp.diag(p)
@@ -111,7 +111,7 @@ def dualproj_weighting(
     >>> np.asarray(alignment.dualproj_weighting(g), float).round(4)
     array([0.6109, 0.5   ])
   """
-  g = jnp.asarray(gramian, jnp.float32)
+  g = linalg.solve_dtype_gramian(gramian)
   p = _preferences(g, preferences)
   return linalg.box_qp(linalg.normalised_gramian(g, norm_eps, reg_eps), p)
 

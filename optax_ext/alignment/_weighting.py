@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import linalg
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
@@ -189,7 +190,7 @@ def weighted_aggregator(
     else:
       step_key, new_key = split_key_data(state.key)
       w = weighting(gram, step_key)
-    w = jax.lax.stop_gradient(jnp.asarray(w, jnp.float32))
+    w = jax.lax.stop_gradient(jnp.asarray(w, linalg.solve_dtype(gram.dtype)))
     if w.shape != (k,):
       raise ValueError(
         f'{where}: the weighting returned shape {w.shape}, expected ({k},).'
@@ -220,7 +221,7 @@ def mean_weighting(gramian: jax.Array) -> jax.Array:
     Array([0.25, 0.25, 0.25, 0.25], dtype=float32)
   """
   k = gramian.shape[0]
-  return jnp.full((k,), 1.0 / k, jnp.float32)
+  return jnp.full((k,), 1.0 / k, linalg.solve_dtype(gramian.dtype))
 
 
 def sum_weighting(gramian: jax.Array) -> jax.Array:
@@ -238,7 +239,7 @@ def sum_weighting(gramian: jax.Array) -> jax.Array:
     >>> alignment.sum_weighting(jnp.eye(2))
     Array([1., 1.], dtype=float32)
   """
-  return jnp.ones((gramian.shape[0],), jnp.float32)
+  return jnp.ones((gramian.shape[0],), linalg.solve_dtype(gramian.dtype))
 
 
 def constant_weighting(gramian: jax.Array, weights: jax.Array) -> jax.Array:
