@@ -383,7 +383,7 @@ def test_qhadam_matches_the_paper_equations_with_fractional_nus():
     m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
     v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
     expected = jax.tree.map(
-      lambda m, v, g: (
+      lambda m, v, g, t=t: (
         ((1 - nu1) * g + nu1 * m / (1 - b1**t))
         / (np.sqrt((1 - nu2) * g * g + nu2 * v / (1 - b2**t)) + eps)
       ),

@@ -15,7 +15,6 @@
 """MGDA: the minimum-norm point of the convex hull of the task gradients."""
 
 import jax
-import jax.numpy as jnp
 
 from optax_ext._src import base
 from optax_ext._src import linalg
