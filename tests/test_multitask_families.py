@@ -223,7 +223,7 @@ def test_cagrad_dual_reaches_the_optimum(dtype):
       assert np.all(w >= 0) and abs(np.sum(w) - 1) < 1e-5, (case, w)
       best, f = _cagrad_dual_reference(g_hat, c, w)
       # float32: the objective's sqrt(w'Gw) is known to ~1e-5 near 0.
-      assert f(w) <= best + TOL[dtype] / 10, (case, c, f(w), best)
+      assert f(w) <= best + TOL[dtype] / 5, (case, c, f(w), best)
 
 
 @pytest.mark.parametrize('c', [1.0, 2.0])

@@ -224,7 +224,7 @@ def simplex_minimise(
   non-optimal vertex); being non-monotone, it does not stall on the flat
   float32 objective near the optimum. Stops when the projected-gradient
   step moves less than ``tol`` (in the max norm) or after ``max_iters``
-  iterations.
+  iterations. Returns the best point visited.
 
   Args:
     objective: ``w [K] -> scalar``, convex and differentiable on the simplex.
@@ -243,11 +243,11 @@ def simplex_minimise(
   alpha0 = jnp.asarray(1.0, dtype)
 
   def cond(c):
-    it, _, _, _, _, _, step = c
+    it, step = c[0], c[-1]
     return (it < max_iters) & (step > tol)
 
   def body(c):
-    it, w, f, g, alpha, history, _ = c
+    it, w, f, g, alpha, history, w_best, f_best, _ = c
     d = projection_simplex(w - alpha * g) - w
     slope = g @ d
     f_ref = jnp.max(history)
@@ -273,19 +273,18 @@ def simplex_minimise(
     )
     alpha_new = jnp.clip(alpha_new, 1e-10, 1e10).astype(dtype)
     history = history.at[it % memory].set(f_new)
+    better = f_new < f_best
+    w_best = jnp.where(better, w_new, w_best)
+    f_best = jnp.where(better, f_new, f_best)
     step = jnp.max(jnp.abs(d))
-    return it + 1, w_new, f_new, g_new, alpha_new, history, step
+    return (it + 1, w_new, f_new, g_new, alpha_new, history, w_best, f_best,
+            step)  # fmt: skip
 
-  init = (
-    jnp.int32(0),
-    w0,
-    f0,
-    g0,
-    alpha0,
-    history,
-    jnp.asarray(jnp.inf, dtype),
-  )
-  return lax.while_loop(cond, body, init)[1]
+  init = (jnp.int32(0), w0, f0, g0, alpha0, history, w0, f0,
+          jnp.asarray(jnp.inf, dtype))  # fmt: skip
+  # The best point visited: a non-monotone search may cycle through worse
+  # points (BB steps of period 2-3 around the optimum were seen).
+  return lax.while_loop(cond, body, init)[6]
 
 
 def symmetric_pinv(matrix: jax.Array, rtol: float | None = None) -> jax.Array:

@@ -422,6 +422,12 @@ def norms(
 ) -> jax.Array:
   r"""The global L2 norm of each member, :math:`\|g_k\|_2` over all leaves.
 
+  Overflow-safe: when a squared norm is not finite (a member above ~1.8e19
+  in float32, or a NaN/Inf member), the norms are recomputed from
+  :math:`\max_i |x_i|` and the sum of squares of :math:`x / \max_i |x_i|`,
+  so every finite member has a finite norm and only NaN/Inf members give
+  NaN/Inf.
+
   Args:
     population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named).
     axes: where the members live.
@@ -442,11 +448,31 @@ def norms(
   local_size(population, axes)
   leaves = jax.tree.leaves(population)
   acc = numerics.tree_common_accumulation_dtype(population)
-  sq = builtins.sum(
-    jnp.sum(jnp.square(_local_flat(x, axes).astype(acc)), axis=1)
-    for x in leaves
-  )
-  out = jnp.sqrt(sq)
+  flat = [_local_flat(x, axes).astype(acc) for x in leaves]
+  sq = builtins.sum(jnp.sum(jnp.square(x), axis=1) for x in flat)
+
+  def scaled():
+    # max|x| first, then the sum of squares of x / max|x|: finite for every
+    # finite member (the plain sum of squares overflows above ~1.8e19 in
+    # float32, which would count a finite member as non-finite).
+    peak = functools.reduce(
+      jnp.maximum, [jnp.max(jnp.abs(x), axis=1) for x in flat]
+    )
+    safe = jnp.where((peak > 0) & jnp.isfinite(peak), peak, 1.0)
+    # x / peak as two multiplications by 1 / sqrt(peak): XLA turns the
+    # division into a multiplication by 1 / peak, which is subnormal (and
+    # flushed to 0) for peaks above ~8.5e37.
+    inv_root = (1.0 / jnp.sqrt(safe))[:, None]
+    ssq = builtins.sum(
+      jnp.sum(jnp.square((x * inv_root) * inv_root), axis=1) for x in flat
+    )
+    finite_peak = (peak > 0) & jnp.isfinite(peak)
+    # 0 for a zero member; the peak itself (Inf or NaN) for a non-finite one.
+    rescaled = jnp.where(finite_peak, safe * jnp.sqrt(ssq), peak)
+    return jnp.where(jnp.isfinite(sq), jnp.sqrt(sq), rescaled).astype(acc)
+
+  # The rescaled pass runs only when some squared norm is not finite.
+  out = lax.cond(jnp.all(jnp.isfinite(sq)), lambda: jnp.sqrt(sq), scaled)
   return out[0] if axes.axis is None else out
 
 

@@ -154,8 +154,8 @@ def aggregate_by_cagrad(
     cvxpy (Clarabel); here it is solved on device (:func:`cagrad_dual`:
     spectral projected gradient with a non-monotone line search, and the
     exact minimum-norm point for the non-smooth case; within 2e-6 of
-    SLSQP's objective in float64 on TorchJD-style stationary and
-    non-stationary families). Defaults follow the official function default
+    SLSQP's objective in float64, 2e-5 in float32, on TorchJD-style
+    stationary and non-stationary families). Defaults follow the official function default
     :math:`c = 0.5` (Meta-World; the NYUv2 script uses 0.4).
 
   .. note::
