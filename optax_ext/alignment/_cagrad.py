@@ -155,8 +155,9 @@ def aggregate_by_cagrad(
     spectral projected gradient with a non-monotone line search, and the
     exact minimum-norm point for the non-smooth case; within 2e-6 of
     SLSQP's objective in float64, 2e-5 in float32, on TorchJD-style
-    stationary and non-stationary families). Defaults follow the official function default
-    :math:`c = 0.5` (Meta-World; the NYUv2 script uses 0.4).
+    stationary and non-stationary families). Defaults follow the official
+    function default :math:`c = 0.5` (Meta-World; the NYUv2 script uses
+    0.4).
 
   .. note::
     When the correction degenerates (:math:`\|J^\top w^*\|` below
