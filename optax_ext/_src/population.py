@@ -811,6 +811,77 @@ def median(
   return jax.tree.map(one, gather(population, axes))
 
 
+def clip_factors(norms_: jax.Array, max_norm) -> tuple[jax.Array, jax.Array]:
+  r"""Clipping factors :math:`c_k = \min(1, \tau / \|g_k\|)` and roots.
+
+  Returns ``(c, r)``: ``c`` is 0 for non-finite norms, and ``r`` is
+  :math:`\sqrt{c_k}` computed as :math:`\min(1, \sqrt\tau /
+  \sqrt{\|g_k\|})`, a normal float for every finite norm (``c`` itself is
+  subnormal, and flushed to 0 by XLA:CPU, above :math:`\tau \cdot 8.5
+  \times 10^{37}`). Pass both to :func:`scale_members`.
+  """
+  tau = jnp.asarray(max_norm, jnp.float32)
+  n = jnp.asarray(norms_, jnp.float32)
+  finite = jnp.isfinite(n)
+  factor = jnp.minimum(1.0, tau / jnp.maximum(n, 1e-30))
+  root = jnp.minimum(1.0, jnp.sqrt(tau) / jnp.sqrt(jnp.maximum(n, 1e-30)))
+  return jnp.where(finite, factor, 0.0), jnp.where(finite, root, 0.0)
+
+
+def scale_members(
+  population: Population,
+  factors: jax.Array,
+  roots: jax.Array,
+  axes: PopulationAxes | None = None,
+) -> Population:
+  """Each member times its factor, :math:`c_k g_k`; 0 where :math:`c_k = 0`.
+
+  For clipping (``(factors, roots)`` from :func:`clip_factors`): a member
+  with root 0 (non-finite, excluded) becomes 0 even if it holds NaN or Inf.
+  Where the factor is below ``1e-30`` the product is taken as :math:`(g_k
+  r_k) r_k`, so a huge member (up to the float32 maximum) scaled by a
+  factor below the smallest normal float keeps its value; elsewhere it is
+  the exact :math:`c_k g_k`.
+
+  Args:
+    population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named).
+    factors: the local members' non-negative factors, shaped as
+      :func:`norms` returns norms (``[k]``, or a scalar when ``axes.axis is
+      None``).
+    roots: their square roots, the same shape.
+    axes: where the members live.
+
+  Returns:
+    A population with the same layout, in the population's dtypes
+    (computed in float32).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext._src import population as pop_lib
+    >>> c, r = pop_lib.clip_factors(jnp.array([3e38, jnp.nan, 5.0]), 1.0)
+    >>> out = pop_lib.scale_members(jnp.array([[3e38], [jnp.nan], [5.]]), c, r)
+    >>> out.round(5)
+    Array([[1.],
+           [0.],
+           [1.]], dtype=float32)
+  """
+  axes = _axes(axes)
+  local_size(population, axes)
+  factors = jnp.asarray(factors, jnp.float32)
+  roots = jnp.asarray(roots, jnp.float32)
+
+  def one(x):
+    c, r = factors, roots
+    if axes.axis is not None:
+      shape = [1] * x.ndim
+      shape[axes.axis] = -1
+      c, r = c.reshape(shape), r.reshape(shape)
+    y = jnp.where(r == 0, jnp.zeros([], x.dtype), x).astype(jnp.float32)
+    return jnp.where(c >= 1e-30, y * c, (y * r) * r).astype(x.dtype)
+
+  return jax.tree.map(one, population)
+
+
 def deviations(
   population: Population,
   center: chex.ArrayTree,

@@ -14,8 +14,6 @@
 # ==============================================================================
 """Per-member clipping of a gradient population (population -> population)."""
 
-import jax
-import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
@@ -34,7 +32,9 @@ def clip_each_by_global_norm(
   (norm over all leaves of the member). Population in, population out: put
   it *before* an aggregator, e.g. ``optax.chain(clip_each_by_global_norm(1.0),
   aggregate_by_mean(), optax.sgd(0.1))`` (per-example clipping as in
-  DP-SGD, without the noise). Members with NaN or Inf norms are set to zero.
+  DP-SGD, without the noise). Members with NaN or Inf are set to zero;
+  finite members are clipped however large (their norms are computed
+  without overflow, and huge members scaled without underflow).
 
   Cost: one pass for the norms, one for the scaling; no communication (each
   index clips its own members).
@@ -69,25 +69,10 @@ def clip_each_by_global_norm(
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
     base.check_population(where, updates, params, axes)
-    norms = pop_lib.norms(updates, axes)  # [k] local, or scalar
-    tau = jnp.asarray(max_norm, jnp.float32)
-    scale = jnp.where(
-      jnp.isfinite(norms),
-      jnp.minimum(1.0, tau / jnp.maximum(norms, 1e-30)),
-      0.0,
+    factors, roots = pop_lib.clip_factors(
+      pop_lib.norms(updates, axes), max_norm
     )
-
-    def one(x):
-      s = scale
-      if axes.axis is not None:
-        shape = [1] * x.ndim
-        shape[axes.axis] = -1
-        s = s.reshape(shape)
-      # Zero non-finite members first: NaN * 0 would stay NaN.
-      y = jnp.where(s == 0, jnp.zeros([], x.dtype), x)
-      return (y.astype(jnp.float32) * s).astype(x.dtype)
-
-    return jax.tree.map(one, updates), state
+    return pop_lib.scale_members(updates, factors, roots, axes), state
 
   return optax.GradientTransformationExtraArgs(
     lambda params: optax.EmptyState(), update_fn
