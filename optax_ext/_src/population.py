@@ -45,6 +45,7 @@ import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
 from optax_ext._src import numerics
 
@@ -518,20 +519,179 @@ def gather(
   return jax.tree.map(one, population)
 
 
+def _shards_coordinates(axes: PopulationAxes, size_: int) -> bool:
+  """Whether a named-axis leaf of ``size_`` coordinates is coordinate-sharded.
+
+  The size rule: with a single axis name and at least one coordinate per
+  index (``size_ >= N``), the leaf is redistributed with ``all_to_all`` so
+  each index holds all ``K`` members for ``ceil(size_ / N)`` coordinates
+  (memory and traffic per index O(size_), whatever ``K``). Leaves smaller
+  than ``N`` (a bias of a few units on a large mesh) are gathered whole:
+  ``K * size_ < K * N`` floats, less than the padding would cost.
+  """
+  return (
+    axes.is_named
+    and not isinstance(axes.axis_name, tuple)
+    and size_ >= lax.axis_size(axes.axis_name)
+  )
+
+
+def _to_coordinate_shards(x: jax.Array, axes: PopulationAxes) -> jax.Array:
+  """``[K, ceil(d / N)]``: all members of this index's coordinate block.
+
+  One ``all_to_all`` of the local ``[k, d]`` members (zero-padded to a
+  multiple of ``N``); members are ordered by named-axis index, then local
+  position (as :func:`gather`).
+  """
+  n = lax.axis_size(axes.axis_name)
+  flat = _local_flat(x, axes)
+  k_local, d = flat.shape
+  m = -(-d // n)
+  flat = jnp.pad(flat, ((0, 0), (0, n * m - d)))
+  blocks = lax.all_to_all(
+    flat.reshape(k_local, n, m), axes.axis_name, split_axis=1, concat_axis=0
+  )  # [n, k_local, m]: block i came from index i
+  return blocks.reshape(n * k_local, m)
+
+
+def map_coordinates(
+  population: Population,
+  fn: Callable[[jax.Array], jax.Array],
+  axes: PopulationAxes | None = None,
+) -> chex.ArrayTree:
+  """Applies a per-coordinate reduction over the members, leaf by leaf.
+
+  ``fn`` maps ``[K, ...]`` (all members of some coordinates) to ``[...]``
+  (one value per coordinate, in the leaf's dtype): a median, a trimmed mean,
+  an order statistic. On the stacked path it sees each whole leaf with the
+  members first. On a named axis (the size rule of
+  :func:`_shards_coordinates`) each index receives all ``K`` members of
+  ``1/N`` of the coordinates by one ``all_to_all``, applies ``fn`` to that
+  ``[K, d/N]`` block, and the results are ``all_gather``-ed: per index
+  O(D) memory and traffic instead of the ``K D`` of gathering the
+  population.
+
+  Args:
+    population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named).
+    fn: ``[K, ...] -> [...]``, coordinate-wise (column ``j`` of the output
+      depends only on column ``j`` of the input).
+    axes: where the members live.
+
+  Returns:
+    A param-shaped tree, identical on every index of the named axis.
+  """
+  axes = _axes(axes)
+  local_size(population, axes)
+
+  def one(x):
+    shape = (
+      x.shape
+      if axes.axis is None
+      else (x.shape[: axes.axis] + x.shape[axes.axis + 1 :])
+    )
+    size_ = int(np.prod(shape, dtype=np.int64))
+    if not axes.is_named:
+      return fn(_leading(x, axes.axis))
+    if not _shards_coordinates(axes, size_):
+      full = _all_gather(
+        x if axes.axis is None else _leading(x, axes.axis),
+        axes.axis_name,
+        tiled=axes.axis is not None,
+      )
+      return fn(full)
+    block = fn(_to_coordinate_shards(x, axes))  # [m]
+    whole = _all_gather(block, axes.axis_name, tiled=True)
+    return whole[:size_].reshape(shape)
+
+  return jax.tree.map(one, population)
+
+
+def mix(
+  population: Population,
+  matrix: jax.Array,
+  axes: PopulationAxes | None = None,
+) -> Population:
+  r"""Each member replaced by a combination of all: :math:`g_i \leftarrow
+  \sum_j M_{ij} g_j`.
+
+  Non-finite values count as 0 in the sums (a member with weight 0 cannot
+  leak NaN). On a named axis the members are coordinate-sharded (one
+  ``all_to_all``), each index mixes its ``[K, D/N]`` block and a second
+  ``all_to_all`` returns every member's rows to its index: per index O(D)
+  memory and traffic, whatever ``K`` (leaves smaller than ``N`` are
+  gathered whole).
+
+  Args:
+    population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named).
+    matrix: ``[K, K]`` float32, the same on every index, member order as
+      :func:`gather`.
+    axes: where the members live.
+
+  Returns:
+    A population with the same layout and dtypes (mixed in float32).
+  """
+  axes = _axes(axes)
+  k_local = local_size(population, axes)
+  m_acc = jnp.asarray(matrix, jnp.float32)
+
+  def clean(x):
+    y = x.astype(jnp.float32)
+    return jnp.where(jnp.isfinite(y), y, 0.0)
+
+  def one(x):
+    local_shape = x.shape
+    flat = clean(_local_flat(x, axes))  # [k, d]
+    d = flat.shape[1]
+    if not axes.is_named:
+      out = jnp.matmul(m_acc, flat, precision=lax.Precision.HIGHEST)
+    elif _shards_coordinates(axes, d):
+      n = lax.axis_size(axes.axis_name)
+      block = _to_coordinate_shards(flat, PopulationAxes(0, axes.axis_name))
+      mixed = jnp.matmul(m_acc, block, precision=lax.Precision.HIGHEST)
+      m = mixed.shape[1]
+      back = lax.all_to_all(
+        mixed.reshape(n, k_local, m),
+        axes.axis_name,
+        split_axis=0,
+        concat_axis=1,
+      )  # [k_local, n, m]: this index's members, every block
+      out = back.reshape(k_local, n * m)[:, :d]
+    else:
+      everyone = _all_gather(flat, axes.axis_name, tiled=True)
+      rows = local_slice(m_acc, axes, k_local)
+      out = jnp.matmul(rows, everyone, precision=lax.Precision.HIGHEST)
+    if axes.axis is None:
+      return out.reshape(local_shape).astype(x.dtype)
+    moved = _leading(x, axes.axis).shape
+    out = out.reshape(moved)
+    return jnp.moveaxis(out, 0, axes.axis).astype(x.dtype)
+
+  return jax.tree.map(one, population)
+
+
 def gramian(
-  population: Population, axes: PopulationAxes | None = None
+  population: Population,
+  axes: PopulationAxes | None = None,
+  *,
+  center_on_median: bool = False,
 ) -> jax.Array:
   r"""The ``K x K`` Gram matrix :math:`G_{ij} = \langle g_i, g_j \rangle`.
 
   Inner products run over all leaves, accumulated in float32. On the named
-  path each index computes its own ``k`` rows against the gathered population
-  (``k * K * D`` multiply-adds instead of ``K^2 * D``) and the rows are then
-  gathered, so every index returns the full matrix. Memory: ``K * D`` floats
-  per index for the gathered members.
+  path the members are coordinate-sharded (one ``all_to_all``: each index
+  holds all ``K`` members of ``1/N`` of the coordinates), each index forms
+  the ``K x K`` partial Gramian of its block and one ``psum`` of ``K^2``
+  floats completes it: per index O(D + K^2) memory and traffic, whatever
+  ``K`` (``K^2 D / N`` multiply-adds). Leaves smaller than ``N`` are
+  gathered whole (see :func:`map_coordinates`).
 
   Args:
     population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named).
     axes: where the members live.
+    center_on_median: the Gramian of the members minus their coordinate
+      median (NaN as an outlier), computed on the same coordinate blocks (no
+      extra pass or collective). Distances from it keep float32 accuracy
+      relative to the members' spread whatever their common offset.
 
   Returns:
     A float32 ``[K, K]`` symmetric positive semi-definite matrix, identical on
@@ -547,11 +707,8 @@ def gramian(
   axes = _axes(axes)
   local_size(population, axes)
   acc = numerics.tree_common_accumulation_dtype(population)
-  everyone = gather(population, axes)
 
-  def rows(x_local, x_all):
-    a = _local_flat(x_local, axes)
-    b = jnp.reshape(x_all, (x_all.shape[0], -1))
+  def products(a, b):
     return jnp.matmul(
       a,
       b.T,
@@ -559,15 +716,36 @@ def gramian(
       precision=lax.Precision.HIGHEST,
     ).astype(acc)
 
-  g = builtins.sum(
-    rows(xl, xa)
-    for xl, xa in zip(
-      jax.tree.leaves(population), jax.tree.leaves(everyone), strict=True
-    )
-  )
-  if axes.is_named:
-    g = _all_gather(g, axes.axis_name, tiled=True)
-  return g
+  k = size(population, axes)
+  sharded = jnp.zeros((k, k), acc)  # partial sums, summed over the axis
+  whole = jnp.zeros((k, k), acc)  # identical on every index already
+  any_sharded = False
+
+  def centred(rows):  # [K, m], all members of m coordinates
+    if not center_on_median:
+      return rows
+    mid = _coordinate_median(rows, nan_as_outlier=True)
+    return rows - mid[None].astype(rows.dtype)
+
+  for x in jax.tree.leaves(population):
+    if not axes.is_named:
+      flat = centred(_local_flat(x, axes))
+      whole = whole + products(flat, flat)
+    elif _shards_coordinates(axes, _local_flat(x, axes).shape[1]):
+      block = centred(_to_coordinate_shards(x, axes))
+      sharded = sharded + products(block, block)
+      any_sharded = True
+    else:
+      full = _all_gather(
+        x if axes.axis is None else _leading(x, axes.axis),
+        axes.axis_name,
+        tiled=axes.axis is not None,
+      )
+      flat = centred(jnp.reshape(full, (k, -1)))
+      whole = whole + products(flat, flat)
+  if any_sharded:
+    whole = whole + lax.psum(sharded, axes.axis_name)
+  return whole
 
 
 def local_slice(values: jax.Array, axes: PopulationAxes, k_local: int):
@@ -767,6 +945,18 @@ def sort(
   )
 
 
+def _coordinate_median(x: jax.Array, nan_as_outlier: bool) -> jax.Array:
+  """The median over axis 0 of ``x`` ``[K, ...]``, in ``x``'s dtype."""
+  k = x.shape[0]
+  lo, hi = (k - 1) // 2, k // 2
+  acc = numerics.accumulation_dtype(x.dtype)
+  rows = _sorted_rows(x, keep_nan=False)  # NaN as +inf
+  mid = 0.5 * (rows[lo].astype(acc) + rows[hi].astype(acc))
+  if not nan_as_outlier:
+    mid = jnp.where(_nan_count(x) > 0, jnp.nan, mid)
+  return mid.astype(x.dtype)
+
+
 def median(
   population: Population,
   axes: PopulationAxes | None = None,
@@ -776,7 +966,9 @@ def median(
   """Coordinate-wise median across the members.
 
   For even ``K`` it is the mean of the two middle order statistics, computed
-  in float32 and cast back to each leaf's dtype. By default a coordinate with
+  in float32 and cast back to each leaf's dtype. On a named axis the
+  members are coordinate-sharded (:func:`map_coordinates`): O(D) memory and
+  traffic per index. By default a coordinate with
   any NaN member is NaN (``jnp.median``'s behaviour); with
   ``nan_as_outlier=True`` NaN counts as larger than every number (it sorts
   last), so the median stays finite while fewer than half the members are
@@ -796,19 +988,11 @@ def median(
     >>> population.median(jnp.array([[1., 10.], [2., 20.], [100., 30.]]))
     Array([ 2., 20.], dtype=float32)
   """
-  axes = _axes(axes)
-  k = size(population, axes)
-  lo, hi = (k - 1) // 2, k // 2
-
-  def one(x):
-    acc = numerics.accumulation_dtype(x.dtype)
-    rows = _sorted_rows(x, keep_nan=False)  # NaN as +inf
-    mid = 0.5 * (rows[lo].astype(acc) + rows[hi].astype(acc))
-    if not nan_as_outlier:
-      mid = jnp.where(_nan_count(x) > 0, jnp.nan, mid)
-    return mid.astype(x.dtype)
-
-  return jax.tree.map(one, gather(population, axes))
+  return map_coordinates(
+    population,
+    functools.partial(_coordinate_median, nan_as_outlier=nan_as_outlier),
+    axes,
+  )
 
 
 def clip_factors(norms_: jax.Array, max_norm) -> tuple[jax.Array, jax.Array]:

@@ -47,8 +47,7 @@ def _squared_distances(population, axes) -> jax.Array:
   their spread whatever the offset (far members only lose precision in
   distances that are large anyway).
   """
-  center = pop_lib.median(population, axes, nan_as_outlier=True)
-  g = pop_lib.gramian(pop_lib.deviations(population, center, axes), axes)
+  g = pop_lib.gramian(population, axes, center_on_median=True)
   diag = jnp.diagonal(g)
   d = jnp.maximum(diag[:, None] + diag[None, :] - 2.0 * g, 0.0)
   d = jnp.where(jnp.isfinite(d), d, jnp.inf)
@@ -456,23 +455,19 @@ def _nearest_neighbour_mix(where, updates, num_byzantine, axes):
   mixing = jnp.zeros((k, k), jnp.float32)
   mixing = jax.vmap(lambda row, idx: row.at[idx].set(1.0))(mixing, order)
   mixing = mixing / jnp.float32(k - num_byzantine)
-  everyone = pop_lib.gather(updates, axes)  # [K, *shape] everywhere
-  rows = pop_lib.local_slice(mixing, axes, k_local)
+  mixed = pop_lib.mix(updates, mixing, axes)
   mine = pop_lib.local_slice(finite, axes, k_local)
 
-  def one(x, x_all):
-    stacked = x_all.astype(jnp.float32)
-    shape = (-1,) + (1,) * (stacked.ndim - 1)
-    clean = jnp.where(finite.reshape(shape), stacked, 0.0)
-    mixed = jnp.tensordot(rows, clean, axes=1, precision=lax.Precision.HIGHEST)
+  def keep_non_finite(x, y):
+    # A non-finite member is not mixed (it stays as it is, for the next
+    # aggregator to exclude).
     if axes.axis is None:
-      mixed = mixed[0]
-      return jnp.where(mine[0], mixed, x.astype(jnp.float32)).astype(x.dtype)
-    local = jnp.moveaxis(x, axes.axis, 0).astype(jnp.float32)
-    mixed = jnp.where(mine.reshape(shape), mixed, local)
-    return jnp.moveaxis(mixed, 0, axes.axis).astype(x.dtype)
+      return jnp.where(mine[0], y, x)
+    shape = [1] * x.ndim
+    shape[axes.axis] = -1
+    return jnp.where(mine.reshape(shape), y, x)
 
-  return jax.tree.map(one, updates, everyone)
+  return jax.tree.map(keep_non_finite, updates, mixed)
 
 
 def nna_mix(

@@ -151,6 +151,14 @@ def _trimmed_mean_by_network(x: jax.Array, b: int) -> jax.Array:
   return (total / (k - 2 * b)).astype(x.dtype)
 
 
+def _trimmed_mean_by_sort(x: jax.Array, b: int) -> jax.Array:
+  """The trimmed mean of ``x`` ``[K, ...]`` by a full sort (large ``K``)."""
+  k = x.shape[0]
+  kept = jnp.sort(x, axis=0)[b : k - b]
+  (total,) = numerics.sum_over_members(kept, (lambda m: m,))
+  return (total / (k - 2 * b)).astype(x.dtype)
+
+
 def aggregate_by_trimmed_mean(
   num_trim: int, axes: pop_lib.PopulationAxes | None = None
 ) -> base.Aggregator:
@@ -202,22 +210,14 @@ def aggregate_by_trimmed_mean(
       )
 
     if k <= 16 or (k <= pop_lib.NETWORK_MAX and num_trim >= 4):
-      return jax.tree.map(
-        lambda x: _trimmed_mean_by_network(x, num_trim),
-        pop_lib.gather(g, a),
-      )
-    if k * (num_trim + 1) <= _SELECTION_MAX:
-      return jax.tree.map(
-        lambda x: _trimmed_mean_by_selection(x, num_trim),
-        pop_lib.gather(g, a),
-      )
-
-    def one(sorted_x):
-      kept = sorted_x[num_trim : k - num_trim]
-      (total,) = numerics.sum_over_members(kept, (lambda m: m,))
-      return (total / (k - 2 * num_trim)).astype(sorted_x.dtype)
-
-    return jax.tree.map(one, pop_lib.sort(g, a))
+      block_fn = functools.partial(_trimmed_mean_by_network, b=num_trim)
+    elif k * (num_trim + 1) <= _SELECTION_MAX:
+      block_fn = functools.partial(_trimmed_mean_by_selection, b=num_trim)
+    else:
+      block_fn = functools.partial(_trimmed_mean_by_sort, b=num_trim)
+    # All K members of a block of coordinates at a time: on a named axis
+    # the population is coordinate-sharded, O(D) per index.
+    return pop_lib.map_coordinates(g, block_fn, a)
 
   return aggregation.reducing_aggregator(where, reduce, axes)
 
