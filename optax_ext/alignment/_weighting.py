@@ -98,8 +98,9 @@ def aggregate_by_weighting(
   differentiated (``stop_gradient``).
 
   Cost: one pass to form :math:`G` (``K^2 D`` multiply-adds) and one to
-  combine; on the named path the Gramian needs the gathered population
-  (``K D`` floats per index) and the combination one all-reduce.
+  combine; on the named path one ``all_to_all`` (each index forms the
+  partial Gramian of ``D / N`` coordinates of all members, then a ``psum``
+  of ``K^2`` floats) and one all-reduce to combine: O(D) per index.
 
   Args:
     weighting: ``weighting(G) -> [K]`` (or ``weighting(G, key)`` when

@@ -80,8 +80,8 @@ def aggregate_by_krum(
   they are never selected while ``f`` holds.
 
   Cost: the ``K x K`` Gramian (``K^2 D`` multiply-adds, float32); on a named
-  axis one all-gather of the population (``K`` times the params' memory per
-  index).
+  axis one ``all_to_all`` for the partial Gramians and one all-reduce for
+  the mean: O(D) memory and traffic per index, whatever ``K``.
 
   .. note::
     epfml's reference squares distances that are already squared and returns
@@ -386,7 +386,8 @@ def aggregate_by_nearest_neighbours(
   averaged.
 
   Cost: the pivot, one pass for the distances, one for the mean; on a named
-  axis the default pivot gathers the population.
+  axis the default pivot (the coordinate median) is coordinate-sharded:
+  O(D) per index.
 
   .. note::
     This is the server-side aggregator; the peer-to-peer MoNNA setting (each
@@ -548,8 +549,8 @@ def mix_by_nearest_neighbours(
   ``f = 0`` replaces every member by the mean; identical members are left
   unchanged.
 
-  Cost: the K x K Gramian and one K x K mixing pass; on a named axis the
-  population is gathered (``K D`` floats per index).
+  Cost: the K x K Gramian and one K x K mixing pass; on a named axis three
+  ``all_to_all`` (distances, then the mix and back): O(D) per index.
 
   .. note::
     Only NNM's definition was available (abstract and a third-party

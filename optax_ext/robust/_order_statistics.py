@@ -49,8 +49,8 @@ def aggregate_by_coordinate_median(
   the breakdown point.
 
   Cost: a sort of ``K`` values per coordinate (``O(K log K)`` per parameter);
-  on a named axis the population is gathered first (``K`` times the params'
-  memory per index, one all-gather).
+  on a named axis the population is coordinate-sharded (one ``all_to_all``,
+  then an all-gather of the result): O(D) memory and traffic per index.
 
   Args:
     axes: where the members live (default: stacked on axis 0).
@@ -177,8 +177,8 @@ def aggregate_by_trimmed_mean(
   sorting network for ``K <= 16``, or ``K <= 64`` with ``b >= 4``; else two
   running selection buffers (``O(K b)``) while ``K (b + 1) <= 512`` (the
   faster of the two in each range, measured at D = 1M on XLA:CPU); a sort
-  per coordinate beyond. On a named axis the population is gathered first
-  (``K`` times the params' memory per index).
+  per coordinate beyond. On a named axis the population is coordinate-
+  sharded first (O(D) memory and traffic per index, whatever ``K``).
 
   Args:
     num_trim: ``b >= 0``; needs ``K >= 2b + 1`` (checked at trace time).
