@@ -419,9 +419,15 @@ def _local_flat(x: jax.Array, axes: PopulationAxes) -> jax.Array:
 
 
 def norms(
-  population: Population, axes: PopulationAxes | None = None
+  population: Population,
+  axes: PopulationAxes | None = None,
+  *,
+  center: chex.ArrayTree | None = None,
 ) -> jax.Array:
-  r"""The global L2 norm of each member, :math:`\|g_k\|_2` over all leaves.
+  r"""The global L2 norm of each member, :math:`\|g_k - c\|_2` over all leaves.
+
+  With ``center`` (a param-shaped tree, the same on every index) the norms
+  of the deviations :math:`g_k - c`, without materialising them.
 
   Overflow-safe: when a squared norm is not finite (a member above ~1.8e19
   in float32, or a NaN/Inf member), the norms are recomputed from
@@ -449,10 +455,23 @@ def norms(
   local_size(population, axes)
   leaves = jax.tree.leaves(population)
   acc = numerics.tree_common_accumulation_dtype(population)
-  flat = [_local_flat(x, axes).astype(acc) for x in leaves]
-  sq = builtins.sum(jnp.sum(jnp.square(x), axis=1) for x in flat)
+  centers = [None] * len(leaves) if center is None else jax.tree.leaves(center)
+
+  def flats():
+    # Recomputed inside each branch below: a centred copy passed into the
+    # conditional would be materialised (K D floats) instead of fused.
+    out = []
+    for x, c in zip(leaves, centers, strict=True):
+      f = _local_flat(x, axes).astype(acc)
+      if c is not None:
+        f = f - jnp.reshape(jnp.asarray(c).astype(acc), (1, -1))
+      out.append(f)
+    return out
+
+  sq = builtins.sum(jnp.sum(jnp.square(x), axis=1) for x in flats())
 
   def scaled():
+    flat = flats()
     # max|x| first, then the sum of squares of x / max|x|: finite for every
     # finite member (the plain sum of squares overflows above ~1.8e19 in
     # float32, which would count a finite member as non-finite).

@@ -258,7 +258,7 @@ def geometric_median(
   f32 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float32), tree)
 
   def distances(z):
-    local = pop_lib.norms(pop_lib.deviations(population, z, axes), axes)
+    local = pop_lib.norms(population, axes, center=z)
     d = pop_lib.gather(local, axes) if axes.is_named else local
     return jnp.where(finite, d, 0.0)
 
@@ -430,7 +430,7 @@ def aggregate_by_nearest_neighbours(
         f'{where}: `num_byzantine` must be < K={k}, got {num_byzantine}.'
       )
     center = pivot_fn(updates, axes)
-    local = pop_lib.norms(pop_lib.deviations(updates, center, axes), axes)
+    local = pop_lib.norms(updates, axes, center=center)
     d = pop_lib.gather(local, axes) if axes.is_named else local
     d = jnp.where(jnp.isfinite(d), d, jnp.inf)
     order = jnp.argsort(d, stable=True)
@@ -674,7 +674,9 @@ def aggregate_by_centered_clipping(
       offsets = pop_lib.deviations(
         jax.tree.map(lambda x: x.astype(jnp.float32), updates), v, axes
       )
-      factors, roots = pop_lib.clip_factors(pop_lib.norms(offsets, axes), tau)
+      factors, roots = pop_lib.clip_factors(
+        pop_lib.norms(updates, axes, center=v), tau
+      )
       clipped = pop_lib.scale_members(offsets, factors, roots, axes)
       shift = pop_lib.mean(clipped, axes)
       return jax.tree.map(jnp.add, v, shift)
