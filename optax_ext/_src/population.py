@@ -496,6 +496,12 @@ def norms(
   return out[0] if axes.axis is None else out
 
 
+def _gather_leaf(x: jax.Array, axes: PopulationAxes) -> jax.Array:
+  """All ``K`` members of one named-axis leaf, stacked on axis 0."""
+  local = x if axes.axis is None else _leading(x, axes.axis)
+  return _all_gather(local, axes.axis_name, tiled=axes.axis is not None)
+
+
 def gather(
   population: Population, axes: PopulationAxes | None = None
 ) -> Population:
@@ -529,11 +535,9 @@ def gather(
   local_size(population, axes)
 
   def one(x):
-    if axes.axis is not None:
-      x = _leading(x, axes.axis)
     if not axes.is_named:
-      return x
-    return _all_gather(x, axes.axis_name, tiled=axes.axis is not None)
+      return _leading(x, axes.axis)
+    return _gather_leaf(x, axes)
 
   return jax.tree.map(one, population)
 
@@ -612,11 +616,7 @@ def map_coordinates(
     if not axes.is_named:
       return fn(_leading(x, axes.axis))
     if not _shards_coordinates(axes, size_):
-      full = _all_gather(
-        x if axes.axis is None else _leading(x, axes.axis),
-        axes.axis_name,
-        tiled=axes.axis is not None,
-      )
+      full = _gather_leaf(x, axes)
       return fn(full)
     block = fn(_to_coordinate_shards(x, axes))  # [m]
     whole = _all_gather(block, axes.axis_name, tiled=True)
@@ -755,11 +755,7 @@ def gramian(
       sharded = sharded + products(block, block)
       any_sharded = True
     else:
-      full = _all_gather(
-        x if axes.axis is None else _leading(x, axes.axis),
-        axes.axis_name,
-        tiled=axes.axis is not None,
-      )
+      full = _gather_leaf(x, axes)
       flat = centred(jnp.reshape(full, (k, -1)))
       whole = whole + products(flat, flat)
   if any_sharded:
