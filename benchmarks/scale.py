@@ -66,15 +66,27 @@ def collective_bytes(hlo_text: str) -> dict[str, int]:
   return out
 
 
-def measure(d: int) -> list[dict]:
-  """Rows ``{name, mode, temp_bytes, collective_bytes, by_kind}``."""
+MODES = ('shard_map', 'jit', 'jit_member_sharded')
+
+
+def measure(
+  d: int,
+  modes: tuple[str, ...] = MODES,
+  seconds: bool = False,
+  only: str = '',
+) -> list[dict]:
+  """Rows ``{name, mode, temp_bytes, collective_bytes, by_kind[, seconds]}``.
+
+  Modes: ``shard_map`` (one member per device, named axis), ``jit``
+  (global view, the population resharded to coordinates by
+  ``population.shard_coordinates``) and ``jit_member_sharded`` (global
+  view, left sharded on its member axis: what XLA does unaided).
+  """
   import jax  # noqa: PLC0415  (after XLA_FLAGS)
   import jax.numpy as jnp  # noqa: PLC0415
   from jax.sharding import NamedSharding  # noqa: PLC0415
   from jax.sharding import PartitionSpec as P  # noqa: PLC0415
   import optax  # noqa: PLC0415
-
-  import optax_ext  # noqa: PLC0415
 
   sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
   from tests import registry  # noqa: PLC0415
@@ -83,7 +95,6 @@ def measure(d: int) -> list[dict]:
   mesh = jax.make_mesh(
     (n,), ('data',), axis_types=(jax.sharding.AxisType.Auto,)
   )
-  axes = optax_ext.PopulationAxes(axis=None, axis_name='data')
   params = jnp.zeros((d,), jnp.float32)
   pop = jax.ShapeDtypeStruct(
     (n, d), jnp.float32, sharding=NamedSharding(mesh, P('data'))
@@ -92,38 +103,84 @@ def measure(d: int) -> list[dict]:
   for entry in registry.REGISTRY:
     if entry.kind not in ('aggregator', 'population'):
       continue
-    if entry.kind == 'population':  # population -> population, then mean
-      tx = optax.chain(
-        entry.make(axes=axes), optax_ext.aggregate_by_mean(axes=axes)
-      )
-    else:
-      tx = entry.make(axes=axes)
+    if only not in entry.name:
+      continue
     extra = entry.extra_args(params)
+    for mode in modes:
+      row = {'name': entry.name, 'mode': mode}
+      try:
+        compiled = _compile(entry, mode, mesh, pop, params, extra, optax)
+      except ValueError as err:  # a rule that cannot run at K = N
+        rows.append({**row, 'skipped': str(err)})
+        continue
+      kinds = collective_bytes(compiled.as_text())
+      row.update(
+        temp_bytes=int(compiled.memory_analysis().temp_size_in_bytes),
+        collective_bytes=sum(kinds.values()),
+        by_kind=kinds,
+      )
+      if seconds:
+        row['seconds'] = _time(compiled, pop, jax)
+      rows.append(row)
+  return rows
 
-    def per_device(g, tx=tx, extra=extra):
+
+def _compile(entry, mode, mesh, pop, params, extra, optax):
+  """The jitted aggregation step of ``entry`` in ``mode``, compiled."""
+  import jax  # noqa: PLC0415
+  from jax.sharding import PartitionSpec as P  # noqa: PLC0415
+
+  import optax_ext  # noqa: PLC0415
+  from optax_ext import population  # noqa: PLC0415
+
+  named = mode == 'shard_map'
+  axes = (
+    optax_ext.PopulationAxes(axis=None, axis_name='data') if named else None
+  )
+  kwargs = {'axes': axes} if named else {}
+  n = mesh.shape['data']
+  sized = {  # registry kwargs sized for its K = 4, resized to K = N
+    'aggregate_by_constant': {'weights': jax.numpy.full((n,), 1.0 / n)},
+    'aggregate_by_gradvac': {'num_tasks': n},
+  }.get(entry.name, {})
+  tx = entry.make(**kwargs, **sized)
+  if entry.kind == 'population':  # population -> population, then mean
+    tx = optax.chain(tx, optax_ext.aggregate_by_mean(**kwargs))
+
+  if named:
+
+    def per_device(g):
       return tx.update(g[0], tx.init(params), params, **extra)[0]
 
     step = jax.jit(
       jax.shard_map(per_device, mesh=mesh, in_specs=P('data'), out_specs=P())
     )
-    try:
-      compiled = step.lower(pop).compile()
-    except ValueError as err:  # kwargs sized for the registry's K = 4
-      rows.append(
-        {'name': entry.name, 'mode': 'shard_map', 'skipped': str(err)}
-      )
-      continue
-    kinds = collective_bytes(compiled.as_text())
-    rows.append(
-      {
-        'name': entry.name,
-        'mode': 'shard_map',
-        'temp_bytes': int(compiled.memory_analysis().temp_size_in_bytes),
-        'collective_bytes': sum(kinds.values()),
-        'by_kind': kinds,
-      }
-    )
-  return rows
+  else:
+
+    def step(g):
+      if mode == 'jit':  # the recipe: reshard to coordinates first
+        g = population.shard_coordinates(g, 'data', mesh=mesh)
+      return tx.update(g, tx.init(params), params, **extra)[0]
+
+    step = jax.jit(step)
+  return step.lower(pop).compile()
+
+
+def _time(compiled, pop, jax, repeats=7):
+  """Median wall seconds of one call on concrete (random) data."""
+  import time  # noqa: PLC0415
+
+  import numpy as np  # noqa: PLC0415
+
+  values = np.random.default_rng(0).normal(size=pop.shape).astype(np.float32)
+  x = jax.device_put(values, pop.sharding)
+  jax.block_until_ready(compiled(x))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(x))
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
 
 
 def main(argv=None):
@@ -131,21 +188,34 @@ def main(argv=None):
   parser.add_argument('--devices', type=int, default=8)
   parser.add_argument('--d', type=int, default=1 << 20)
   parser.add_argument('--json', default=None)
+  parser.add_argument(
+    '--modes', default=','.join(MODES), help='comma-separated subset'
+  )
+  parser.add_argument(
+    '--time', action='store_true', help='also the wall time per call'
+  )
+  parser.add_argument(
+    '--only', default='', help='only registry names containing this'
+  )
   args = parser.parse_args(argv)
   os.environ['XLA_FLAGS'] = (
     os.environ.get('XLA_FLAGS', '')
     + f' --xla_force_host_platform_device_count={args.devices}'
   )
   os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-  rows = measure(args.d)
+  rows = measure(
+    args.d, tuple(args.modes.split(',')), args.time, only=args.only
+  )
   unit = 4 * args.d
   for r in rows:
     if 'skipped' in r:
-      print(f'{r["name"]:40s} skipped: {r["skipped"][:60]}')
+      print(f'{r["name"]:40s} {r["mode"]:18s} skipped: {r["skipped"][:60]}')
       continue
+    wall = f'  {r["seconds"] * 1e3:8.2f} ms' if 'seconds' in r else ''
     print(
-      f'{r["name"]:40s} N={args.devices:3d} temp {r["temp_bytes"] / unit:6.2f}'
-      f' D  collectives {r["collective_bytes"] / unit:6.2f} D'
+      f'{r["name"]:40s} {r["mode"]:18s} N={args.devices:3d} temp'
+      f' {r["temp_bytes"] / unit:6.2f} D  collectives'
+      f' {r["collective_bytes"] / unit:6.2f} D{wall}'
     )
   if args.json:
     with open(args.json, 'w') as f:

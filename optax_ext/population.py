@@ -31,6 +31,7 @@ from optax_ext._src.population import mean_and_var
 from optax_ext._src.population import median
 from optax_ext._src.population import norms
 from optax_ext._src.population import PopulationAxes
+from optax_ext._src.population import shard_coordinates
 from optax_ext._src.population import size
 from optax_ext._src.population import sort
 from optax_ext._src.population import stack
@@ -50,6 +51,7 @@ __all__ = (
   'mean_and_var',
   'median',
   'norms',
+  'shard_coordinates',
   'size',
   'sort',
   'stack',

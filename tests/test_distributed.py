@@ -25,8 +25,10 @@ import optax
 import pytest
 
 import optax_ext
+from optax_ext import population
 from optax_ext import variance
 from tests import registry
+from tests import test_faults
 
 K = registry.NUM_MEMBERS  # 4 members
 
@@ -91,6 +93,13 @@ def test_aggregator_three_settings(entry):
   tx = _aggregate(entry, stacked)
   got = jax.jit(lambda g: _update(tx, g, params, extra))(sharded)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
+  # ... and resharded to coordinates first (the O(D) per device recipe).
+  got = jax.jit(
+    lambda g: _update(
+      tx, population.shard_coordinates(g, 'data', mesh=mesh), params, extra
+    )
+  )(sharded)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
 
   # (b) local view: one member per device.
   tx = _aggregate(entry, optax_ext.PopulationAxes(axis=None, axis_name='data'))
@@ -115,6 +124,55 @@ def test_aggregator_three_settings(entry):
     )
   )(pop)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
+
+
+@pytest.mark.parametrize(
+  'entry', [e for e in POPULATION_ENTRIES if e.id in test_faults.ROBUST]
+)
+def test_robust_faults_same_in_every_layout(entry):
+  # NaN, Inf, a huge and a sign-flipped member: stacked == shard_map ==
+  # global view resharded to coordinates, fault for fault (the coordinate
+  # shards must not change which members are dropped or clipped).
+  params = _params()
+  pop = entry.population(_grads(params))
+  extra = entry.extra_args(pop)
+  mesh = _mesh(K)
+  stacked = _aggregate(entry, optax_ext.PopulationAxes())
+  named = _aggregate(
+    entry, optax_ext.PopulationAxes(axis=None, axis_name='data')
+  )
+  layouts = {
+    'stacked': jax.jit(lambda g: _update(stacked, g, params, extra)),
+    'shard_map': jax.jit(
+      jax.shard_map(
+        lambda g: _update(
+          named, jax.tree.map(lambda x: x[0], g), params, extra
+        ),
+        mesh=mesh,
+        in_specs=P('data'),
+        out_specs=P(),
+      )
+    ),
+    'global view': jax.jit(
+      lambda g: _update(
+        stacked, population.shard_coordinates(g, 'data', mesh=mesh), params,
+        extra,
+      )
+    ),
+  }  # fmt: skip
+  for fault, corrupt in test_faults.FAULTS.items():
+    bad = jax.tree.map(lambda x, c=corrupt: x.at[1].set(c(x[1])), pop)
+    bad = jax.device_put(bad, NamedSharding(mesh, P('data')))
+    want = layouts['stacked'](bad)
+    for name in ('shard_map', 'global view'):
+      got = layouts[name](bad)
+      jax.tree.map(
+        lambda a, b, n=name, f=fault: np.testing.assert_allclose(
+          a, b, rtol=1e-4, atol=1e-6, err_msg=f'{n}, {f}'
+        ),
+        got,
+        want,
+      )
 
 
 def test_scale_by_gsnr_three_settings():

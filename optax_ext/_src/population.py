@@ -577,10 +577,120 @@ def _to_coordinate_shards(x: jax.Array, axes: PopulationAxes) -> jax.Array:
   return blocks.reshape(n * k_local, m)
 
 
+def _coordinate_spec(shape: tuple[int, ...], axis: int, n: int, mesh_axis):
+  """The partition spec that shards one param dim of a stacked leaf.
+
+  The first param dim divisible by ``n`` (else the first with at least
+  ``n`` entries; XLA pads the last shard) is sharded, the major-most such
+  dim, so flattening a member to ``[d]`` keeps a plain block sharding.
+  Leaves with no dim of ``n`` entries are replicated (the size rule of
+  :func:`_shards_coordinates`).
+  """
+  dims = [i for i in range(len(shape)) if i != axis]
+  chosen = next((i for i in dims if shape[i] % n == 0), None)
+  if chosen is None:
+    chosen = next((i for i in dims if shape[i] >= n), None)
+  spec = [None] * len(shape)
+  if chosen is not None:
+    spec[chosen] = mesh_axis
+  return jax.sharding.PartitionSpec(*spec)
+
+
+def shard_coordinates(
+  population: Population,
+  mesh_axis: str,
+  *,
+  mesh: jax.sharding.Mesh | None = None,
+  axes: PopulationAxes | None = None,
+) -> Population:
+  r"""Reshards a stacked population from its member axis to its coordinates.
+
+  For global-view ``jax.jit``: a population ``[K, *shape]`` sharded on its
+  member axis (``P('data')``) is constrained to be sharded on a coordinate
+  axis instead (``jax.lax.with_sharding_constraint``; XLA inserts one
+  ``all_to_all`` of the population, ``D`` per device). Every aggregator then
+  runs on ``K`` members of ``D / N`` coordinates per device: order
+  statistics and combinations need no communication, the Gramian and the
+  norms one all-reduce of ``K^2`` (``K``) floats, and the update comes out
+  sharded on the same coordinates (``D / N`` per device; ZeRO/FSDP style).
+  Without it XLA gathers the population onto every device (``K D``) for
+  any rule that mixes members.
+
+  A leaf's first param dimension divisible by the mesh axis size is
+  sharded (else the first with at least that many entries, padded by XLA);
+  leaves with no such dimension (a bias smaller than the mesh) are
+  replicated. Values are unchanged: only the layout moves.
+
+  Args:
+    population: leaves ``[K, *shape]`` with the members on ``axes.axis``.
+    mesh_axis: the mesh axis to shard coordinates over (the one the member
+      axis is sharded over).
+    mesh: the mesh; ``None`` uses the one set by ``jax.set_mesh``.
+    axes: where the members live; must be a stacked layout (no
+      ``axis_name``: under ``jax.shard_map`` the aggregators redistribute
+      coordinates themselves).
+
+  Returns:
+    The same population, constrained to coordinate sharding.
+
+  Raises:
+    ValueError: for a named layout, when no mesh is given or set, or when
+      ``mesh_axis`` is not an ``AxisType.Auto`` axis (the aggregators are
+      written for compiler-chosen intermediate shardings; ``jax.make_mesh``
+      defaults to ``Explicit`` axes).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from optax_ext import population
+    >>> mesh = jax.make_mesh(
+    ...     (1,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+    >>> pop = {'w': jnp.ones((4, 8))}
+    >>> out = jax.jit(
+    ...     lambda p: population.shard_coordinates(p, 'data', mesh=mesh))(pop)
+    >>> bool((out['w'] == pop['w']).all())  # only the layout moves
+    True
+  """
+  axes = _axes(axes)
+  if axes.is_named:
+    raise ValueError(
+      'shard_coordinates: the population must be stacked (axes.axis_name '
+      f'None) for global-view jax.jit, got axes={axes!r}; under '
+      'jax.shard_map the aggregators shard coordinates themselves.'
+    )
+  local_size(population, axes)
+  if mesh is None:
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+      raise ValueError(
+        'shard_coordinates: no mesh; pass `mesh=` or call it under '
+        '`jax.set_mesh(mesh)`.'
+      )
+  n = mesh.shape[mesh_axis]
+
+  axis_type = dict(zip(mesh.axis_names, mesh.axis_types, strict=True))
+  if axis_type[mesh_axis] != jax.sharding.AxisType.Auto:
+    raise ValueError(
+      f'shard_coordinates: mesh axis {mesh_axis!r} must be of type '
+      f'AxisType.Auto (the aggregators let the compiler place their '
+      f'intermediates), got {axis_type[mesh_axis]}; build the mesh with '
+      'jax.make_mesh(..., axis_types=(jax.sharding.AxisType.Auto,)).'
+    )
+
+  def one(x):
+    spec = _coordinate_spec(x.shape, axes.axis, n, mesh_axis)
+    if isinstance(mesh, jax.sharding.Mesh):
+      spec = jax.sharding.NamedSharding(mesh, spec)
+    return lax.with_sharding_constraint(x, spec)
+
+  return jax.tree.map(one, population)
+
+
 def map_coordinates(
   population: Population,
-  fn: Callable[[jax.Array], jax.Array],
+  fn: Callable[..., jax.Array],
   axes: PopulationAxes | None = None,
+  *,
+  with_indices: bool = False,
 ) -> chex.ArrayTree:
   """Applies a per-coordinate reduction over the members, leaf by leaf.
 
@@ -597,8 +707,12 @@ def map_coordinates(
   Args:
     population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named).
     fn: ``[K, ...] -> [...]``, coordinate-wise (column ``j`` of the output
-      depends only on column ``j`` of the input).
+      depends only on column ``j`` of the input); with ``with_indices``,
+      ``fn(members, indices)`` where ``indices`` (int32, shaped like the
+      output) holds the flat index of each coordinate in its leaf, e.g. to
+      draw per-coordinate random numbers that do not depend on the layout.
     axes: where the members live.
+    with_indices: whether ``fn`` also receives the coordinate indices.
 
   Returns:
     A param-shaped tree, identical on every index of the named axis.
@@ -613,12 +727,24 @@ def map_coordinates(
       else (x.shape[: axes.axis] + x.shape[axes.axis + 1 :])
     )
     size_ = int(np.prod(shape, dtype=np.int64))
+
+    def call(members, start=0, count=size_, out_shape=shape):
+      if not with_indices:
+        return fn(members)
+      indices = start + lax.iota(jnp.int32, count)
+      return fn(members, jnp.reshape(indices, out_shape))
+
     if not axes.is_named:
-      return fn(_leading(x, axes.axis))
+      return call(_leading(x, axes.axis))
     if not _shards_coordinates(axes, size_):
-      full = _gather_leaf(x, axes)
-      return fn(full)
-    block = fn(_to_coordinate_shards(x, axes))  # [m]
+      return call(_gather_leaf(x, axes))
+    m = -(-size_ // lax.axis_size(axes.axis_name))
+    block = call(  # [m]
+      _to_coordinate_shards(x, axes),
+      lax.axis_index(axes.axis_name) * m,
+      m,
+      (m,),
+    )
     whole = _all_gather(block, axes.axis_name, tiled=True)
     return whole[:size_].reshape(shape)
 

@@ -14,8 +14,9 @@
 # ==============================================================================
 """GradDrop: sign-consistency dropout of task gradients per coordinate."""
 
+import functools
+
 import jax
-from jax import lax
 import jax.numpy as jnp
 import optax
 
@@ -42,8 +43,9 @@ def aggregate_by_graddrop(
     u = \sum_k \big(\ell_k + (1 - \ell_k) M_k\big) \odot g_k,
 
   with leak :math:`\ell` (default 0). Not a Gramian weighting: it needs the
-  coordinates, but only sums over the members (two all-reduces on a named
-  axis, no gather).
+  coordinates. On a named axis each device computes it for all members of
+  ``1/N`` of the coordinates (:func:`optax_ext.population.map_coordinates`:
+  one ``all_to_all`` and one ``all_gather`` of the result, O(D) per device).
 
   Properties: permutation-invariant in distribution; not weighted, not
   linear under scaling, not non-conflicting.
@@ -95,7 +97,7 @@ def aggregate_by_graddrop(
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
-    k_local = base.check_population(where, updates, params, axes)
+    base.check_population(where, updates, params, axes)
     k = pop_lib.size(updates, axes)
     if leak_arr is not None and leak_arr.shape != (k,):
       raise ValueError(
@@ -104,32 +106,34 @@ def aggregate_by_graddrop(
     step_key, new_key = _weighting.split_key_data(state.key)
     leaves, treedef = jax.tree.flatten(updates)
     keys = jax.random.split(step_key, len(leaves))
-    if leak_arr is None:
-      local_leak = jnp.zeros((k_local,), jnp.float32)
-    else:
-      local_leak = pop_lib.local_slice(leak_arr, axes, k_local)
+    leak_all = jnp.zeros((k,), jnp.float32) if leak_arr is None else leak_arr
 
-    def psum(x):
-      return lax.psum(x, axes.axis_name) if axes.is_named else x
-
-    def one(x, leaf_key):
-      members = (
-        x[None] if axes.axis is None else jnp.moveaxis(x, axes.axis, 0)
-      ).astype(jnp.float32)
-      total = psum(jnp.sum(members, axis=0))
-      magnitude = psum(jnp.sum(jnp.abs(members), axis=0))
+    def drop(members, index, key):  # all K members of some coordinates
+      # One uniform draw per coordinate, shared by the members, keyed by the
+      # coordinate's index in its leaf: the same draws on every layout, and
+      # each device draws only for its own coordinates.
+      u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(
+        index.reshape(-1)
+      ).reshape(index.shape)
+      members = members.astype(jnp.float32)
+      total = jnp.sum(members, axis=0)
+      magnitude = jnp.sum(jnp.abs(members), axis=0)
       purity = 0.5 * (1.0 + total / (magnitude + eps))
-      u = jax.random.uniform(leaf_key, purity.shape, jnp.float32)
       keep = ((purity > u) & (members > 0)) | ((purity < u) & (members < 0))
-      lk = local_leak.reshape((-1,) + (1,) * purity.ndim)
+      lk = leak_all.reshape((-1,) + (1,) * purity.ndim)
       factor = lk + (1.0 - lk) * keep.astype(jnp.float32)
-      out = psum(jnp.sum(factor * members, axis=0))
+      out = jnp.sum(factor * members, axis=0)
       # A non-finite member would be dropped silently under jit (XLA turns
       # the 0/1 factor into a select): propagate it through the total.
-      return jnp.where(jnp.isfinite(total), out, total).astype(x.dtype)
+      return jnp.where(jnp.isfinite(total), out, total)
 
-    out = jax.tree.unflatten(
-      treedef, [one(x, kk) for x, kk in zip(leaves, keys, strict=True)]
+    out = treedef.unflatten(
+      [
+        pop_lib.map_coordinates(
+          x, functools.partial(drop, key=kk), axes, with_indices=True
+        ).astype(x.dtype)
+        for x, kk in zip(leaves, keys, strict=True)
+      ]
     )
     return out, _weighting.WeightingState(
       count=optax.safe_int32_increment(state.count),
