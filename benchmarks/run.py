@@ -41,6 +41,8 @@ Writes JSON and a Markdown table under ``benchmarks/results/``::
 
   python benchmarks/run.py            # full: D = 1M, K = 2..32; 10M params
   python benchmarks/run.py --quick    # a few seconds; asserts nothing
+  python benchmarks/run.py --only scale --before-tree /tmp/before
+      # per-device HLO costs at N = 4..32 simulated devices (subprocesses)
 """
 
 import argparse
@@ -630,6 +632,96 @@ def transforms_markdown(rows):
   return '\n'.join(lines) + '\n'
 
 
+SCALE_DEVICES = (4, 8, 16, 32)
+
+
+def bench_scale(devices, d, before_tree=None):
+  """Per-device HLO costs and wall time at N simulated devices, per mode.
+
+  Each N needs its own process (the device count is fixed when JAX starts):
+  ``benchmarks/scale.py`` runs once per N for this tree (``shard_map`` and
+  global-view ``jit`` resharded by ``population.shard_coordinates``) and,
+  with ``before_tree`` (a checkout of an earlier commit), once more with
+  this script copied into it (``shard_map`` and ``jit_member_sharded``,
+  the global view as it was).
+  """
+  import shutil  # noqa: PLC0415
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+  import tempfile  # noqa: PLC0415
+
+  here = pathlib.Path(__file__).resolve()
+  trees = [('after', here.parents[1], 'shard_map,jit')]
+  if before_tree:
+    before = pathlib.Path(before_tree).resolve()
+    shutil.copy(here.parent / 'scale.py', before / 'benchmarks' / 'scale.py')
+    trees.append(('before', before, 'shard_map,jit_member_sharded'))
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for n in devices:
+      for label, tree, modes in trees:
+        out = pathlib.Path(tmp) / f'{label}_{n}.json'
+        cmd = [
+          sys.executable, str(tree / 'benchmarks' / 'scale.py'),
+          '--devices', str(n), '--d', str(d), '--modes', modes, '--time',
+          '--json', str(out),
+        ]  # fmt: skip
+        print(' '.join(cmd[1:]), flush=True)
+        subprocess.run(cmd, check=True, cwd=tree, capture_output=True)
+        for r in json.loads(out.read_text())['rows']:
+          rows.append({**r, 'devices': n, 'code': label})
+  return rows
+
+
+def scale_markdown(meta, rows, d):
+  """One table per mode: per-device temporaries and collectives in D."""
+  unit = 4 * d
+  devices = sorted({r['devices'] for r in rows})
+  lines = [
+    '# Per-device cost of aggregation across N simulated devices',
+    '',
+    f'{meta["machine"]}, jax {meta["jax"]}, {meta["date"]}. One member per '
+    f'device (K = N), params D = {d:,} float32. Per device, from the compiled '
+    'HLO (hardware-independent): temporaries '
+    '(`memory_analysis().temp_size_in_bytes`) / collective result bytes, in '
+    'units of D (the bytes of one gradient); then the median wall time of a '
+    'call on the simulated CPU devices (all N share 2 cores: the times '
+    'compare modes and N, not hardware). "before" is the commit before '
+    '"Populations at scale (1/2)".',
+  ]
+  cases = [
+    ('after', 'shard_map', 'shard_map (named axis), now'),
+    ('before', 'shard_map', 'shard_map (named axis), before'),
+    ('after', 'jit', 'global-view jit, resharded by shard_coordinates, now'),
+    (
+      'before',
+      'jit_member_sharded',
+      'global-view jit, sharded on the member axis, before',
+    ),
+  ]
+  for code, mode, title in cases:
+    sel = [r for r in rows if r['code'] == code and r['mode'] == mode]
+    if not sel:
+      continue
+    head = ' | '.join(f'N = {n}' for n in devices)
+    lines += ['', f'## {title}', '', f'| aggregator | {head} |']
+    lines.append('|---|' + '---:|' * len(devices))
+    for name in dict.fromkeys(r['name'] for r in sel):
+      cells = []
+      for n in devices:
+        r = next((x for x in sel if x['name'] == name and x['devices'] == n),
+                 None)  # fmt: skip
+        if r is None or 'skipped' in r:
+          cells.append('-')
+          continue
+        cells.append(
+          f'{r["temp_bytes"] / unit:.2f} / '
+          f'{r["collective_bytes"] / unit:.2f} D, {r["seconds"] * 1e3:.1f} ms'
+        )
+      lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
@@ -640,10 +732,17 @@ def main(argv=None):
   parser.add_argument('--out', default=str(RESULTS))
   parser.add_argument(
     '--only',
-    choices=('aggregators', 'transforms', 'multitask'),
+    choices=('aggregators', 'transforms', 'multitask', 'scale'),
     help='run one section (written to <section>.json/.md)',
   )
+  parser.add_argument(
+    '--before-tree',
+    default=None,
+    help='with --only scale: a checkout of an earlier commit to compare',
+  )
   args = parser.parse_args(argv)
+  if args.only == 'scale':
+    return _main_scale(args)
   if args.quick:
     d, ks, repeats, n_stream = 100_000, [2, 8], 3, 1_000_000
   else:
@@ -705,6 +804,28 @@ def main(argv=None):
     print(f'wrote {out / (stem + ".json")}, .md and .png')
   else:
     print(f'wrote {out / (stem + ".json")} and .md')
+  return rows
+
+
+def _main_scale(args):
+  d = 1 << 14 if args.quick else 1 << 20
+  devices = (4, 8) if args.quick else SCALE_DEVICES
+  rows = bench_scale(devices, d, args.before_tree)
+  meta = {
+    'machine': f'{platform.machine()}, {platform.processor() or "cpu"}',
+    'jax': jax.__version__,
+    'date': datetime.date.today().isoformat(),
+    'd': d,
+    'quick': args.quick,
+  }
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  stem = 'quick_scale' if args.quick else 'scale'
+  (out / f'{stem}.json').write_text(
+    json.dumps({'meta': meta, 'scale': rows}, indent=2)
+  )
+  (out / f'{stem}.md').write_text(scale_markdown(meta, rows, d))
+  print(f'wrote {out / (stem + ".json")} and .md')
   return rows
 
 
