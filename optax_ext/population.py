@@ -21,6 +21,7 @@ axis, or both) and gives the same answer on every path.
 
 # pylint: disable=redefined-builtin
 from optax_ext._src.population import combine
+from optax_ext._src.population import coordinate_shardings
 from optax_ext._src.population import deviations
 from optax_ext._src.population import gather
 from optax_ext._src.population import grad_population
@@ -42,6 +43,7 @@ from optax_ext._src.population import vary_like
 __all__ = (
   'PopulationAxes',
   'combine',
+  'coordinate_shardings',
   'deviations',
   'gather',
   'grad_population',

@@ -14,6 +14,8 @@
 """
 
 import functools
+import importlib.util
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +28,7 @@ import pytest
 
 import optax_ext
 from optax_ext import population
+from optax_ext import robust
 from optax_ext import variance
 from tests import registry
 from tests import test_faults
@@ -173,6 +176,66 @@ def test_robust_faults_same_in_every_layout(entry):
         got,
         want,
       )
+
+
+def _collective_bytes(hlo_text):
+  spec = importlib.util.spec_from_file_location(
+    'scale', pathlib.Path(__file__).parents[1] / 'benchmarks' / 'scale.py'
+  )
+  scale = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(scale)
+  return sum(scale.collective_bytes(hlo_text).values())
+
+
+@pytest.mark.parametrize(
+  'make',
+  [
+    pytest.param(robust.aggregate_by_coordinate_median, id='median'),
+    pytest.param(lambda: robust.aggregate_by_krum(num_byzantine=0), id='krum'),
+    pytest.param(optax_ext.alignment.aggregate_by_upgrad, id='upgrad'),
+  ],
+)
+def test_global_view_recipe_stays_coordinate_sharded(make):
+  # docs/distributed.md, global view: the population resharded to
+  # coordinates, params and optimiser state sharded the same way. The step
+  # matches the stacked one, params keep their sharding, and the only
+  # D-sized communication is the population's one all_to_all.
+  mesh = _mesh(K)
+  rng = np.random.default_rng(0)
+  params = {  # D large enough that K x K all-reduces are small beside it
+    'w': jnp.asarray(rng.normal(size=(64, 30)), jnp.float32),
+    'b': jnp.asarray(rng.normal(size=(30,)), jnp.float32),
+  }
+  pop = jax.tree.map(
+    lambda p: jnp.asarray(rng.normal(size=(K, *p.shape)), jnp.float32), params
+  )
+  tx = optax.chain(make(), optax.sgd(1e-2, momentum=0.9))
+
+  def step(p, s, g, reshard=True):
+    if reshard:
+      g = population.shard_coordinates(g, 'data', mesh=mesh)
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+
+  want, _ = step(params, tx.init(params), pop, reshard=False)
+  shardings = population.coordinate_shardings(params, mesh, 'data')
+  sharded_params = jax.device_put(params, shardings)
+  state = tx.init(sharded_params)
+  g = jax.device_put(pop, NamedSharding(mesh, P('data')))
+  compiled = jax.jit(step).lower(sharded_params, state, g).compile()
+  got, _ = compiled(sharded_params, state, g)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+    got,
+    want,
+  )
+  for leaf, sharding in zip(
+    jax.tree.leaves(got), jax.tree.leaves(shardings), strict=True
+  ):
+    assert leaf.sharding.is_equivalent_to(sharding, leaf.ndim)
+  d_bytes = 4 * sum(x.size for x in jax.tree.leaves(params))
+  # One all_to_all of D / N per device (plus K x K Gramian / K norms).
+  assert _collective_bytes(compiled.as_text()) <= 1.1 * d_bytes
 
 
 def test_scale_by_gsnr_three_settings():

@@ -685,6 +685,48 @@ def shard_coordinates(
   return jax.tree.map(one, population)
 
 
+def coordinate_shardings(
+  params: chex.ArrayTree, mesh: jax.sharding.Mesh, mesh_axis: str
+) -> chex.ArrayTree:
+  """Param shardings that match :func:`shard_coordinates` (ZeRO/FSDP style).
+
+  Each param is sharded on the dimension :func:`shard_coordinates` shards in
+  its members, so params, the optimiser state (``tx.init`` of sharded params
+  places every param-shaped buffer like its param) and the aggregated
+  update all hold ``D / N`` per device and ``optax.apply_updates`` needs no
+  communication. A param with no dimension divisible by the mesh axis size
+  is replicated (``jax.device_put`` cannot place arrays unevenly); its
+  update is then gathered, which costs that param's size, not ``K`` times.
+
+  Args:
+    params: the params (or any tree of param-shaped arrays or shapes).
+    mesh: the mesh.
+    mesh_axis: the mesh axis the population is sharded over.
+
+  Returns:
+    A tree of ``jax.sharding.NamedSharding`` like ``params``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from optax_ext import population
+    >>> mesh = jax.make_mesh(
+    ...     (1,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+    >>> population.coordinate_shardings(
+    ...     {'w': jnp.zeros((3, 8))}, mesh, 'data')['w'].spec
+    P('data', None)
+  """
+  n = mesh.shape[mesh_axis]
+
+  def one(p):
+    shape = jnp.shape(p)
+    spec = tuple(_coordinate_spec((1, *shape), 0, n, mesh_axis))[1:]
+    if any(s is not None and shape[i] % n for i, s in enumerate(spec)):
+      spec = ()  # arrays cannot be placed unevenly: replicate this one
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec))
+
+  return jax.tree.map(one, params)
+
+
 def map_coordinates(
   population: Population,
   fn: Callable[..., jax.Array],
