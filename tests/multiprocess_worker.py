@@ -4,14 +4,19 @@
 --port P --out FILE`` joins a CPU cluster of 2 processes with 4 devices
 each and runs :func:`run`, the same SPMD program ``test_multiprocess.py``
 runs in one process on 8 devices: 8 data-parallel workers (worker 7 sends
-corrupted gradients) train a linear model with the coordinate median and,
-separately, with GradAlign. Process 0 writes the final parameters as JSON.
+corrupted gradients) train a linear model with the coordinate median, with
+Krum and, separately, with GradAlign. Process 0 writes the final parameters
+as JSON.
 """
 
 import argparse
 import json
 
+import numpy as np
+
 NUM_WORKERS = 8
+DIM = 16
+TRUE_W = (np.arange(DIM) % 5 - 2.0).astype(np.float32)
 
 
 def run(steps: int = 10) -> dict:
@@ -21,7 +26,6 @@ def run(steps: int = 10) -> dict:
   from jax.sharding import AxisType  # noqa: PLC0415
   from jax.sharding import NamedSharding  # noqa: PLC0415
   from jax.sharding import PartitionSpec as P  # noqa: PLC0415
-  import numpy as np  # noqa: PLC0415
   import optax  # noqa: PLC0415
 
   from optax_ext import alignment  # noqa: PLC0415
@@ -31,8 +35,10 @@ def run(steps: int = 10) -> dict:
   assert jax.device_count() == NUM_WORKERS, jax.devices()
   mesh = jax.make_mesh((NUM_WORKERS,), ('data',), axis_types=(AxisType.Auto,))
   rng = np.random.default_rng(0)
-  x = rng.normal(size=(NUM_WORKERS, 16, 3)).astype(np.float32)
-  y = (x @ np.array([1.0, -2.0, 0.5], np.float32)).astype(np.float32)
+  # DIM >= NUM_WORKERS: the median and Krum run coordinate-sharded
+  # (all_to_all across the processes), not gathered.
+  x = rng.normal(size=(NUM_WORKERS, 32, DIM)).astype(np.float32)
+  y = (x @ TRUE_W).astype(np.float32)
   y[-1] *= -10.0  # a Byzantine worker
 
   def global_array(value, spec):
@@ -46,39 +52,56 @@ def run(steps: int = 10) -> dict:
   tx = optax.chain(
     robust.aggregate_by_coordinate_median(axes=axes), optax.sgd(0.1)
   )
+  tx_krum = optax.chain(
+    robust.aggregate_by_krum(num_byzantine=1, axes=axes), optax.sgd(0.1)
+  )
 
   def loss(w, batch):
     return jnp.mean((batch['x'] @ w - batch['y']) ** 2)
 
-  def local_step(w_med, state, w_ga, x, y):
+  def local_step(w_med, state, w_krum, state_krum, w_ga, x, y):
     batch = {'x': x[0], 'y': y[0]}
     # Per-device gradients (vary_like: not psum'd over the mesh).
     g = jax.grad(loss)(population.vary_like(w_med, batch, 'data'), batch)
     u, state = tx.update(g, state, w_med)
+    g = jax.grad(loss)(population.vary_like(w_krum, batch, 'data'), batch)
+    u_krum, state_krum = tx_krum.update(g, state_krum, w_krum)
     g_ga = alignment.gradalign_grad(loss, w_ga, batch, beta=0.1, axes=axes)
-    return optax.apply_updates(w_med, u), state, w_ga - 0.1 * g_ga
+    return (
+      optax.apply_updates(w_med, u),
+      state,
+      optax.apply_updates(w_krum, u_krum),
+      state_krum,
+      w_ga - 0.1 * g_ga,
+    )
 
   step = jax.jit(
     jax.shard_map(
       local_step,
       mesh=mesh,
-      in_specs=(P(), P(), P(), P('data'), P('data')),
-      out_specs=(P(), P(), P()),
+      in_specs=(P(), P(), P(), P(), P(), P('data'), P('data')),
+      out_specs=(P(), P(), P(), P(), P()),
     )
   )
   replicated = NamedSharding(mesh, P())
-  w_med = jax.device_put(jnp.zeros(3), replicated)
-  w_ga = jax.device_put(jnp.zeros(3), replicated)
-  state = jax.device_put(tx.init(jnp.zeros(3)), replicated)
+  zeros = jnp.zeros(DIM)
+  carry = jax.device_put(
+    (zeros, tx.init(zeros), zeros, tx_krum.init(zeros), zeros), replicated
+  )
   for _ in range(steps):
     # One step in flight at a time: XLA:CPU runs each device's part of a
     # collective on its own thread, and overlapping steps can starve them.
-    w_med, state, w_ga = jax.block_until_ready(step(w_med, state, w_ga, xs, ys))
+    carry = jax.block_until_ready(step(*carry, xs, ys))
+  w_med, _, w_krum, _, w_ga = carry
 
   def local(a):
     return np.asarray(a.addressable_data(0)).tolist()
 
-  return {'median': local(w_med), 'gradalign': local(w_ga)}
+  return {
+    'median': local(w_med),
+    'krum': local(w_krum),
+    'gradalign': local(w_ga),
+  }
 
 
 def main():

@@ -163,10 +163,16 @@ def test_multitask_digits_smoke(tmp_path):
   assert plot.stat().st_size > 10_000
 
 
-def test_data_parallel_smoke():
-  # The script sets its own simulated-device flag (8 CPU devices).
-  stdout = _run_example('data_parallel.py', '--smoke', '--aggregator', 'mean')
+@pytest.mark.parametrize('aggregator', ['coordinate_median', 'upgrad'])
+def test_data_parallel_smoke(aggregator):
+  # The script sets its own simulated-device flag (8 CPU devices); the
+  # coordinate-sharded median and Gramian match one device's numbers.
+  stdout = _run_example(
+    'data_parallel.py', '--smoke', '--check', '--aggregator', aggregator
+  )
   assert '8 cpu device(s)' in stdout, stdout
+  diff = float(re.findall(r'max \|diff\| (\S+)', stdout)[0])
+  assert diff < 1e-5, stdout
   acc = float(re.findall(r'final test accuracy (\d\.\d+)', stdout)[0])
   assert acc > 0.3, stdout
 
