@@ -804,3 +804,56 @@ def test_trimmed_mean_outliers_do_not_swamp_the_kept_values():
   x = jnp.array([[1e30], [1.0], [2.0], [3.0], [-1e30]])
   got, _ = R.aggregate_by_trimmed_mean(1).update(x, optax.EmptyState())
   np.testing.assert_array_equal(got, [2.0])
+
+
+def _two_steps(tx, inputs, state):
+  for x in inputs:
+    out, state = tx.update(x, state)
+  return out, state
+
+
+@pytest.mark.parametrize(
+  'factory, kwargs, name, inputs',
+  [
+    (
+      R.aggregate_by_centered_clipping,
+      {},
+      'threshold',
+      [jnp.array([[0.5], [1.0], [100.0]])] * 2,
+    ),
+    (
+      R.scale_by_median_tracking,
+      {'threshold': 0.5, 'loss': 'huber'},
+      'huber_delta',
+      [jnp.array([3.0, -2.0]), jnp.array([8.0, -6.0])],
+    ),
+    (
+      R.scale_by_median_tracking,
+      {'threshold': 0.5, 'loss': 'mixture'},
+      'mixture_mu',
+      [jnp.array([3.0, -2.0]), jnp.array([1.0, 0.5])],
+    ),
+  ],
+)
+def test_schedules_are_evaluated_at_every_step(factory, kwargs, name, inputs):
+  # Regression: centered clipping evaluated a threshold schedule at step 0
+  # forever (no count in its state), median tracking its huber_delta and
+  # mixture_mu. A schedule a -> b must give, at step 2, what the constant a
+  # for step 1 then the constant b for step 2 gives.
+  a, b = 1.0, 10.0
+  sched = factory(**kwargs, **{name: lambda c: jnp.where(c < 1, a, b)})
+  const_a = factory(**kwargs, **{name: a})
+  const_b = factory(**kwargs, **{name: b})
+  params = jnp.zeros(inputs[0].shape[-1:])
+  got, _ = jax.jit(lambda: _two_steps(sched, inputs, sched.init(params)))()
+  _, state = const_a.update(inputs[0], const_a.init(params))
+  want, _ = const_b.update(inputs[1], state)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  stale, _ = _two_steps(const_a, inputs, const_a.init(params))
+  assert not np.allclose(got, stale)  # the inputs tell the two apart
+
+
+def test_clip_each_rejects_a_schedule():
+  # Stateless: a schedule could only be evaluated at step 0.
+  with pytest.raises(TypeError, match='max_norm'):
+    R.clip_each_by_global_norm(lambda count: 1.0)

@@ -615,9 +615,11 @@ class CenteredClippingState(NamedTuple):
   """State of :func:`aggregate_by_centered_clipping`.
 
   Attributes:
+    count: the number of steps taken (evaluates a ``threshold`` schedule).
     center: the previous aggregate :math:`v` (float32, param-shaped).
   """
 
+  count: jax.Array
   center: optax.Updates
 
 
@@ -653,7 +655,8 @@ def aggregate_by_centered_clipping(
   Args:
     threshold: :math:`\tau > 0`, in the units of the members (undampened
       momentum is about gradient / (1 - beta)); the paper's CIFAR-10 runs use
-      100 with momentum, sweeps 0.1 to 1000.
+      100 with momentum, sweeps 0.1 to 1000. A schedule is evaluated at the
+      step count kept in the state.
     iterations: :math:`L >= 1` (paper 1; 1, 3, 5 swept).
     axes: where the members live.
 
@@ -681,12 +684,14 @@ def aggregate_by_centered_clipping(
   axes = base.resolve_axes(where, axes)
 
   def init_fn(params):
-    return CenteredClippingState(center=base.state_zeros(params))
+    return CenteredClippingState(
+      count=jnp.zeros([], jnp.int32), center=base.state_zeros(params)
+    )
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
     base.check_population(where, updates, params, axes)
-    tau = base.scalar_at(threshold, jnp.zeros([], jnp.int32))
+    tau = base.scalar_at(threshold, state.count)
 
     def step(_, v):
       offsets = pop_lib.deviations(
@@ -701,6 +706,8 @@ def aggregate_by_centered_clipping(
 
     v = lax.fori_loop(0, iterations, step, state.center)
     out = jax.tree.map(lambda c, g: c.astype(g.dtype), v, updates)
-    return out, CenteredClippingState(center=v)
+    return out, CenteredClippingState(
+      count=optax.safe_int32_increment(state.count), center=v
+    )
 
   return base.Aggregator(init_fn, update_fn)

@@ -177,8 +177,10 @@ def scale_by_median_tracking(
     offsets = jax.tree.map(
       lambda g, m: g.astype(jnp.float32) - m, updates, state.median
     )
-    delta = None if huber_delta is None else base.scalar_at(huber_delta, 0)
-    mu = None if mixture_mu is None else base.scalar_at(mixture_mu, 0)
+    delta = (
+      None if huber_delta is None else base.scalar_at(huber_delta, state.count)
+    )
+    mu = None if mixture_mu is None else base.scalar_at(mixture_mu, state.count)
     step = _spp_increment(offsets, tau, norm, loss, delta, mu)
     m = jax.tree.map(lambda m, s: m + rate * s, state.median, step)
     out = jax.tree.map(lambda m, g: m.astype(g.dtype), m, updates)
