@@ -20,6 +20,8 @@ axis, or both) and gives the same answer on every path.
 """
 
 # pylint: disable=redefined-builtin
+from optax_ext._src.lean import Microbatches
+from optax_ext._src.lean import microbatches
 from optax_ext._src.population import combine
 from optax_ext._src.population import coordinate_shardings
 from optax_ext._src.population import deviations
@@ -52,6 +54,8 @@ __all__ = (
   'mean',
   'mean_and_var',
   'median',
+  'Microbatches',
+  'microbatches',
   'norms',
   'shard_coordinates',
   'size',

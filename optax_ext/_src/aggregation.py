@@ -21,6 +21,7 @@ import jax
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import lean
 from optax_ext._src import population as pop_lib
 
 
@@ -28,8 +29,13 @@ def reducing_aggregator(
   where: str,
   reduce_fn: Callable[[chex.ArrayTree, pop_lib.PopulationAxes], chex.ArrayTree],
   axes: pop_lib.PopulationAxes | None,
+  *,
+  lean_ok: bool = False,
 ) -> base.Aggregator:
-  """A stateless aggregator applying ``reduce_fn`` to the population."""
+  """A stateless aggregator applying ``reduce_fn`` to the population.
+
+  ``lean_ok``: ``reduce_fn`` also takes a memory-lean ``Microbatches``.
+  """
   axes = base.resolve_axes(where, axes)
 
   def init_fn(params):
@@ -37,8 +43,8 @@ def reducing_aggregator(
     return optax.EmptyState()
 
   def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
-    base.check_population(where, updates, params, axes)
+    updates = base.population_arg(where, updates, extra_args)
+    base.check_population(where, updates, params, axes, lean_ok=lean_ok)
     return reduce_fn(updates, axes), state
 
   return base.Aggregator(init_fn, update_fn)
@@ -87,7 +93,9 @@ def aggregate_by_mean(
     Robbins and Monro, `A Stochastic Approximation Method
     <https://doi.org/10.1214/aoms/1177729586>`_, 1951.
   """
-  return reducing_aggregator('aggregate_by_mean', pop_lib.mean, axes)
+  return reducing_aggregator(
+    'aggregate_by_mean', pop_lib.mean, axes, lean_ok=True
+  )
 
 
 def aggregate_by_sum(
@@ -126,7 +134,9 @@ def aggregate_by_sum(
     Quinton and Rey, `Jacobian Descent for Multi-Objective Optimization
     <https://arxiv.org/abs/2406.16232>`_, 2024.
   """
-  return reducing_aggregator('aggregate_by_sum', pop_lib.sum, axes)
+  return reducing_aggregator(
+    'aggregate_by_sum', pop_lib.sum, axes, lean_ok=True
+  )
 
 
 def mean_with_population(
@@ -161,9 +171,12 @@ def mean_with_population(
           f'{where} takes the gradient population as its updates; do not '
           f'also pass `{name}=`.'
         )
-    base.check_population(where, updates, params, axes)
+    updates = base.population_arg(where, updates, extra_args)
+    extra_args.pop('population', None)
+    base.check_population(where, updates, params, axes, lean_ok=True)
     mean_f32, var = pop_lib.mean_and_var(updates, axes)
-    mean = jax.tree.map(lambda m, g: m.astype(g.dtype), mean_f32, updates)
+    template = updates.params if lean.is_lean(updates) else updates
+    mean = jax.tree.map(lambda m, g: m.astype(g.dtype), mean_f32, template)
     return inner.update(
       mean,
       state,

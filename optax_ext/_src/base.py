@@ -14,12 +14,15 @@
 # ==============================================================================
 """Base types: the aggregator transform and trace-time population checks."""
 
+from typing import Any
+
 import chex
 import jax
 import jax.numpy as jnp
 import optax
 from optax.experimental import aggregating
 
+from optax_ext._src import lean
 from optax_ext._src import population as pop_lib
 
 
@@ -56,6 +59,8 @@ def check_population(
   population: chex.ArrayTree,
   params: chex.ArrayTree | None,
   axes: pop_lib.PopulationAxes,
+  *,
+  lean_ok: bool = False,
 ) -> int:
   """Trace-time check that ``population`` matches ``params`` under ``axes``.
 
@@ -64,6 +69,8 @@ def check_population(
     population: the gradient population.
     params: the parameters, or ``None`` to check only the population.
     axes: where the members live.
+    lean_ok: whether the caller accepts a memory-lean ``Microbatches``
+      population (a clear error otherwise).
 
   Returns:
     The local number of members.
@@ -73,12 +80,44 @@ def check_population(
       param's shape with the member axis inserted, or leaves disagree on the
       number of members.
   """
-  if params is not None:
+  if lean.is_lean(population):
+    if not lean_ok:
+      raise lean.unsupported(where, 'this rule')
+    if params is not None and (
+      jax.tree.structure(population.params) != jax.tree.structure(params)
+    ):
+      raise ValueError(
+        f'{where}: the Microbatches params and the params have different '
+        'tree structures.'
+      )
+  elif params is not None:
     _check_against_params(where, population, params, axes)
   try:
     return pop_lib.local_size(population, axes)
   except ValueError as e:
     raise ValueError(f'{where}: {e}') from None
+
+
+def population_arg(where: str, updates: Any, extra_args: dict) -> Any:
+  """The population an aggregator reduces: ``updates`` or ``population=``.
+
+  A memory-lean :class:`optax_ext.population.Microbatches` comes either as
+  the updates (plain optax) or as the ``population=`` extra argument (for
+  ``nnx.Optimizer.update(model, grads, population=...)``, whose ``grads``
+  must be param-shaped). Lean updates win: they come from a population
+  transform earlier in the chain (``clip_each_by_global_norm``), which saw
+  the extra argument first.
+  """
+  given = extra_args.get('population')
+  if given is None or lean.is_lean(updates):
+    return updates
+  if not lean.is_lean(given):
+    raise TypeError(
+      f'{where}: the `population` extra argument must be an '
+      'optax_ext.population.Microbatches (from population.microbatches), '
+      f'got {type(given).__name__}.'
+    )
+  return given
 
 
 def _check_against_params(where, population, params, axes) -> None:

@@ -47,6 +47,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from optax_ext._src import lean
 from optax_ext._src import numerics
 
 AxisName = Hashable | tuple[Hashable, ...]
@@ -129,6 +130,13 @@ def local_size(population: Population, axes: PopulationAxes | None = None):
     A Python ``int``: ``1`` when ``axes.axis is None``.
   """
   axes = _axes(axes)
+  if lean.is_lean(population):
+    if axes.axis not in (0,):
+      raise ValueError(
+        'a Microbatches population holds its members on axis 0 (the '
+        f'microbatches of each index), got axes={axes!r}.'
+      )
+    return lean.local_size(population)
   if axes.axis is None:
     return 1
   leaves = jax.tree_util.tree_leaves_with_path(population)
@@ -270,9 +278,19 @@ def _psum(x, axes: PopulationAxes):
   return lax.psum(x, axes.axis_name) if axes.is_named else x
 
 
+def _acc(x):
+  return numerics.accumulation_dtype(x.dtype)
+
+
 def _total(population, axes: PopulationAxes, divisor: int | None = None):
   """Sum of the members (divided by ``divisor``), in each leaf's dtype."""
-  local_size(population, axes)
+  k_local = local_size(population, axes)
+  if lean.is_lean(population):
+    w = jnp.full((k_local,), 1.0 if divisor is None else 1.0 / divisor)
+    local = lean.combine(population, w)
+    return jax.tree.map(
+      lambda x: _psum(x.astype(_acc(x)), axes).astype(x.dtype), local
+    )
 
   def one(x):
     total = _psum(_local_sum(x, axes), axes)
@@ -383,9 +401,14 @@ def mean_and_var(
       f'for ddof={ddof}; need K > ddof.'
     )
 
-  def one(x):
+  if lean.is_lean(population):
+    _, lean_mean, lean_m2 = lean.mean_and_var_local(population)
+
+  def one(x, *streamed):
     acc = numerics.accumulation_dtype(x.dtype)
-    if axes.axis is None:
+    if streamed:
+      local_mean, local_m2 = streamed
+    elif axes.axis is None:
       local_mean = x.astype(acc)
       local_m2 = jnp.zeros_like(local_mean)
     else:
@@ -404,8 +427,12 @@ def mean_and_var(
     m2 = lax.psum(local_m2 + k_local * offset * offset, axes.axis_name)
     return global_mean, m2 / (k - ddof)
 
-  pairs = jax.tree.map(one, population)
-  outer = jax.tree.structure(population)
+  if lean.is_lean(population):
+    pairs = jax.tree.map(one, population.params, lean_mean, lean_m2)
+    outer = jax.tree.structure(population.params)
+  else:
+    pairs = jax.tree.map(one, population)
+    outer = jax.tree.structure(population)
   inner = jax.tree.structure((0, 0))
   return jax.tree.transpose(outer, inner, pairs)
 
@@ -453,6 +480,8 @@ def norms(
   """
   axes = _axes(axes)
   local_size(population, axes)
+  if lean.is_lean(population):
+    return lean.norms(population, center)
   leaves = jax.tree.leaves(population)
   acc = numerics.tree_common_accumulation_dtype(population)
   centers = [None] * len(leaves) if center is None else jax.tree.leaves(center)
@@ -533,6 +562,8 @@ def gather(
   """
   axes = _axes(axes)
   local_size(population, axes)
+  if lean.is_lean(population):
+    raise lean.unsupported('gather', 'gathering the population')
 
   def one(x):
     if not axes.is_named:
@@ -761,6 +792,10 @@ def map_coordinates(
   """
   axes = _axes(axes)
   local_size(population, axes)
+  if lean.is_lean(population):
+    raise lean.unsupported(
+      'map_coordinates', 'a statistic of every member at each coordinate'
+    )
 
   def one(x):
     shape = (
@@ -819,6 +854,8 @@ def mix(
   """
   axes = _axes(axes)
   k_local = local_size(population, axes)
+  if lean.is_lean(population):
+    raise lean.unsupported('mix', 'mixing the members')
   m_acc = jnp.asarray(matrix, jnp.float32)
 
   def clean(x):
@@ -893,6 +930,15 @@ def gramian(
   """
   axes = _axes(axes)
   local_size(population, axes)
+  if lean.is_lean(population):
+    if axes.is_named:
+      raise ValueError(
+        'gramian: a Microbatches population on a named axis would need '
+        'every member on every index (K D of traffic); gather the '
+        'microbatch gradients with grad_population, or keep the Gramian '
+        'rules to one index.'
+      )
+    return lean.gramian(population)
   acc = numerics.tree_common_accumulation_dtype(population)
 
   def products(a, b):
@@ -988,6 +1034,13 @@ def combine(
       f' members, got shape {jnp.shape(weights)}.'
     )
   local_w = local_slice(weights, axes, k_local)
+  if lean.is_lean(population):
+    local = lean.combine(
+      population, local_w, skip_zero_weights=skip_zero_weights
+    )
+    return jax.tree.map(
+      lambda x: _psum(x.astype(_acc(x)), axes).astype(x.dtype), local
+    )
 
   def one(x):
     acc = numerics.accumulation_dtype(x.dtype)
@@ -1171,6 +1224,8 @@ def median(
     >>> population.median(jnp.array([[1., 10.], [2., 20.], [100., 30.]]))
     Array([ 2., 20.], dtype=float32)
   """
+  if lean.is_lean(population):
+    raise lean.unsupported('median', 'the coordinate-wise median')
   return map_coordinates(
     population,
     functools.partial(_coordinate_median, nan_as_outlier=nan_as_outlier),
@@ -1234,6 +1289,8 @@ def scale_members(
   """
   axes = _axes(axes)
   local_size(population, axes)
+  if lean.is_lean(population):  # clip_each uses Microbatches.with_scales
+    raise lean.unsupported('scale_members', 'scaling members in place')
   factors = jnp.asarray(factors, jnp.float32)
   roots = jnp.asarray(roots, jnp.float32)
 
@@ -1273,6 +1330,8 @@ def deviations(
   """
   axes = _axes(axes)
   local_size(population, axes)
+  if lean.is_lean(population):
+    raise lean.unsupported('deviations', 'the members minus a point')
 
   def one(x, c):
     c = jnp.asarray(c).astype(x.dtype)

@@ -96,7 +96,7 @@ def aggregate_by_graddrop(
     )
 
   def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
+    updates = base.population_arg(where, updates, extra_args)
     base.check_population(where, updates, params, axes)
     k = pop_lib.size(updates, axes)
     if leak_arr is not None and leak_arr.shape != (k,):

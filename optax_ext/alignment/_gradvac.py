@@ -200,8 +200,8 @@ def aggregate_by_gradvac(
     )
 
   def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
-    base.check_population(where, updates, params, axes)
+    updates = base.population_arg(where, updates, extra_args)
+    base.check_population(where, updates, params, axes, lean_ok=True)
     k = pop_lib.size(updates, axes)
     if k != state.phi_hat.shape[0]:
       raise ValueError(

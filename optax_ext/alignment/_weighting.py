@@ -176,8 +176,8 @@ def weighted_aggregator(
     )
 
   def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
-    base.check_population(where, updates, params, axes)
+    updates = base.population_arg(where, updates, extra_args)
+    base.check_population(where, updates, params, axes, lean_ok=True)
     k = pop_lib.size(updates, axes)
     if num_tasks is not None and k != num_tasks:
       raise ValueError(

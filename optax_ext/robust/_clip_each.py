@@ -17,6 +17,7 @@
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import lean
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
@@ -74,11 +75,13 @@ def clip_each_by_global_norm(
   axes = base.resolve_axes(where, axes)
 
   def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
-    base.check_population(where, updates, params, axes)
+    updates = base.population_arg(where, updates, extra_args)
+    base.check_population(where, updates, params, axes, lean_ok=True)
     factors, roots = pop_lib.clip_factors(
       pop_lib.norms(updates, axes), max_norm
     )
+    if lean.is_lean(updates):  # the members are scaled when they are made
+      return updates.with_scales(factors), state
     return pop_lib.scale_members(updates, factors, roots, axes), state
 
   return optax.GradientTransformationExtraArgs(

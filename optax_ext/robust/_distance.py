@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import lean
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
@@ -47,7 +48,10 @@ def _squared_distances(population, axes) -> jax.Array:
   their spread whatever the offset (far members only lose precision in
   distances that are large anyway).
   """
-  if axes.is_named:
+  if lean.is_lean(population):
+    # No coordinates to centre on: the plain Gramian (see the lean note).
+    g = pop_lib.gramian(population, axes)
+  elif axes.is_named:
     g = pop_lib.gramian(population, axes, center_on_median=True)
   else:
     # The centred Gramian costs ~2x the plain one on XLA:CPU (its dot reads
@@ -144,8 +148,8 @@ def aggregate_by_krum(
   axes = base.resolve_axes(where, axes)
 
   def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
-    base.check_population(where, updates, params, axes)
+    updates = base.population_arg(where, updates, extra_args)
+    base.check_population(where, updates, params, axes, lean_ok=True)
     k = pop_lib.size(updates, axes)
     if k <= 2 * num_byzantine + 2:
       raise ValueError(
@@ -261,6 +265,8 @@ def geometric_median(
   _check_geometric_median(where, nu, maxiter, ftol)
   axes = base.resolve_axes(where, axes)
   k = pop_lib.size(population, axes)
+  if lean.is_lean(population):
+    return _lean_geometric_median(population, axes, weights, nu, maxiter, ftol)
   finite = _finite_members(population, axes)
   alpha = (
     jnp.ones((k,), jnp.float32)
@@ -327,6 +333,118 @@ def geometric_median(
   return z, GeometricMedianState(num_iterations=i, objective=objective)
 
 
+def _finite_gramian(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(finite [K], G)`` with the rows and columns of non-finite members 0."""
+  finite = jnp.isfinite(jnp.diagonal(gram))
+  both = finite[:, None] & finite[None, :]
+  return finite, jnp.where(both, gram, 0.0)
+
+
+def _weight_norm(gram: jax.Array, w: jax.Array) -> jax.Array:
+  r""":math:`\|\sum_k w_k g_k\|` from the Gramian."""
+  return jnp.sqrt(jnp.maximum(w @ gram @ w, 0.0))
+
+
+def _lean_geometric_median(population, axes, weights, nu, maxiter, ftol):
+  r"""Weiszfeld (Vardi-Zhang) in weight space, for a lean population.
+
+  Every iterate is a combination :math:`z = \sum_k c_k g_k`, so with the
+  Gramian :math:`\|g_k - z\|^2 = G_{kk} - 2(Gc)_k + c^\top G c` and the
+  steps of :func:`geometric_median` act on :math:`c`; one combination pass
+  at the end. It starts from the medoid (the member with the least sum of
+  distances to the others; the coordinate median needs the coordinates).
+  """
+  where = 'geometric_median'
+  k = pop_lib.size(population, axes)
+  finite, gram = _finite_gramian(pop_lib.gramian(population, axes))
+  alpha = (
+    jnp.ones((k,), jnp.float32)
+    if weights is None
+    else jnp.asarray(weights, jnp.float32)
+  )
+  if alpha.shape != (k,):
+    raise ValueError(
+      f'{where}: `weights` must have shape ({k},), got {alpha.shape}.'
+    )
+  alpha = jnp.where(finite, alpha, 0.0)
+  alpha = alpha / jnp.maximum(jnp.sum(alpha), jnp.finfo(jnp.float32).tiny)
+  diag = jnp.diagonal(gram)
+
+  def distances(c):
+    sq = diag - 2.0 * (gram @ c) + c @ gram @ c
+    return jnp.where(finite, jnp.sqrt(jnp.maximum(sq, 0.0)), 0.0)
+
+  def scale_of(d):
+    return jnp.median(jnp.where(alpha > 0, d, jnp.nan)) if k > 1 else d[0]
+
+  pair = jnp.sqrt(jnp.maximum(diag[:, None] + diag[None, :] - 2.0 * gram, 0.0))
+  score = jnp.where(finite, pair @ alpha, jnp.inf)
+  c0 = jax.nn.one_hot(jnp.argmin(score), k, dtype=jnp.float32)
+
+  def cond(carry):
+    i, _, _, step, s = carry
+    tol = jnp.asarray(ftol, jnp.float32)
+    return (i < maxiter) & ((tol == 0) | (i == 0) | (step > tol * s))
+
+  def body(carry):
+    i, c, d, _, _ = carry
+    s = jnp.nan_to_num(scale_of(d))
+    at_z = d <= nu * s
+    beta = jnp.where(at_z, 0.0, alpha / jnp.where(at_z, 1.0, d))
+    total = jnp.sum(beta)
+    eta = jnp.sum(jnp.where(at_z, alpha, 0.0))
+    t = beta / jnp.where(total > 0, total, 1.0)
+    r = total * _weight_norm(gram, t - c)
+    keep = jnp.where(r > eta, eta / jnp.where(r > 0, r, 1.0), 1.0)
+    keep = jnp.where(total > 0, keep, 1.0)
+    c_new = (1.0 - keep) * t + keep * c
+    step = _weight_norm(gram, c_new - c)
+    return i + 1, c_new, distances(c_new), step, s
+
+  init = (
+    jnp.int32(0), c0, distances(c0), jnp.float32(jnp.inf), jnp.float32(0.0)
+  )  # fmt: skip
+  i, c, d, _, _ = lax.while_loop(cond, body, init)
+  z = pop_lib.combine(
+    population, lax.stop_gradient(c), axes, skip_zero_weights=True
+  )
+  return z, GeometricMedianState(num_iterations=i, objective=jnp.sum(alpha * d))
+
+
+def _lean_centered_clipping(population, center, tau, iterations):
+  r"""Centered clipping in weight space, for a lean population.
+
+  :math:`v = a v_0 + \sum_k b_k g_k` throughout; distances from the
+  Gramian, the inner products :math:`\langle g_k, v_0\rangle` (one
+  forward-mode pass) and :math:`\|v_0\|^2`; one combination pass at the
+  end.
+  """
+  k = pop_lib.size(population)
+  finite, gram = _finite_gramian(pop_lib.gramian(population))
+  cross = jnp.where(finite, lean.inner_products(population, center), 0.0)
+  vv = lean.vdot(center, center)
+
+  def step(_, ab):
+    a, b = ab
+    inner = a * cross + gram @ b  # <g_k, v>
+    norm_v = a * a * vv + 2.0 * a * (b @ cross) + b @ gram @ b
+    sq = jnp.diagonal(gram) - 2.0 * inner + norm_v
+    d = jnp.where(finite, jnp.sqrt(jnp.maximum(sq, 0.0)), jnp.nan)
+    factors, _ = pop_lib.clip_factors(d, tau)
+    keep = 1.0 - jnp.sum(factors) / k
+    return a * keep, b * keep + factors / k
+
+  a, b = lax.fori_loop(
+    0, iterations, step, (jnp.float32(1.0), jnp.zeros((k,), jnp.float32))
+  )
+  moved = pop_lib.combine(
+    population, lax.stop_gradient(b), skip_zero_weights=True
+  )
+  return jax.tree.map(
+    lambda v0, m: a * v0 + m.astype(jnp.float32), center, moved
+  )
+
+
 def aggregate_by_geometric_median(
   nu: float = 1e-6,
   maxiter: int = 100,
@@ -378,8 +496,9 @@ def aggregate_by_geometric_median(
     )
 
   def update_fn(updates, state, params=None, **extra_args):
-    del state, extra_args
-    base.check_population(where, updates, params, axes)
+    del state
+    updates = base.population_arg(where, updates, extra_args)
+    base.check_population(where, updates, params, axes, lean_ok=True)
     return geometric_median(updates, axes, nu=nu, maxiter=maxiter, ftol=ftol)
 
   return base.Aggregator(init_fn, update_fn)
@@ -440,8 +559,10 @@ def aggregate_by_nearest_neighbours(
   pivot_fn = pivot or (lambda g, a: pop_lib.median(g, a, nan_as_outlier=True))
 
   def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
-    base.check_population(where, updates, params, axes)
+    updates = base.population_arg(where, updates, extra_args)
+    base.check_population(where, updates, params, axes, lean_ok=True)
+    if pivot is None and lean.is_lean(updates):
+      raise lean.unsupported(where, 'the default pivot (the coordinate median)')
     k = pop_lib.size(updates, axes)
     if num_byzantine >= k:
       raise ValueError(
@@ -602,7 +723,7 @@ def mix_by_nearest_neighbours(
   axes = base.resolve_axes(where, axes)
 
   def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
+    updates = base.population_arg(where, updates, extra_args)
     base.check_population(where, updates, params, axes)
     return _nearest_neighbour_mix(where, updates, num_byzantine, axes), state
 
@@ -689,9 +810,15 @@ def aggregate_by_centered_clipping(
     )
 
   def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
-    base.check_population(where, updates, params, axes)
+    updates = base.population_arg(where, updates, extra_args)
+    base.check_population(where, updates, params, axes, lean_ok=True)
     tau = base.scalar_at(threshold, state.count)
+    if lean.is_lean(updates):
+      v = _lean_centered_clipping(updates, state.center, tau, iterations)
+      out = jax.tree.map(lambda c, p: c.astype(p.dtype), v, updates.params)
+      return out, CenteredClippingState(
+        count=optax.safe_int32_increment(state.count), center=v
+      )
 
     def step(_, v):
       offsets = pop_lib.deviations(

@@ -325,7 +325,7 @@ def scale_by_gsnr(
         '`group_grads=` (or use aggregate_by_gsnr / vr_*, which take the '
         'population as their updates).'
       )
-    base.check_population(where, group_grads, updates, axes)
+    base.check_population(where, group_grads, updates, axes, lean_ok=True)
     if group_mean_var is None:
       r = gsnr(group_grads, axes, eps_rel=eps_rel)
     else:  # statistics precomputed by the caller (aggregate_by_gsnr, vr_*)
