@@ -41,6 +41,7 @@ Writes JSON and a Markdown table under ``benchmarks/results/``::
 
   python benchmarks/run.py            # full: D = 1M, K = 2..32; 10M params
   python benchmarks/run.py --quick    # a few seconds; asserts nothing
+  python benchmarks/run.py --only memory  # vmapped vs lean train step
   python benchmarks/run.py --only scale --before-tree /tmp/before
       # per-device HLO costs at N = 4..32 simulated devices (subprocesses)
 """
@@ -635,7 +636,7 @@ def transforms_markdown(rows):
 SCALE_DEVICES = (4, 8, 16, 32)
 
 
-def bench_scale(devices, d, before_tree=None):
+def bench_scale(devices, d, before_tree=None, keep_dir=None):
   """Per-device HLO costs and wall time at N simulated devices, per mode.
 
   Each N needs its own process (the device count is fixed when JAX starts):
@@ -661,13 +662,22 @@ def bench_scale(devices, d, before_tree=None):
     for n in devices:
       for label, tree, modes in trees:
         out = pathlib.Path(tmp) / f'{label}_{n}.json'
+        if keep_dir is not None:  # partial results survive a failed run
+          out = pathlib.Path(keep_dir) / f'scale_{label}_{n}.json'
+          if out.exists():
+            print(f'reusing {out}')
+            for r in json.loads(out.read_text())['rows']:
+              rows.append({**r, 'devices': n, 'code': label})
+            continue
         cmd = [
           sys.executable, str(tree / 'benchmarks' / 'scale.py'),
           '--devices', str(n), '--d', str(d), '--modes', modes, '--time',
           '--json', str(out),
         ]  # fmt: skip
         print(' '.join(cmd[1:]), flush=True)
-        subprocess.run(cmd, check=True, cwd=tree, capture_output=True)
+        done = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
+        if done.returncode:
+          raise RuntimeError(f'{cmd[1]} failed:\n{done.stderr[-3000:]}')
         for r in json.loads(out.read_text())['rows']:
           rows.append({**r, 'devices': n, 'code': label})
   return rows
@@ -714,9 +724,12 @@ def scale_markdown(meta, rows, d):
         if r is None or 'skipped' in r:
           cells.append('-')
           continue
+        wall = (
+          f'{r["seconds"] * 1e3:.1f} ms' if 'seconds' in r else 'run failed'
+        )
         cells.append(
           f'{r["temp_bytes"] / unit:.2f} / '
-          f'{r["collective_bytes"] / unit:.2f} D, {r["seconds"] * 1e3:.1f} ms'
+          f'{r["collective_bytes"] / unit:.2f} D, {wall}'
         )
       lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
@@ -732,7 +745,7 @@ def main(argv=None):
   parser.add_argument('--out', default=str(RESULTS))
   parser.add_argument(
     '--only',
-    choices=('aggregators', 'transforms', 'multitask', 'scale'),
+    choices=('aggregators', 'transforms', 'multitask', 'scale', 'memory'),
     help='run one section (written to <section>.json/.md)',
   )
   parser.add_argument(
@@ -743,6 +756,8 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if args.only == 'scale':
     return _main_scale(args)
+  if args.only == 'memory':
+    return _main_memory(args)
   if args.quick:
     d, ks, repeats, n_stream = 100_000, [2, 8], 3, 1_000_000
   else:
@@ -807,10 +822,41 @@ def main(argv=None):
   return rows
 
 
+def _main_memory(args):
+  import sys  # noqa: PLC0415
+
+  sys.path.insert(0, str(pathlib.Path(__file__).parent))
+  import memory  # noqa: PLC0415
+
+  h1, h2, k = (128, 128, 6) if args.quick else (3000, 2400, 32)
+  rows = memory.measure(h1, h2, k, per_microbatch=8, repeats=3)
+  meta = {
+    'machine': f'{platform.machine()}, {platform.processor() or "cpu"}',
+    'jax': jax.__version__,
+    'date': datetime.date.today().isoformat(),
+    'h1': h1,
+    'h2': h2,
+    'k': k,
+    'per_microbatch': 8,
+    'quick': args.quick,
+  }
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  stem = 'quick_memory' if args.quick else 'memory'
+  (out / f'{stem}.json').write_text(
+    json.dumps({'meta': meta, 'memory': rows}, indent=2)
+  )
+  (out / f'{stem}.md').write_text(memory.markdown(rows, meta))
+  print((out / f'{stem}.md').read_text())
+  return rows
+
+
 def _main_scale(args):
   d = 1 << 14 if args.quick else 1 << 20
   devices = (4, 8) if args.quick else SCALE_DEVICES
-  rows = bench_scale(devices, d, args.before_tree)
+  keep = pathlib.Path(args.out) / 'scale_parts'
+  keep.mkdir(parents=True, exist_ok=True)
+  rows = bench_scale(devices, d, args.before_tree, keep_dir=keep)
   meta = {
     'machine': f'{platform.machine()}, {platform.processor() or "cpu"}',
     'jax': jax.__version__,

@@ -122,7 +122,10 @@ def measure(
         by_kind=kinds,
       )
       if seconds:
-        row['seconds'] = _time(compiled, pop, jax)
+        try:
+          row['seconds'] = _time(compiled, pop, jax)
+        except Exception as err:  # noqa: BLE001  (recorded, not fatal)
+          row['time_error'] = f'{type(err).__name__}: {err}'[:300]
       rows.append(row)
   return rows
 
