@@ -206,3 +206,15 @@ def test_train_plain_jax_steps_2(tmp_path):
   )
   assert 'restored identical: True' in stdout, stdout
   assert 'median of 8 micro-batch gradients' in stdout
+
+
+@pytest.mark.parametrize('aggregator', ['clip_mean', 'krum'])
+def test_lean_population_smoke(aggregator):
+  stdout = _run_example(
+    'lean_population.py', '--smoke', '--aggregator', aggregator
+  )
+  assert 'vmapped  step temporaries' in stdout, stdout
+  assert 'does NOT fit' in stdout.split('vmapped')[1].splitlines()[0], stdout
+  assert ': fits' in stdout.split('lean     step')[1].splitlines()[0], stdout
+  acc = float(re.findall(r'final test accuracy (\d\.\d+)', stdout)[0])
+  assert acc > 0.2, stdout
