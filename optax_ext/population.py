@@ -43,6 +43,7 @@ from optax_ext._src.population import unstack
 from optax_ext._src.population import vary_like
 
 __all__ = (
+  'Microbatches',
   'PopulationAxes',
   'combine',
   'coordinate_shardings',
@@ -54,7 +55,6 @@ __all__ = (
   'mean',
   'mean_and_var',
   'median',
-  'Microbatches',
   'microbatches',
   'norms',
   'shard_coordinates',
