@@ -57,7 +57,11 @@ def test_every_public_symbol_is_documented(inventory):
 
 def test_family_pages_and_guides_exist(inventory):
   for page in (
-    'families', 'distributed', 'memory', 'benchmarks', 'api/optax_ext'
+    'families',
+    'distributed',
+    'memory',
+    'benchmarks',
+    'api/optax_ext',
   ):
     assert page in inventory, page
   for module in test_public_api.MODULES[1:]:

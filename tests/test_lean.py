@@ -180,7 +180,7 @@ def test_lean_inside_nnx_optimizer():
   )
 
 
-def test_lean_mean_and_gsnr_across_devices(mesh):
+def test_lean_streamed_rules_across_devices(mesh):
   # Microbatches on each device, members across devices: the streamed
   # statistics compose with the named axis (local scan, then psum).
   loss, params, batch = _problem()
@@ -191,6 +191,7 @@ def test_lean_mean_and_gsnr_across_devices(mesh):
   for make in (
     optax_ext.aggregate_by_mean,
     optax_ext.variance.aggregate_by_gsnr,
+    lambda axes=None: robust.aggregate_by_centered_clipping(0.05, axes=axes),
   ):
     tx = make(axes=axes)
     local = jax.jit(

@@ -282,6 +282,12 @@ def _acc(x):
   return numerics.accumulation_dtype(x.dtype)
 
 
+def across_indices(tree: chex.ArrayTree, axes: PopulationAxes):
+  """Sums a per-index tree over the named axis (identity off it)."""
+  axes = _axes(axes)
+  return jax.tree.map(lambda x: _psum(x, axes), tree)
+
+
 def _total(population, axes: PopulationAxes, divisor: int | None = None):
   """Sum of the members (divided by ``divisor``), in each leaf's dtype."""
   k_local = local_size(population, axes)

@@ -411,14 +411,18 @@ def _lean_geometric_median(population, axes, weights, nu, maxiter, ftol):
   return z, GeometricMedianState(num_iterations=i, objective=jnp.sum(alpha * d))
 
 
-def _lean_centered_clipping(population, center, tau, iterations):
-  r"""Centered clipping in weight space, for a lean population.
+def _lean_centered_clipping(population, center, tau, iterations, axes):
+  r"""Centered clipping for a lean population.
 
-  :math:`v = a v_0 + \sum_k b_k g_k` throughout; distances from the
-  Gramian, the inner products :math:`\langle g_k, v_0\rangle` (one
-  forward-mode pass) and :math:`\|v_0\|^2`; one combination pass at the
-  end.
+  One iteration streams: each member's clipped offset from the state is
+  added as the member is made (one backward pass, O(D)). More iterations
+  work in weight space: :math:`v = a v_0 + \sum_k b_k g_k` throughout;
+  distances from the Gramian, the inner products :math:`\langle g_k,
+  v_0\rangle` (one forward-mode pass) and :math:`\|v_0\|^2`; one
+  combination pass at the end.
   """
+  if iterations == 1:
+    return _streamed_centered_clipping(population, center, tau, axes)
   k = pop_lib.size(population)
   finite, gram = _finite_gramian(pop_lib.gramian(population))
   cross = jnp.where(finite, lean.inner_products(population, center), 0.0)
@@ -443,6 +447,29 @@ def _lean_centered_clipping(population, center, tau, iterations):
   return jax.tree.map(
     lambda v0, m: a * v0 + m.astype(jnp.float32), center, moved
   )
+
+
+def _streamed_centered_clipping(population, center, tau, axes):
+  """One centered-clipping iteration, one member at a time."""
+  k = pop_lib.size(population, axes)
+  f32 = jnp.float32
+
+  def body(acc, g, _, scale):
+    member = jax.tree.map(lambda x: scale * x.astype(f32), g)
+    stacked = jax.tree.map(lambda x: x[None], member)
+    norm = pop_lib.norms(stacked, center=center)[0]
+    _, root = pop_lib.clip_factors(norm, tau)
+
+    def add(a, x, c):
+      clipped = ((x - c) * root) * root  # a subnormal factor, split
+      return a + jnp.where(root > 0, clipped, 0.0) / k
+
+    return jax.tree.map(add, acc, member, center)
+
+  zeros = jax.tree.map(lambda c: jnp.zeros_like(c, f32), center)
+  shift = lean.scan_members(population, body, zeros)
+  shift = pop_lib.across_indices(shift, axes)
+  return jax.tree.map(lambda c, s: c + s, center, shift)
 
 
 def aggregate_by_geometric_median(
@@ -814,7 +841,7 @@ def aggregate_by_centered_clipping(
     base.check_population(where, updates, params, axes, lean_ok=True)
     tau = base.scalar_at(threshold, state.count)
     if lean.is_lean(updates):
-      v = _lean_centered_clipping(updates, state.center, tau, iterations)
+      v = _lean_centered_clipping(updates, state.center, tau, iterations, axes)
       out = jax.tree.map(lambda c, p: c.astype(p.dtype), v, updates.params)
       return out, CenteredClippingState(
         count=optax.safe_int32_increment(state.count), center=v
