@@ -1,5 +1,7 @@
 """The optax-style battery, run over every entry of ``tests/registry.py``."""
 
+import inspect
+
 from flax import nnx
 import jax
 from jax import lax
@@ -339,3 +341,71 @@ def test_changing_injected_hyperparams_does_not_recompile(entry):
       params, state, entry.oracle_input(grads), entry.extra_args(grads)
     )
   assert len(traces) == 1, f'{entry.name} re-traced {len(traces)} times'
+
+
+def _default(entry, name):
+  if name in entry.kwargs:
+    return entry.kwargs[name]
+  param = inspect.signature(entry.factory).parameters.get(name)
+  return None if param is None else param.default
+
+
+# A callable means something else there (not a per-step value of the same
+# rule), with the reason.
+SCHEDULE_MEANS_OTHER = {
+  # It replaces the built-in warm-up / warm-down schedule entirely.
+  ('ranger21', 'learning_rate'),
+}
+
+
+def _schedule_cases():
+  for e in registry.REGISTRY:
+    for name in e.hyperparams:
+      if (e.name, name) in SCHEDULE_MEANS_OTHER:
+        continue
+      value = _default(e, name)
+      if isinstance(value, float) and not isinstance(value, bool) and value:
+        yield pytest.param(e, name, value, id=f'{e.name}-{name}')
+
+
+@pytest.mark.parametrize('entry, name, a', list(_schedule_cases()))
+def test_schedules_are_evaluated_per_step(entry, name, a):
+  """A schedule a -> b gives, at step 2, constant a then constant b.
+
+  Every float hyper-parameter that accepts a schedule (the factory raises
+  otherwise) must evaluate it at the step count in its state, not once.
+  """
+  b = 0.5 * a
+
+  def sched(count):
+    return jnp.where(count < 1, a, b)
+
+  try:
+    scheduled = entry.make(**{name: sched})
+  except (TypeError, ValueError):
+    pytest.skip(f'{name} does not accept a schedule')
+  const_a, const_b = entry.make(**{name: a}), entry.make(**{name: b})
+  if entry.kind == 'population':
+    scheduled, const_a, const_b = (
+      optax.chain(t, optax_ext.aggregate_by_mean())
+      for t in (scheduled, const_a, const_b)
+    )
+  params = _params()
+  inputs = [_grads(params, i) for i in range(2)]
+
+  def run(tx, switch_to=None):
+    state = tx.init(params)
+    for i, grads in enumerate(inputs):
+      if i == 1 and switch_to is not None:
+        tx = switch_to
+      g, extra = entry.oracle_input(grads), entry.extra_args(grads)
+      u, state = tx.update(g, state, params, **extra)
+    return u
+
+  got = run(scheduled)
+  want = run(const_a, switch_to=const_b)
+  jax.tree.map(
+    lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
+    got,
+    want,
+  )

@@ -195,9 +195,19 @@ def per_item_bools(
   _fail(where, name, f'a bool or a sequence of {n} bools', value, TypeError)
 
 
-def check_decay(where: str, name: str, value: Any) -> None:
-  """An EMA decay: a number in ``[0, 1)`` or a schedule."""
-  check_number(where, name, value, lower=0.0, upper=1.0, upper_inclusive=False)
+def check_decay(
+  where: str, name: str, value: Any, *, allow_schedule: bool = True
+) -> None:
+  """An EMA decay: a number in ``[0, 1)`` or (if allowed) a schedule."""
+  check_number(
+    where,
+    name,
+    value,
+    lower=0.0,
+    upper=1.0,
+    upper_inclusive=False,
+    allow_schedule=allow_schedule,
+  )
 
 
 def state_dtype(where: str, name: str, value: Any, default=np.float32):
@@ -220,14 +230,24 @@ def state_dtype(where: str, name: str, value: Any, default=np.float32):
   return dtype
 
 
-def check_non_negative(where: str, name: str, value: Any) -> None:
-  check_number(where, name, value, lower=0.0)
+def check_non_negative(
+  where: str, name: str, value: Any, *, allow_schedule: bool = True
+) -> None:
+  check_number(where, name, value, lower=0.0, allow_schedule=allow_schedule)
 
 
-def check_adam(where: str, b1: Any, b2: Any, eps: Any = None) -> None:
+def check_adam(
+  where: str,
+  b1: Any,
+  b2: Any,
+  eps: Any = None,
+  *,
+  allow_schedule: bool = True,
+) -> None:
   """Adam-style hyper-parameters: decays ``b1``, ``b2`` in ``[0, 1)``,
-  ``eps >= 0`` (when given)."""
-  check_decay(where, 'b1', b1)
-  check_decay(where, 'b2', b2)
+  ``eps >= 0`` (when given). ``allow_schedule=False`` where they are handed
+  to optax's Adam, which takes numbers only."""
+  check_decay(where, 'b1', b1, allow_schedule=allow_schedule)
+  check_decay(where, 'b2', b2, allow_schedule=allow_schedule)
   if eps is not None:
-    check_non_negative(where, 'eps', eps)
+    check_non_negative(where, 'eps', eps, allow_schedule=allow_schedule)

@@ -104,9 +104,12 @@ def bloop(
     code `apple/ml-bloop <https://github.com/apple/ml-bloop>`_.
   """
   where = 'bloop'
-  validation.check_non_negative(where, 'aux_weight', aux_weight)
-  validation.check_decay(where, 'ema_decay', ema_decay)
-  validation.check_non_negative(where, 'eps', eps)
+  # Numbers (or inject_hyperparams arrays), not schedules.
+  validation.check_non_negative(
+    where, 'aux_weight', aux_weight, allow_schedule=False
+  )
+  validation.check_decay(where, 'ema_decay', ema_decay, allow_schedule=False)
+  validation.check_non_negative(where, 'eps', eps, allow_schedule=False)
   validation.check_one_of(where, 'init', init, _INITS)
 
   def init_fn(params):

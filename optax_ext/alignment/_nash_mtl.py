@@ -146,7 +146,9 @@ def aggregate_by_nash_mtl(
     <https://arxiv.org/abs/2202.01017>`_, ICML 2022.
   """
   where = 'aggregate_by_nash_mtl'
-  validation.check_non_negative(where, 'max_norm', max_norm)
+  validation.check_non_negative(
+    where, 'max_norm', max_norm, allow_schedule=False
+  )
   validation.check_integer(where, 'num_iters', num_iters, lower=1)
   validation.check_number(
     where, 'norm_eps', norm_eps, lower=0.0, allow_schedule=False

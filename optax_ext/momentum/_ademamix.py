@@ -259,7 +259,9 @@ def ademamix_with_warmup(
   """
   where = 'ademamix_with_warmup'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
-  validation.check_adam(where, b1, b2)
+  validation.check_decay(where, 'b1', b1)
+  # optax.contrib's AdEMAMix takes numbers for these.
+  validation.check_decay(where, 'b2', b2, allow_schedule=False)
   validation.check_number(
     where,
     'b3',
@@ -269,8 +271,10 @@ def ademamix_with_warmup(
     upper_inclusive=False,
     allow_schedule=False,
   )
-  validation.check_non_negative(where, 'eps', eps)
-  validation.check_non_negative(where, 'eps_root', eps_root)
+  validation.check_non_negative(where, 'eps', eps, allow_schedule=False)
+  validation.check_non_negative(
+    where, 'eps_root', eps_root, allow_schedule=False
+  )
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   for name, steps in (
     ('alpha_warmup_steps', alpha_warmup_steps),

@@ -168,7 +168,9 @@ def scale_by_cluster_momentum(
   validation.check_integer(where, 'num_clusters', num_clusters, lower=1)
   validation.check_decay(where, 'decay', decay)
   if nu is not None:
-    validation.check_number(where, 'nu', nu, lower=0.0, upper=1.0)
+    validation.check_number(
+      where, 'nu', nu, lower=0.0, upper=1.0, allow_schedule=False
+    )
   axes = pop_lib.PopulationAxes() if axes is None else axes
   prior = _priors(where, priors, num_clusters)
   local_k = num_clusters if axes.axis is not None else 1

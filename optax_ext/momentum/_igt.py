@@ -288,7 +288,7 @@ def igt_adam(
   """
   where = 'igt_adam'
   validation.check_number(where, 'learning_rate', learning_rate, lower=0.0)
-  validation.check_adam(where, b1, b2, eps)
+  validation.check_adam(where, b1, b2, eps, allow_schedule=False)
   return igt(optax.adam(learning_rate, b1=b1, b2=b2, eps=eps), delta)
 
 

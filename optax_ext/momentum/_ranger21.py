@@ -296,8 +296,11 @@ def ranger21(
   validation.check_adam(where, b1, b2)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   validation.check_non_negative(where, 'norm_loss_factor', norm_loss_factor)
-  validation.check_non_negative(where, 'agc_clipping', agc_clipping)
-  validation.check_non_negative(where, 'agc_eps', agc_eps)
+  # optax.adaptive_grad_clip takes numbers.
+  validation.check_non_negative(
+    where, 'agc_clipping', agc_clipping, allow_schedule=False
+  )
+  validation.check_non_negative(where, 'agc_eps', agc_eps, allow_schedule=False)
   validation.check_integer(where, 'channel_axis', channel_axis)
   validation.check_integer(
     where, 'lookahead_sync_period', lookahead_sync_period, lower=1

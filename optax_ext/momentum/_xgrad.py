@@ -273,7 +273,7 @@ def xgrad_adam(
     {ref}
   """
   where = 'xgrad_adam'
-  validation.check_adam(where, b1, b2, eps)
+  validation.check_adam(where, b1, b2, eps, allow_schedule=False)
   mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
   return xgrad(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),
@@ -321,7 +321,7 @@ def xgrad_adamw(
     {ref}
   """
   where = 'xgrad_adamw'
-  validation.check_adam(where, b1, b2, eps)
+  validation.check_adam(where, b1, b2, eps, allow_schedule=False)
   mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
   return xgrad(
     optax.scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),

@@ -41,8 +41,15 @@ _GSNR_DOC = """gamma_min: lower bound of the GSNR factor, ``> 0``.
 def _check_common(where, learning_rate, **ranges):
   validation.check_number(where, 'learning_rate', learning_rate, lower=0.0)
   for name, (value, lo, hi, hi_inclusive) in ranges.items():
+    # Handed to optax's Adam/LAMB/LARS, which take numbers only.
     validation.check_number(
-      where, name, value, lower=lo, upper=hi, upper_inclusive=hi_inclusive
+      where,
+      name,
+      value,
+      lower=lo,
+      upper=hi,
+      upper_inclusive=hi_inclusive,
+      allow_schedule=False,
     )
 
 
@@ -109,7 +116,9 @@ def vr_sgd(
   where = 'vr_sgd'
   _check_common(where, learning_rate)
   if momentum is not None:
-    validation.check_number(where, 'momentum', momentum, lower=0.0, upper=1.0)
+    validation.check_number(
+      where, 'momentum', momentum, lower=0.0, upper=1.0, allow_schedule=False
+    )
   inner = optax.chain(
     _gsnr.scale_by_gsnr(
       gamma_min, gamma_max, cap, eps_rel, ema_decay, normalize, axes
@@ -343,6 +352,7 @@ def vr_lars(
     trust_coefficient,
     lower=0.0,
     lower_inclusive=False,
+    allow_schedule=False,
   )
   inner = optax.chain(
     _gsnr.scale_by_gsnr(
