@@ -8,6 +8,13 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / 'README.md').read_text()
 BLOCKS = re.findall(r'```python\n(.*?)```', README, flags=re.S)
+# The family notes moved from the README to the docs keep their examples
+# tested.
+METHODS_BLOCKS = re.findall(
+  r'```python\n(.*?)```',
+  (ROOT / 'docs' / 'methods.md').read_text(),
+  flags=re.S,
+)
 
 
 def test_readme_has_python_examples():
@@ -18,6 +25,14 @@ def test_readme_has_python_examples():
 @pytest.mark.parametrize('code', BLOCKS, ids=lambda c: c.splitlines()[0])
 def test_readme_python_block_runs(code):
   exec(compile(code, 'README.md', 'exec'), {})  # noqa: S102
+
+
+@pytest.mark.standard_promotion
+@pytest.mark.parametrize(
+  'code', METHODS_BLOCKS, ids=lambda c: c.splitlines()[0]
+)
+def test_docs_methods_python_block_runs(code):
+  exec(compile(code, 'docs/methods.md', 'exec'), {})  # noqa: S102
 
 
 def test_setup_commands_point_at_real_files():
