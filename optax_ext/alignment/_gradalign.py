@@ -51,8 +51,7 @@ def _num_workers(where, tree, axes) -> tuple[int, int]:
     k_local = pop_lib.local_size(tree, axes)
   except ValueError as e:
     raise ValueError(f'{where}: {e}') from None
-  k = k_local * (lax.axis_size(axes.axis_name) if axes.is_named else 1)
-  return k_local, k
+  return k_local, pop_lib.size(tree, axes)
 
 
 def _local_weights(where, weights, axes, k_local, k) -> jax.Array:
@@ -81,9 +80,9 @@ def _weighted_sum(tree, w, axes):
       out = w[0] * x
     else:
       out = jnp.tensordot(w, x, axes=(0, 0), precision=lax.Precision.HIGHEST)
-    return lax.psum(out, axes.axis_name) if axes.is_named else out
+    return out
 
-  return jax.tree.map(one, tree)
+  return pop_lib.across_indices(jax.tree.map(one, tree), axes)
 
 
 def gradalign_displacement(
@@ -245,8 +244,7 @@ def gradalign_value_and_grad(
       return acc, a
 
     (value, mean_anchor), aux = lax.scan(anchor_pass, (zero, zeros), (batch, w))
-    if axes.is_named:
-      value, mean_anchor = lax.psum((value, mean_anchor), axes.axis_name)
+    value, mean_anchor = pop_lib.across_indices((value, mean_anchor), axes)
 
     def aligned_pass(acc, xs):
       b, wi = xs
@@ -255,8 +253,7 @@ def gradalign_value_and_grad(
       return jax.tree.map(lambda s, x: s + wi * x.astype(_F32), acc, hi), None
 
     g, _ = lax.scan(aligned_pass, zeros, (batch, w))
-    if axes.is_named:
-      g = lax.psum(g, axes.axis_name)
+    g = pop_lib.across_indices(g, axes)
     out = jax.tree.map(lambda x, p: x.astype(p.dtype), g, params)
     return (value, aux if has_aux else None), out
 
@@ -372,7 +369,7 @@ def gradient_variance(
     return jnp.dot(w, sq, precision=lax.Precision.HIGHEST)
 
   total = sum(jax.tree.leaves(jax.tree.map(one, grads, mean)))
-  return lax.psum(total, axes.axis_name) if axes.is_named else total
+  return pop_lib.across_indices(total, axes)
 
 
 def fedga_grad(
