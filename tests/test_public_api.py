@@ -7,8 +7,10 @@ and References in its docstring, and build states that follow the naming
 rule.
 """
 
+import ast
 import importlib
 import inspect
+import pathlib
 import pkgutil
 import typing
 
@@ -18,6 +20,8 @@ import pytest
 
 import optax_ext
 from tests import registry
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _public_modules():
@@ -157,3 +161,22 @@ def test_state_classes_follow_the_naming_rule(entry):
     for field in ('count', 'mini_step', 'step'):
       if field in node._fields:
         assert jax.numpy.asarray(getattr(node, field)).dtype == 'int32'
+
+
+def test_error_messages_name_the_public_function():
+  # `where = '...'` in a public function is what its errors start with: it
+  # must be that function's own name (not a sibling it delegates to).
+  wrong = []
+  for path in (ROOT / 'optax_ext').rglob('*.py'):
+    for node in ast.parse(path.read_text()).body:
+      if not isinstance(node, ast.FunctionDef) or node.name.startswith('_'):
+        continue
+      for stmt in node.body:
+        if (
+          isinstance(stmt, ast.Assign)
+          and [getattr(t, 'id', None) for t in stmt.targets] == ['where']
+          and isinstance(stmt.value, ast.Constant)
+          and stmt.value.value != node.name
+        ):
+          wrong.append((str(path), node.name, stmt.value.value))
+  assert not wrong

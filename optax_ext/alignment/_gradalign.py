@@ -204,7 +204,16 @@ def gradalign_value_and_grad(
   References:
     {ref}
   """
-  where = 'gradalign_grad'
+  return _gradalign(
+    'gradalign_value_and_grad', loss_fn, params, batch, beta=beta, axes=axes,
+    weights=weights, has_aux=has_aux, vectorize=vectorize,
+  )  # fmt: skip
+
+
+def _gradalign(
+  where, loss_fn, params, batch, *, beta, axes, weights, has_aux, vectorize
+):
+  """:func:`gradalign_value_and_grad`, errors reported as ``where``."""
   validation.check_non_negative(where, 'beta', beta)
   axes = _check_axes(where, axes)
   k_local, k = _num_workers(where, batch, axes)
@@ -310,7 +319,8 @@ def gradalign_grad(
   References:
     {ref}
   """
-  _, g = gradalign_value_and_grad(
+  _, g = _gradalign(
+    'gradalign_grad',
     loss_fn,
     params,
     batch,
