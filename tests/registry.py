@@ -200,6 +200,14 @@ REGISTRY += (
     rosenbrock=(1e-4, 20000),
   ),
   Entry(
+    name='aggregate_by_mean_with_noise_scale',
+    factory=optax_ext.variance.aggregate_by_mean_with_noise_scale,
+    kwargs={'ema_decay': 0.9},
+    kind='aggregator',
+    hyperparams=('ema_decay',),
+    rosenbrock=(1e-3, 5000),  # the mean, as aggregate_by_mean
+  ),
+  Entry(
     name='vr_sgd',
     factory=optax_ext.variance.vr_sgd,
     kwargs={'learning_rate': 0.01, 'momentum': 0.9},

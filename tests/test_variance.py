@@ -435,3 +435,76 @@ def test_microbatch_population_trains_a_regression():
     first = value if first is None else first
   assert float(value) < 0.05 * float(first)
   np.testing.assert_allclose(w, w_true, atol=0.1)
+
+
+def _noise_reference(pop, b):
+  """NumPy transcription of McCandlish et al. (2018), Appendix A.1."""
+  pop = np.asarray(pop, np.float64)
+  k = pop.shape[0]
+  g_small = np.mean(np.sum(pop**2, axis=1))  # |G_B_small|^2, B_small = b
+  g_big = np.sum(pop.mean(axis=0) ** 2)  # |G_B_big|^2, B_big = K b
+  b_small, b_big = b, k * b
+  grad_sq = (b_big * g_big - b_small * g_small) / (b_big - b_small)
+  trace = (g_small - g_big) / (1 / b_small - 1 / b_big)
+  return grad_sq, trace
+
+
+@pytest.mark.parametrize('k, b', [(2, 1), (6, 4), (16, 32)])
+def test_noise_scale_matches_the_papers_estimator(k, b):
+  rng = np.random.default_rng(k)
+  pop = rng.normal(size=(k, 7)) + 0.5
+  est = variance.gradient_noise_scale(
+    {'a': jnp.asarray(pop[:, :3], jnp.float32),
+     'b': jnp.asarray(pop[:, 3:], jnp.float32)},
+    microbatch_size=b,
+  )  # fmt: skip
+  grad_sq, trace = _noise_reference(pop, b)
+  np.testing.assert_allclose(est.grad_sq, grad_sq, rtol=1e-5)
+  np.testing.assert_allclose(est.trace, trace, rtol=1e-5)
+  np.testing.assert_allclose(est.b_simple, trace / grad_sq, rtol=1e-5)
+
+
+def test_noise_scale_is_unbiased_and_finds_the_critical_batch():
+  # Members are means of b draws from N(G, Sigma): E[estimates] = |G|^2 and
+  # tr(Sigma), so their averages over many steps recover B_simple.
+  rng = np.random.default_rng(0)
+  d, k, b, steps = 20, 8, 4, 4000
+  g = rng.normal(size=d)
+  scales = rng.uniform(0.5, 2.0, size=d)  # Sigma = diag(scales^2)
+  noise = rng.normal(size=(steps, k, d)) * scales / np.sqrt(b)
+  pops = jnp.asarray(g + noise, jnp.float32)
+  est = jax.vmap(lambda p: variance.gradient_noise_scale(p, microbatch_size=b))(
+    pops
+  )
+  true_g, true_trace = np.sum(g**2), np.sum(scales**2)
+  np.testing.assert_allclose(np.mean(est.grad_sq), true_g, rtol=0.02)
+  np.testing.assert_allclose(np.mean(est.trace), true_trace, rtol=0.02)
+  ratio = np.mean(est.trace) / np.mean(est.grad_sq)
+  np.testing.assert_allclose(ratio, true_trace / true_g, rtol=0.04)
+
+
+def test_noise_scale_state_is_the_ratio_of_emas():
+  rng = np.random.default_rng(1)
+  beta = 0.8
+  tx = variance.aggregate_by_mean_with_noise_scale(
+    microbatch_size=2, ema_decay=beta
+  )
+  params = jnp.zeros(5)
+  state = tx.init(params)
+  g_ema = t_ema = 0.0
+  for _ in range(3):
+    pop = rng.normal(size=(6, 5)) + 1.0
+    u, state = tx.update(jnp.asarray(pop, jnp.float32), state, params)
+    grad_sq, trace = _noise_reference(pop, 2)
+    g_ema = beta * g_ema + (1 - beta) * grad_sq
+    t_ema = beta * t_ema + (1 - beta) * trace
+    np.testing.assert_allclose(u, pop.mean(axis=0), rtol=1e-5)
+  np.testing.assert_allclose(
+    optax.tree.get(state, 'b_simple'), t_ema / g_ema, rtol=1e-4
+  )
+  assert int(state.count) == 3
+
+
+def test_noise_scale_needs_two_members():
+  with pytest.raises(ValueError, match='K >= 2'):
+    variance.gradient_noise_scale(jnp.ones((1, 3)))

@@ -156,6 +156,11 @@ _register(('abadi2016deep',), 'clip_each_by_global_norm')
 _register(('schaipp2024sgd',), 'scale_by_median_tracking', 'median_tracking')
 _register(('liu2020understanding',), 'gsnr', 'gsnr_by_leaf')
 _register(
+  ('mccandlish2018empirical',),
+  'gradient_noise_scale',
+  'aggregate_by_mean_with_noise_scale',
+)
+_register(
   ('jiang2023accelerating', 'liu2020understanding'),
   'scale_by_gsnr',
   'aggregate_by_gsnr',

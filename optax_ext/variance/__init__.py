@@ -20,7 +20,9 @@
   bounded GSNR of the population passed as ``group_grads=``;
 * :func:`aggregate_by_gsnr`: the aggregator form (population in, update out);
 * :func:`vr_sgd`, :func:`vr_adam`, :func:`vr_lamb`, :func:`vr_lars`: VRGD
-  optimisers built from optax's own pieces, taking the population.
+  optimisers built from optax's own pieces, taking the population;
+* :func:`gradient_noise_scale`, :func:`aggregate_by_mean_with_noise_scale`:
+  the gradient noise scale (critical batch size) of McCandlish et al.
 """
 
 from optax_ext.variance._gsnr import aggregate_by_gsnr
@@ -28,14 +30,22 @@ from optax_ext.variance._gsnr import gsnr
 from optax_ext.variance._gsnr import gsnr_by_leaf
 from optax_ext.variance._gsnr import scale_by_gsnr
 from optax_ext.variance._gsnr import ScaleByGsnrState
+from optax_ext.variance._noise_scale import aggregate_by_mean_with_noise_scale
+from optax_ext.variance._noise_scale import gradient_noise_scale
+from optax_ext.variance._noise_scale import MeanWithNoiseScaleState
+from optax_ext.variance._noise_scale import NoiseScaleEstimate
 from optax_ext.variance._vrgd import vr_adam
 from optax_ext.variance._vrgd import vr_lamb
 from optax_ext.variance._vrgd import vr_lars
 from optax_ext.variance._vrgd import vr_sgd
 
 __all__ = (
+  'MeanWithNoiseScaleState',
+  'NoiseScaleEstimate',
   'ScaleByGsnrState',
   'aggregate_by_gsnr',
+  'aggregate_by_mean_with_noise_scale',
+  'gradient_noise_scale',
   'gsnr',
   'gsnr_by_leaf',
   'scale_by_gsnr',
