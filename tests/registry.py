@@ -557,6 +557,15 @@ _L = optax_ext.lookahead
 
 REGISTRY += (
   Entry(
+    name='cautious',
+    factory=optax_ext.momentum.cautious,
+    kwargs={'inner': _heavy_ball(0.05)},
+    kind='wrapper',
+    optimizer_fn=lambda lr: optax_ext.momentum.cautious(_heavy_ball(lr)),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+  ),
+  Entry(
     name='lookahead',
     factory=_L.lookahead,
     kwargs={'inner': _heavy_ball(0.05), 'sync_period': 3},

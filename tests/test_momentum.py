@@ -741,3 +741,29 @@ def test_cluster_igt_absent_cluster_is_unchanged():
   np.testing.assert_array_equal(s.visits, [1, 0, 1])
   with pytest.raises(ValueError, match='cluster_igt: `delta` must be > 0.0'):
     M.cluster_igt(optax.sgd(0.1), 3, delta=-1.0)
+
+
+@pytest.mark.standard_promotion  # optax.scale_by_adam
+def test_cautious_masks_disagreeing_coordinates_per_leaf():
+  # A NumPy transcription of the paper's rule (per tensor, dim / (nnz + 1))
+  # on a direction before the learning rate (updates agree with g).
+  rng = np.random.default_rng(0)
+  inner = optax.scale_by_adam()
+  tx = M.cautious(inner, updates_oppose_gradient=False)
+  params = {'a': jnp.zeros((3, 4)), 'b': jnp.zeros(5)}
+  s_in, s_tx = inner.init(params), tx.init(params)
+  for _ in range(4):
+    g = jax.tree.map(
+      lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params
+    )
+    u, s_in = inner.update(g, s_in, params)
+    got, s_tx = tx.update(g, s_tx, params)
+    for x, gx, y in zip(
+      jax.tree.leaves(u), jax.tree.leaves(g), jax.tree.leaves(got), strict=True
+    ):
+      x, gx = np.asarray(x), np.asarray(gx)
+      phi = (x * gx > 0).astype(np.float32)
+      want = x * phi * (phi.size / (phi.sum() + 1))
+      np.testing.assert_allclose(y, want, rtol=1e-6)
+  with pytest.raises(TypeError, match='inner'):
+    M.cautious(lambda g: g)

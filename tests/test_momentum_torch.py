@@ -95,6 +95,14 @@ CASES = [
     {'lr': 1e-4, 'mars_type': 'lion'},
     lambda: M.mars(1e-4, variant='lion'),
   ),
+  (
+    # Cautious masking: pytorch_optimizer's Lion(cautious=True) against
+    # cautious() around optax's Lion (the same Lion update).
+    'cautious_lion',
+    po.Lion,
+    {'lr': 0.01, 'betas': (0.9, 0.99), 'cautious': True},
+    lambda: M.cautious(optax.lion(0.01, b1=0.9, b2=0.99, weight_decay=0.0)),
+  ),
 ]
 
 

@@ -155,6 +155,7 @@ _register(('seetharaman2020autoclip',), 'clip_by_norm_percentile')
 _register(('abadi2016deep',), 'clip_each_by_global_norm')
 _register(('schaipp2024sgd',), 'scale_by_median_tracking', 'median_tracking')
 _register(('liu2020understanding',), 'gsnr', 'gsnr_by_leaf')
+_register(('liang2024cautious',), 'cautious')
 _register(
   ('mccandlish2018empirical',),
   'gradient_noise_scale',

@@ -39,6 +39,7 @@ from optax_ext.momentum._ademamix import AdemamixScheduleState
 from optax_ext.momentum._aggmo import aggmo
 from optax_ext.momentum._aggmo import aggmo_decays
 from optax_ext.momentum._aggmo import scale_by_aggmo
+from optax_ext.momentum._cautious import cautious
 from optax_ext.momentum._cluster import cluster_igt
 from optax_ext.momentum._cluster import ClusterIgtState
 from optax_ext.momentum._cluster import scale_by_cluster_momentum
@@ -95,6 +96,7 @@ __all__ = (
   'ademamix_with_warmup',
   'aggmo',
   'aggmo_decays',
+  'cautious',
   'cluster_igt',
   'grams',
   'igt',
