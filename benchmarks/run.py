@@ -730,9 +730,10 @@ def scale_markdown(meta, rows, d):
         if r is None or 'skipped' in r:
           cells.append('-')
           continue
-        wall = (
-          f'{r["seconds"] * 1e3:.1f} ms' if 'seconds' in r else 'run failed'
-        )
+        if 'seconds' in r:
+          wall = f'{r["seconds"] * 1e3:.1f} ms'
+        else:
+          wall = 'run failed' if 'time_error' in r else 'not timed'
         cells.append(
           f'{r["temp_bytes"] / unit:.2f} / '
           f'{r["collective_bytes"] / unit:.2f} D, {wall}'
