@@ -837,6 +837,7 @@ def _main_memory(args):
 
   h1, h2, k = (128, 128, 6) if args.quick else (3000, 2400, 32)
   rows = memory.measure(h1, h2, k, per_microbatch=8, repeats=3)
+  rows = memory.add_rss(rows, h1, h2, k, per_microbatch=8)
   meta = {
     'machine': f'{platform.machine()}, {platform.processor() or "cpu"}',
     'jax': jax.__version__,
