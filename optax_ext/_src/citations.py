@@ -94,6 +94,7 @@ _register(
 )
 _register(('patel2023bridging', 'ho2022classifier'), 'cfg_aligned_loss')
 _register(('ho2022classifier',), 'cfg_standard_loss', 'cfg_guided_prediction')
+_register(('sadat2025eliminating',), 'apg_guided_prediction')
 _register(
   ('pagliardini2025ademamix',),
   'ademamix_alpha_schedule',

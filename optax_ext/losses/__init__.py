@@ -17,14 +17,18 @@
 * :func:`cfg_aligned_loss`: a CFG-aligned loss (our interpretation of
   Patel, Salamanca and Barba 2023; see its note);
 * :func:`cfg_standard_loss`: the standard CFG training loss, for comparison;
-* :func:`cfg_guided_prediction`: the guided combination samplers use.
+* :func:`cfg_guided_prediction`: the guided combination samplers use;
+* :func:`apg_guided_prediction`: adaptive projected guidance (APG), CFG
+  without oversaturation at large guidance scales.
 """
 
+from optax_ext.losses._apg import apg_guided_prediction
 from optax_ext.losses._cfg import cfg_aligned_loss
 from optax_ext.losses._cfg import cfg_guided_prediction
 from optax_ext.losses._cfg import cfg_standard_loss
 
 __all__ = (
+  'apg_guided_prediction',
   'cfg_aligned_loss',
   'cfg_guided_prediction',
   'cfg_standard_loss',
