@@ -25,6 +25,7 @@ from optax_ext._src.lean import microbatches
 from optax_ext._src.population import combine
 from optax_ext._src.population import coordinate_shardings
 from optax_ext._src.population import deviations
+from optax_ext._src.population import dots
 from optax_ext._src.population import gather
 from optax_ext._src.population import grad_population
 from optax_ext._src.population import gramian
@@ -48,6 +49,7 @@ __all__ = (
   'combine',
   'coordinate_shardings',
   'deviations',
+  'dots',
   'gather',
   'grad_population',
   'gramian',

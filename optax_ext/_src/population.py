@@ -1312,6 +1312,43 @@ def scale_members(
   return jax.tree.map(one, population)
 
 
+def dots(
+  population: Population,
+  vector: chex.ArrayTree,
+  axes: PopulationAxes | None = None,
+) -> jax.Array:
+  r"""Inner products :math:`\langle g_k, v\rangle` of the local members.
+
+  Args:
+    population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named), or a
+      lean ``Microbatches`` (one forward-mode pass).
+    vector: a param-shaped tree, the same on every index.
+    axes: where the members live.
+
+  Returns:
+    Float32 ``[k]`` (the local members; a scalar when ``axes.axis`` is
+    ``None``), like :func:`norms`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import population
+    >>> population.dots(jnp.array([[1., 2.], [3., 4.]]), jnp.array([1., 1.]))
+    Array([3., 7.], dtype=float32)
+  """
+  axes = _axes(axes)
+  local_size(population, axes)
+  if lean.is_lean(population):
+    return lean.inner_products(population, vector)
+  total = 0.0
+  for x, v in zip(
+    jax.tree.leaves(population), jax.tree.leaves(vector), strict=True
+  ):
+    flat = _local_flat(x, axes).astype(jnp.float32)
+    vv = jnp.reshape(jnp.asarray(v), (-1,)).astype(jnp.float32)
+    total = total + jnp.matmul(flat, vv, precision=lax.Precision.HIGHEST)
+  return total[0] if axes.axis is None else total
+
+
 def deviations(
   population: Population,
   center: chex.ArrayTree,
