@@ -450,12 +450,50 @@ def _torchjd_time(cls_name, kwargs, jac, repeats):
   return float(np.median(times))
 
 
+def _torch_gramian_time(jac, repeats):
+  """Median time of torch's ``J @ J.T`` on ``jac`` (numpy), or ``None``."""
+  try:
+    import torch  # noqa: PLC0415
+  except ImportError:
+    return None
+  j = torch.tensor(jac)
+  j @ j.T  # warm-up
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    j @ j.T
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
 def bench_multitask(d, k, repeats):
-  """Multi-task aggregators at K x D: ours (jit) vs TorchJD (CPU torch)."""
+  """Multi-task aggregators at K x D: ours (jit) vs TorchJD (CPU torch).
+
+  The first row is the K x K Gramian alone (``population.gramian``, which
+  every Gramian rule calls) against torch's ``J @ J.T`` in the same run:
+  the aggregators' cost is mostly this one contraction.
+  """
   rows = []
   jac = np.asarray(jax.random.normal(jax.random.key(0), (k, d), jnp.float32))
   population = jnp.asarray(jac)
   params = jnp.zeros(d, jnp.float32)
+  gram = jax.jit(optax_ext.population.gramian).lower(population).compile()
+  t = _median_time(gram, (population,), repeats)
+  peer = _torch_gramian_time(jac, repeats)
+  rows.append(
+    {
+      'aggregator': 'gramian alone (vs torch J @ J.T)',
+      'K': k,
+      'D': d,
+      'seconds': t,
+      'compile_seconds': 0.0,
+      'torchjd_seconds': peer,
+    }
+  )
+  line = f'gramian      K={k} D={d:,} {t * 1e3:8.2f} ms'
+  if peer:
+    line += f'  torch J @ J.T {peer * 1e3:8.2f} ms (x{peer / t:.2f})'
+  print(line)
   for name, (factory, (cls_name, kwargs)) in MULTITASK.items():
     tx = factory()
     state = tx.init(params)
@@ -488,7 +526,7 @@ def bench_multitask(d, k, repeats):
 def multitask_markdown(rows):
   lines = [
     '| multi-task aggregator | K | D | step (ms) | compile (s) | '
-    'TorchJD (ms) | speed-up |',
+    'TorchJD (ms) (first row: torch `J @ J.T`) | speed-up |',
     '|---|---:|---:|---:|---:|---:|---:|',
   ]
   for r in rows:
