@@ -216,7 +216,7 @@ def test_lean_streamed_rules_across_devices(mesh):
 
 def test_microbatches_validates():
   loss, params, batch = _problem()
-  with pytest.raises(ValueError, match='not a multiple'):
+  with pytest.raises(ValueError, match='not divisible'):
     population.microbatches(loss, params, batch, 3)
   with pytest.raises(ValueError, match='num_microbatches'):
     population.microbatches(loss, params, batch, 0)

@@ -143,23 +143,7 @@ def microbatches(
     )
   if not callable(loss_fn):
     raise TypeError(f'{where}: `loss_fn` must be callable, got {loss_fn!r}.')
-  sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in _leaves(batch)}
-  if len(sizes) != 1 or None in sizes:
-    raise ValueError(
-      f'{where}: every leaf of `batch` needs the same leading batch axis, '
-      f'got leading sizes {sorted(map(str, sizes))}.'
-    )
-  (b,) = sizes
-  if b % num_microbatches:
-    raise ValueError(
-      f'{where}: the batch size {b} is not a multiple of '
-      f'num_microbatches={num_microbatches}.'
-    )
-  split = jax.tree.map(
-    lambda x: jnp.reshape(x, (num_microbatches, b // num_microbatches)
-                          + jnp.shape(x)[1:]),
-    batch,
-  )  # fmt: skip
+  split = split_batch(where, batch, num_microbatches, 'num_microbatches')
   # Under jax.shard_map, per-device gradients need the params varying over
   # the axes the batch varies over (else the gradient comes back psum-ed).
   from optax_ext._src import population as pop_lib  # noqa: PLC0415
@@ -172,11 +156,29 @@ def microbatches(
   return Microbatches(loss_fn, params, split)
 
 
-def _leaves(tree):
-  leaves = jax.tree.leaves(tree)
+def split_batch(where: str, batch: Any, num: int, name: str) -> Any:
+  """``batch`` leaves ``[B, ...]`` as ``[num, B / num, ...]`` (contiguous).
+
+  Raises ``ValueError`` naming ``where`` when the leaves disagree on ``B``
+  or ``B`` is not divisible by ``num`` (the argument ``name``).
+  """
+  leaves = jax.tree.leaves(batch)
   if not leaves:
-    raise ValueError('microbatches: `batch` has no array leaves.')
-  return leaves
+    raise ValueError(f'{where}: `batch` has no array leaves.')
+  sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in leaves}
+  if len(sizes) != 1 or None in sizes:
+    raise ValueError(
+      f'{where}: every leaf of `batch` needs the same leading (example) '
+      f'axis, got leading sizes {sorted(map(str, sizes))}.'
+    )
+  (b,) = sizes
+  if b % num:
+    raise ValueError(
+      f'{where}: the batch size {b} is not divisible by `{name}`={num}.'
+    )
+  return jax.tree.map(
+    lambda x: jnp.reshape(x, (num, b // num, *jnp.shape(x)[1:])), batch
+  )
 
 
 def is_lean(population: Any) -> bool:

@@ -1530,24 +1530,8 @@ def grad_population(
   value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
   def fn(params, batch, *args, **kwargs):
-    leaves = jax.tree.leaves(batch)
-    if not leaves:
-      raise ValueError('grad_population: `batch` has no array leaves.')
-    sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in leaves}
-    if len(sizes) != 1 or None in sizes:
-      raise ValueError(
-        'grad_population: every leaf of `batch` needs the same leading '
-        f'(example) axis, got leading sizes {sorted(map(str, sizes))}.'
-      )
-    (b,) = sizes
-    if b % num_members:
-      raise ValueError(
-        f'grad_population: the batch size {b} is not divisible by '
-        f'`num_members`={num_members}.'
-      )
-    groups = jax.tree.map(
-      lambda x: jnp.reshape(x, (num_members, b // num_members, *x.shape[1:])),
-      batch,
+    groups = lean.split_batch(
+      'grad_population', batch, num_members, 'num_members'
     )
     per_group = jax.vmap(lambda g: value_and_grad(params, g, *args, **kwargs))
     value, grads = per_group(groups)

@@ -268,17 +268,7 @@ def geometric_median(
   if lean.is_lean(population):
     return _lean_geometric_median(population, axes, weights, nu, maxiter, ftol)
   finite = _finite_members(population, axes)
-  alpha = (
-    jnp.ones((k,), jnp.float32)
-    if weights is None
-    else jnp.asarray(weights, jnp.float32)
-  )
-  if alpha.shape != (k,):
-    raise ValueError(
-      f'{where}: `weights` must have shape ({k},), got {alpha.shape}.'
-    )
-  alpha = jnp.where(finite, alpha, 0.0)
-  alpha = alpha / jnp.maximum(jnp.sum(alpha), jnp.finfo(jnp.float32).tiny)
+  alpha = _member_weights(where, weights, k, finite)
   f32 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float32), tree)
 
   def distances(z):
@@ -333,6 +323,21 @@ def geometric_median(
   return z, GeometricMedianState(num_iterations=i, objective=objective)
 
 
+def _member_weights(where, weights, k, finite) -> jax.Array:
+  """The Weiszfeld weights alpha: ``[K]``, 0 for non-finite members, sum 1."""
+  alpha = (
+    jnp.ones((k,), jnp.float32)
+    if weights is None
+    else jnp.asarray(weights, jnp.float32)
+  )
+  if alpha.shape != (k,):
+    raise ValueError(
+      f'{where}: `weights` must have shape ({k},), got {alpha.shape}.'
+    )
+  alpha = jnp.where(finite, alpha, 0.0)
+  return alpha / jnp.maximum(jnp.sum(alpha), jnp.finfo(jnp.float32).tiny)
+
+
 def _finite_gramian(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
   """``(finite [K], G)`` with the rows and columns of non-finite members 0."""
   finite = jnp.isfinite(jnp.diagonal(gram))
@@ -357,17 +362,7 @@ def _lean_geometric_median(population, axes, weights, nu, maxiter, ftol):
   where = 'geometric_median'
   k = pop_lib.size(population, axes)
   finite, gram = _finite_gramian(pop_lib.gramian(population, axes))
-  alpha = (
-    jnp.ones((k,), jnp.float32)
-    if weights is None
-    else jnp.asarray(weights, jnp.float32)
-  )
-  if alpha.shape != (k,):
-    raise ValueError(
-      f'{where}: `weights` must have shape ({k},), got {alpha.shape}.'
-    )
-  alpha = jnp.where(finite, alpha, 0.0)
-  alpha = alpha / jnp.maximum(jnp.sum(alpha), jnp.finfo(jnp.float32).tiny)
+  alpha = _member_weights(where, weights, k, finite)
   diag = jnp.diagonal(gram)
 
   def distances(c):
