@@ -951,11 +951,20 @@ def gramian(
   whole = jnp.zeros((k, k), acc)  # identical on every index already
   any_sharded = False
 
+  # The blocked CPU loop slices the coordinates: fine on per-device arrays
+  # (a named axis, or one device), but a global-view jit population
+  # sharded on its coordinates (shard_coordinates) would be gathered to
+  # slice it (measured: Krum 2 -> 18 D of temporaries), so multi-device
+  # global views keep the single dot.
+  blocked = jax.default_backend() == 'cpu' and (
+    axes.is_named or jax.device_count() == 1
+  )
+
   def gram(rows):  # [K, m], all members of m coordinates
     mid = None
     if center_on_median:
       mid = _coordinate_median(rows, nan_as_outlier=True).astype(rows.dtype)
-    return _gram_of_rows(rows, mid, acc)
+    return _gram_of_rows(rows, mid, acc, blocked=blocked)
 
   for x in jax.tree.leaves(population):
     if not axes.is_named:
@@ -975,10 +984,13 @@ def gramian(
 GRAM_BLOCK = 8192
 
 
-def _gram_of_rows(rows: jax.Array, center: jax.Array | None, acc) -> jax.Array:
+def _gram_of_rows(
+  rows: jax.Array, center: jax.Array | None, acc, *, blocked: bool
+) -> jax.Array:
   """``(rows - center) (rows - center)^T`` in ``acc``, backend-aware.
 
-  On GPU/TPU (and for short rows) one ``dot_general``. On XLA:CPU the dot of
+  On GPU/TPU (and for short rows, or ``blocked=False``) one ``dot_general``.
+  On XLA:CPU the dot of
   a ``[K, D]`` operand with a ``K x K`` result runs single-threaded at ~5
   GFLOP/s (26 ms at K = 8, D = 1M against torch's 4 ms); the same
   contraction as a ``fori_loop`` over ``GRAM_BLOCK``-column blocks (each
@@ -996,7 +1008,7 @@ def _gram_of_rows(rows: jax.Array, center: jax.Array | None, acc) -> jax.Array:
       a, a.T, preferred_element_type=acc, precision=lax.Precision.HIGHEST
     ).astype(acc)
 
-  if jax.default_backend() != 'cpu' or d < 2 * GRAM_BLOCK:
+  if not blocked or d < 2 * GRAM_BLOCK:
     return dot(rows, center)
   n = d // GRAM_BLOCK
 
