@@ -148,11 +148,7 @@ def microbatches(
   # the axes the batch varies over (else the gradient comes back psum-ed).
   from optax_ext._src import population as pop_lib  # noqa: PLC0415
 
-  names = set()
-  for leaf in jax.tree.leaves(batch):
-    names |= pop_lib._varying_axes(leaf)  # noqa: SLF001
-  if names:
-    params = pop_lib.vary_like(params, batch, tuple(sorted(names, key=str)))
+  params = pop_lib.vary_like(params, batch)
   return Microbatches(loss_fn, params, split)
 
 
@@ -231,13 +227,8 @@ def scan_members(
 
   from optax_ext._src import population as pop_lib  # noqa: PLC0415
 
-  names = set()
-  for leaf in jax.tree.leaves(population.params):
-    names |= pop_lib._varying_axes(leaf)  # noqa: SLF001
-  if names:  # the carry varies like the gradients (under jax.shard_map)
-    init = pop_lib.vary_like(
-      init, population.params, tuple(sorted(names, key=str))
-    )
+  # The carry varies like the gradients (under jax.shard_map).
+  init = pop_lib.vary_like(init, population.params)
   out, _ = lax.scan(
     step,
     init,

@@ -221,7 +221,7 @@ def _varying_axes(x) -> set:
   return set(varying)
 
 
-def vary_like(tree: chex.ArrayTree, reference: chex.ArrayTree, axis_name):
+def vary_like(tree: chex.ArrayTree, reference: chex.ArrayTree, axis_name=None):
   """Marks ``tree`` as varying over ``axis_name`` where ``reference`` is.
 
   Under ``jax.shard_map`` the gradient with respect to a replicated
@@ -234,7 +234,8 @@ def vary_like(tree: chex.ArrayTree, reference: chex.ArrayTree, axis_name):
   Args:
     tree: e.g. the params.
     reference: e.g. the local batch.
-    axis_name: the named axis (or tuple of names).
+    axis_name: the named axis (or tuple of names), or ``None`` for every
+      axis ``reference`` varies over.
 
   Returns:
     ``tree``, varying over the names of ``axis_name`` that ``reference``
@@ -255,11 +256,14 @@ def vary_like(tree: chex.ArrayTree, reference: chex.ArrayTree, axis_name):
     Array([[0., 1., 2.],
            [3., 4., 5.]], dtype=float32)
   """
-  names = set(axis_name) if isinstance(axis_name, tuple) else {axis_name}
   ref = set()
   for leaf in jax.tree.leaves(reference):
     ref |= _varying_axes(leaf)
-  names &= ref
+  if axis_name is None:
+    names = ref
+  else:
+    names = set(axis_name) if isinstance(axis_name, tuple) else {axis_name}
+    names &= ref
   if not names:
     return tree
 
@@ -290,13 +294,11 @@ def across_indices(tree: chex.ArrayTree, axes: PopulationAxes):
 
 def _total(population, axes: PopulationAxes, divisor: int | None = None):
   """Sum of the members (divided by ``divisor``), in each leaf's dtype."""
-  k_local = local_size(population, axes)
-  if lean.is_lean(population):
-    w = jnp.full((k_local,), 1.0 if divisor is None else 1.0 / divisor)
-    local = lean.combine(population, w)
-    return jax.tree.map(
-      lambda x: _psum(x.astype(_acc(x)), axes).astype(x.dtype), local
-    )
+  local_size(population, axes)
+  if lean.is_lean(population):  # uniform weights, one streamed pass
+    k = size(population, axes)
+    w = jnp.full((k,), 1.0 if divisor is None else 1.0 / divisor)
+    return combine(population, w, axes)
 
   def one(x):
     total = _psum(_local_sum(x, axes), axes)
