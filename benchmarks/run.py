@@ -450,51 +450,75 @@ def _torchjd_time(cls_name, kwargs, jac, repeats):
   return float(np.median(times))
 
 
-def _torch_gramian_time(jac, repeats):
-  """Median time of torch's ``J @ J.T`` on ``jac`` (numpy), or ``None``."""
+def bench_gramian(d, ks, repeats):
+  """``population.gramian`` against torch's ``J @ J.T`` (its threads), timed
+  interleaved in one run (bursts of calls, median per call).
+  """
   try:
     import torch  # noqa: PLC0415
   except ImportError:
-    return None
-  j = torch.tensor(jac)
-  j @ j.T  # warm-up
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    j @ j.T
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times))
+    torch = None
+  rows = []
+  for k in ks:
+    jac = np.asarray(jax.random.normal(jax.random.key(k), (k, d), jnp.float32))
+    population = jnp.asarray(jac)
+    gram = jax.jit(optax_ext.population.gramian).lower(population).compile()
+    j = torch.tensor(jac) if torch is not None else None
+    ours, peer = [], []
+    # Rounds of a few calls each, ours then torch's, the first call of each
+    # burst not counted: torch's OpenMP threads spin for a while after a
+    # call and would slow a JAX call that follows at once.
+    for _ in range(max(10, repeats)):
+      for _ in range(4):
+        t0 = time.perf_counter()
+        jax.block_until_ready(gram(population))
+        ours.append(time.perf_counter() - t0)
+      if j is not None:
+        for _ in range(4):
+          t0 = time.perf_counter()
+          j @ j.T
+          peer.append(time.perf_counter() - t0)
+      del ours[-4], peer[-4:-3]
+    t = float(np.median(ours))
+    p = float(np.median(peer)) if j is not None else None
+    rows.append(
+      {
+        'aggregator': 'gramian alone (vs torch J @ J.T)',
+        'K': k,
+        'D': d,
+        'seconds': t,
+        'compile_seconds': 0.0,
+        'torchjd_seconds': p,
+      }
+    )
+    line = f'gramian      K={k} D={d:,} {t * 1e3:8.2f} ms'
+    if p:
+      line += f'  torch J @ J.T {p * 1e3:8.2f} ms (x{p / t:.2f})'
+    print(line)
+  return rows
 
 
 def bench_multitask(d, k, repeats):
   """Multi-task aggregators at K x D: ours (jit) vs TorchJD (CPU torch).
 
-  The first row is the K x K Gramian alone (``population.gramian``, which
-  every Gramian rule calls) against torch's ``J @ J.T`` in the same run:
-  the aggregators' cost is mostly this one contraction.
+  The first rows are the K x K Gramian alone (``population.gramian``, which
+  every Gramian rule calls) against torch's ``J @ J.T`` in the same run, at
+  this K and at K = 32: the aggregators' cost is mostly this contraction.
+  Then every rule at this K, and UPGrad, MGDA and DualProj again at K = 32.
   """
+  rows = bench_gramian(d, (k, 32), repeats)
+  rows += _bench_multitask_rules(d, k, MULTITASK, repeats)
+  big = {n: MULTITASK[n] for n in ('upgrad', 'mgda', 'dualproj')}
+  rows += _bench_multitask_rules(d, 32, big, max(3, repeats // 2))
+  return rows
+
+
+def _bench_multitask_rules(d, k, rules, repeats):
   rows = []
   jac = np.asarray(jax.random.normal(jax.random.key(0), (k, d), jnp.float32))
   population = jnp.asarray(jac)
   params = jnp.zeros(d, jnp.float32)
-  gram = jax.jit(optax_ext.population.gramian).lower(population).compile()
-  t = _median_time(gram, (population,), repeats)
-  peer = _torch_gramian_time(jac, repeats)
-  rows.append(
-    {
-      'aggregator': 'gramian alone (vs torch J @ J.T)',
-      'K': k,
-      'D': d,
-      'seconds': t,
-      'compile_seconds': 0.0,
-      'torchjd_seconds': peer,
-    }
-  )
-  line = f'gramian      K={k} D={d:,} {t * 1e3:8.2f} ms'
-  if peer:
-    line += f'  torch J @ J.T {peer * 1e3:8.2f} ms (x{peer / t:.2f})'
-  print(line)
-  for name, (factory, (cls_name, kwargs)) in MULTITASK.items():
+  for name, (factory, (cls_name, kwargs)) in rules.items():
     tx = factory()
     state = tx.init(params)
     t0 = time.perf_counter()
@@ -526,7 +550,7 @@ def bench_multitask(d, k, repeats):
 def multitask_markdown(rows):
   lines = [
     '| multi-task aggregator | K | D | step (ms) | compile (s) | '
-    'TorchJD (ms) (first row: torch `J @ J.T`) | speed-up |',
+    'TorchJD (ms) (gramian rows: torch `J @ J.T`) | speed-up |',
     '|---|---:|---:|---:|---:|---:|---:|',
   ]
   for r in rows:

@@ -432,15 +432,18 @@ def test_network_sort_in_half_precision(dtype, k):
   )
 
 
-def test_blocked_cpu_gramian_matches_float64():
-  # The XLA:CPU path: a loop over GRAM_BLOCK-column blocks plus a tail,
-  # with and without centring (the suite's 8 devices keep the stacked
-  # global view on the single dot, so the blocked path is called here).
+@pytest.mark.parametrize('k', [5, 8, 19])
+def test_blocked_cpu_gramian_matches_float64(k):
+  # The XLA:CPU path: a loop over GRAM_BLOCK-column blocks plus a tail, the
+  # members in GRAM_GROUP-row groups (K = 19: three groups, the last one
+  # short), with and without centring (the suite's 8 devices keep the
+  # stacked global view on the single dot, so the blocked path is called
+  # here).
   from optax_ext._src import population as pop_lib  # noqa: PLC0415
 
-  rng = np.random.default_rng(0)
-  d = 2 * pop_lib.GRAM_BLOCK + 123
-  x = rng.normal(size=(5, d)).astype(np.float32) + 3.0
+  rng = np.random.default_rng(k)
+  d = 9 * pop_lib.GRAM_BLOCK + 123  # loop steps of 2 or 4 blocks, a tail
+  x = rng.normal(size=(k, d)).astype(np.float32) + 3.0
   mid = np.median(x, axis=0)
   for center in (None, mid):
     got = jax.jit(
@@ -452,3 +455,4 @@ def test_blocked_cpu_gramian_matches_float64():
     if center is not None:
       ref = ref - center
     np.testing.assert_allclose(got, ref @ ref.T, rtol=2e-6)
+    np.testing.assert_array_equal(got, np.asarray(got).T)

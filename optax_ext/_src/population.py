@@ -982,8 +982,10 @@ def gramian(
   return whole
 
 
-# Coordinates per block of the Gramian's contraction on XLA:CPU.
+# Coordinates per block of the Gramian's contraction on XLA:CPU, and members
+# per row group (the blocked path computes the upper triangle of group pairs).
 GRAM_BLOCK = 8192
+GRAM_GROUP = 8
 
 
 def _gram_of_rows(
@@ -992,44 +994,68 @@ def _gram_of_rows(
   """``(rows - center) (rows - center)^T`` in ``acc``, backend-aware.
 
   On GPU/TPU (and for short rows, or ``blocked=False``) one ``dot_general``.
-  On XLA:CPU the dot of
-  a ``[K, D]`` operand with a ``K x K`` result runs single-threaded at ~5
-  GFLOP/s (26 ms at K = 8, D = 1M against torch's 4 ms); the same
-  contraction as a ``fori_loop`` over ``GRAM_BLOCK``-column blocks (each
-  ``[K, 8192]`` block cache-resident) runs at BLAS speed: 4.2 ms at K = 8,
-  46 ms at K = 32 (measured in one run, ``benchmarks/run.py --only
-  multitask``). The centring, when asked, is applied block by block (no
-  centred copy of the rows).
+  On XLA:CPU the dot of a ``[K, D]`` operand with a ``K x K`` result runs
+  single-threaded at ~5 GFLOP/s. There the contraction runs as a
+  ``fori_loop`` over column blocks, ``GRAM_BLOCK`` columns (a cache-resident
+  ``[K, 8192]`` slice) at a time, and the members are split into groups of
+  ``GRAM_GROUP`` rows: one small dot per block and pair of groups on or above
+  the diagonal, ``q (q + 1) / 2`` independent dots for ``q`` groups (two or
+  four blocks per loop step when there are few), which the CPU runtime runs
+  on all its threads (and which skip the lower triangle).
+  The lower triangle is filled by symmetry. The centring, when asked, is
+  applied block by block (no centred copy of the rows). Measurements: docs
+  and ``benchmarks/run.py --only multitask``.
   """
-  d = rows.shape[1]
+  k, d = rows.shape
 
-  def dot(a, c):
-    if c is not None:
-      a = a - c[None]
+  def centred(a, c):
+    return a if c is None else a - c[None]
+
+  def dot(a, b):
     return jnp.matmul(
-      a, a.T, preferred_element_type=acc, precision=lax.Precision.HIGHEST
+      a, b.T, preferred_element_type=acc, precision=lax.Precision.HIGHEST
     ).astype(acc)
 
   if not blocked or d < 2 * GRAM_BLOCK:
-    return dot(rows, center)
-  n = d // GRAM_BLOCK
+    a = centred(rows, center)
+    return dot(a, a)
+  groups = [(s, min(s + GRAM_GROUP, k)) for s in range(0, k, GRAM_GROUP)]
+  pairs = [(a, b) for a in range(len(groups)) for b in range(a, len(groups))]
+  # Column blocks per loop step: enough independent dots per step to keep
+  # the runtime's threads busy when there are few group pairs.
+  width = GRAM_BLOCK * (4 if len(pairs) == 1 else 2)
 
-  def body(i, g):
-    start = i * GRAM_BLOCK
-    blk = lax.dynamic_slice_in_dim(rows, start, GRAM_BLOCK, axis=1)
-    c = (
-      None
-      if center is None
-      else lax.dynamic_slice_in_dim(center, start, GRAM_BLOCK)
+  def add_pairs(blk, sums):  # blk: [K, m], one dot per pair of groups
+    parts = [blk[s:e] for s, e in groups]
+    return tuple(
+      g + dot(parts[a], parts[b]) for g, (a, b) in zip(sums, pairs, strict=True)
     )
-    return g + dot(blk, c)
 
-  k = rows.shape[0]
-  g = lax.fori_loop(0, n, body, jnp.zeros((k, k), acc))
-  if d > n * GRAM_BLOCK:  # the tail
-    tail = rows[:, n * GRAM_BLOCK :]
-    g = g + dot(tail, None if center is None else center[n * GRAM_BLOCK :])
-  return g
+  def body(i, sums):
+    start = i * width
+    blk = lax.dynamic_slice_in_dim(rows, start, width, axis=1)
+    c = (
+      None if center is None else lax.dynamic_slice_in_dim(center, start, width)
+    )
+    blk = centred(blk, c)
+    for j in range(0, width, GRAM_BLOCK):
+      sums = add_pairs(blk[:, j : j + GRAM_BLOCK], sums)
+    return sums
+
+  n = d // width
+  zeros = tuple(
+    jnp.zeros((groups[a][1] - groups[a][0], groups[b][1] - groups[b][0]), acc)
+    for a, b in pairs
+  )
+  sums = lax.fori_loop(0, n, body, zeros) if n else zeros
+  if d > n * width:  # the tail
+    tail_c = None if center is None else center[n * width :]
+    sums = add_pairs(centred(rows[:, n * width :], tail_c), sums)
+  grid = [[None] * len(groups) for _ in groups]
+  for g, (a, b) in zip(sums, pairs, strict=True):
+    grid[a][b] = g
+    grid[b][a] = g.T
+  return jnp.block(grid)
 
 
 def local_slice(values: jax.Array, axes: PopulationAxes, k_local: int):
