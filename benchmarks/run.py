@@ -49,6 +49,7 @@ Writes JSON and a Markdown table under ``benchmarks/results/``::
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import platform
 import statistics
@@ -814,7 +815,14 @@ def main(argv=None):
   parser.add_argument('--out', default=str(RESULTS))
   parser.add_argument(
     '--only',
-    choices=('aggregators', 'transforms', 'multitask', 'scale', 'memory'),
+    choices=(
+      'aggregators',
+      'transforms',
+      'multitask',
+      'scale',
+      'memory',
+      'train_step',
+    ),
     help='run one section (written to <section>.json/.md)',
   )
   parser.add_argument(
@@ -827,6 +835,8 @@ def main(argv=None):
     return _main_scale(args)
   if args.only == 'memory':
     return _main_memory(args)
+  if args.only == 'train_step':
+    return _main_train_step(args)
   if args.quick:
     d, ks, repeats, n_stream = 100_000, [2, 8], 3, 1_000_000
   else:
@@ -918,6 +928,83 @@ def _main_memory(args):
   )
   (out / f'{stem}.md').write_text(memory.markdown(rows, meta))
   print((out / f'{stem}.md').read_text())
+  return rows
+
+
+def train_step_rows(quick, malloc='default'):
+  """``train_step.measure`` over this file's optimisers and aggregators."""
+  import sys  # noqa: PLC0415
+
+  sys.path.insert(0, str(pathlib.Path(__file__).parent))
+  import train_step  # noqa: PLC0415
+
+  bw = bandwidths(1_000_000 if quick else 50_000_000, 5)
+  aggregators = {
+    'mean': optax_ext.aggregate_by_mean,
+    'gsnr': variance.aggregate_by_gsnr,
+    'coordinate_median': robust.aggregate_by_coordinate_median,
+    'trimmed_mean(b=1)': lambda: robust.aggregate_by_trimmed_mean(1),
+    'krum(f=1)': lambda: robust.aggregate_by_krum(1),
+    'geometric_median': robust.aggregate_by_geometric_median,
+    'centered_clipping(1.0)': lambda: robust.aggregate_by_centered_clipping(
+      1.0
+    ),
+    **{name: factory for name, (factory, _) in MULTITASK.items()},
+  }
+  transforms = TRANSFORMS
+  if quick:
+    transforms = {n: TRANSFORMS[n] for n in ('optax.adamw', 'mars')}
+    aggregators = {n: aggregators[n] for n in ('mean', 'upgrad')}
+  rows = train_step.measure(
+    transforms, aggregators, bw, rounds=2 if quick else 5, malloc=malloc
+  )
+  return rows, bw
+
+
+def _main_train_step(args):
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+  import tempfile  # noqa: PLC0415
+
+  import train_step  # noqa: PLC0415 - on the path after train_step_rows
+
+  rows, bw = train_step_rows(args.quick)
+  # The second pass in a fresh process with glibc's options in its
+  # environment.
+  with tempfile.TemporaryDirectory() as tmp:
+    out_json = pathlib.Path(tmp) / 'kept.json'
+    cmd = [sys.executable, train_step.__file__, '--kept', '--json', out_json]
+    if args.quick:
+      cmd.append('--quick')
+    print('again in a fresh process, freed memory kept (glibc options):')
+    env = {**os.environ, **train_step.KEEP_FREED_MEMORY}
+    done = subprocess.run(cmd, check=False, env=env).returncode == 0
+    if done and out_json.exists():
+      rows += json.loads(out_json.read_text())
+  try:
+    import torch  # noqa: PLC0415
+
+    threads = torch.get_num_threads()
+  except ImportError:
+    threads = None
+  meta = {
+    'machine': f'{platform.machine()}, {platform.processor() or "cpu"}',
+    'jax': jax.__version__,
+    'optax': optax.__version__,
+    'date': datetime.date.today().isoformat(),
+    'sizes': '-'.join(map(str, train_step.SIZES)),
+    'stream_gb_s': bw['stream'] / 1e9,
+    'torch_threads': threads,
+    'quick': args.quick,
+  }
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  stem = 'quick_train_step' if args.quick else 'train_step'
+  (out / f'{stem}.json').write_text(
+    json.dumps({'meta': meta, 'train_step': rows}, indent=2)
+  )
+  (out / f'{stem}.md').write_text(train_step.markdown(rows, meta))
+  print(f'wrote {out / (stem + ".json")} and .md')
   return rows
 
 
