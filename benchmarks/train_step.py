@@ -113,6 +113,8 @@ class _Runner:
       .compile()
     )
     self.compile_seconds = time.perf_counter() - t0
+    stats = self.compiled.memory_analysis()
+    self.temp_bytes = getattr(stats, 'temp_size_in_bytes', None)
     self.state_bytes = sum(
       x.size * x.dtype.itemsize for x in jax.tree.leaves(self.state)
     )
@@ -249,6 +251,9 @@ def measure(
       'overhead_seconds': t - t_sgd,
       'bound_seconds': bound,
       'state_bytes_per_param': r.state_bytes / n_params,
+      'temp_bytes_per_param': (
+        r.temp_bytes / n_params if r.temp_bytes is not None else None
+      ),
       'compile_seconds': r.compile_seconds,
       'finite': r.finite(),
       'torch_seconds': torch_t,
@@ -316,7 +321,9 @@ def markdown(rows, meta):
     f'batch {BATCH}, float32; stream bandwidth {meta["stream_gb_s"]:.1f} '
     'GB/s. Median train-step time, every optimiser in the same run. '
     'Overhead: step time minus plain `optax.sgd`; bound: the optimiser '
-    'state read and written once at the stream bandwidth. "kept": the same '
+    'state read and written once at the stream bandwidth; temporaries: '
+    "XLA's temp buffers of the compiled step (`memory_analysis()`), fresh "
+    'memory on every call. "kept": the same '
     'run repeated in a process with glibc told to keep freed blocks '
     '(`MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 '
     'MALLOC_TOP_PAD_=268435456`). PyTorch: the same model and batch, '
@@ -325,8 +332,9 @@ def markdown(rows, meta):
     '',
     '| optimiser | step (ms) | x optax.adamw | x optax.sgd | overhead (ms) '
     '| bound (ms) | x optax.adamw, kept | overhead, kept (ms) '
-    '| state (B/param) | PyTorch step (ms) | PyTorch x ours |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| state (B/param) | temporaries (B/param) | PyTorch step (ms) '
+    '| PyTorch x ours |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ]
   for r in opt:
     torch_t = r['torch_seconds']
@@ -336,6 +344,11 @@ def markdown(rows, meta):
       f'{r["bound_seconds"] * 1e3:.2f} | {kept(r, "x_adamw")} | '
       f'{kept(r, "overhead_seconds", 1e3)} | '
       f'{r["state_bytes_per_param"]:.1f} | '
+      + (
+        f'{r["temp_bytes_per_param"]:.1f} | '
+        if r['temp_bytes_per_param'] is not None
+        else '- | '
+      )
       + (
         f'{torch_t * 1e3:.2f} | {r["torch_x_ours"]:.2f} |'
         if torch_t
