@@ -16,7 +16,6 @@
 
 from collections.abc import Callable
 
-import chex
 import jax
 import optax
 
@@ -27,7 +26,7 @@ from optax_ext._src import population as pop_lib
 
 def reducing_aggregator(
   where: str,
-  reduce_fn: Callable[[chex.ArrayTree, pop_lib.PopulationAxes], chex.ArrayTree],
+  reduce_fn: Callable[[optax.Params, pop_lib.PopulationAxes], optax.Params],
   axes: pop_lib.PopulationAxes | None,
   *,
   lean_ok: bool = False,

@@ -16,7 +16,6 @@
 
 from typing import Any
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -56,8 +55,8 @@ class Aggregator(aggregating.Aggregator):
 
 def check_population(
   where: str,
-  population: chex.ArrayTree,
-  params: chex.ArrayTree | None,
+  population: optax.Params,
+  params: optax.Params | None,
   axes: pop_lib.PopulationAxes,
   *,
   lean_ok: bool = False,

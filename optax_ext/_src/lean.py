@@ -39,10 +39,10 @@ from collections.abc import Callable
 import dataclasses
 from typing import Any
 
-import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
+import optax
 
 from optax_ext._src import numerics
 
@@ -66,8 +66,8 @@ class Microbatches:
   """
 
   loss_fn: Callable[..., jax.Array]
-  params: chex.ArrayTree
-  batch: chex.ArrayTree
+  params: optax.Params
+  batch: optax.Params
   scales: jax.Array | None = None
 
   def with_scales(self, scales: jax.Array) -> 'Microbatches':
@@ -80,8 +80,8 @@ class Microbatches:
 
 def microbatches(
   loss_fn: Callable[..., jax.Array],
-  params: chex.ArrayTree,
-  batch: chex.ArrayTree,
+  params: optax.Params,
+  batch: optax.Params,
   num_microbatches: int,
 ) -> Microbatches:
   r"""A population of ``K`` microbatch gradients that is never materialised.
@@ -202,13 +202,13 @@ def _scales(population: Microbatches) -> jax.Array:
   return population.scales
 
 
-def _grad(population: Microbatches, microbatch) -> chex.ArrayTree:
+def _grad(population: Microbatches, microbatch) -> optax.Params:
   return jax.grad(population.loss_fn)(population.params, microbatch)
 
 
 def scan_members(
   population: Microbatches,
-  body: Callable[[Any, chex.ArrayTree, jax.Array, jax.Array], Any],
+  body: Callable[[Any, optax.Params, jax.Array, jax.Array], Any],
   init: Any,
 ) -> Any:
   """Folds ``body(carry, member, k, scale)`` over the members, one at a time.
@@ -249,7 +249,7 @@ def combine(
   weights: jax.Array,
   *,
   skip_zero_weights: bool = False,
-) -> chex.ArrayTree:
+) -> optax.Params:
   """:math:`\\sum_k w_k g_k` over the local members, one scan (K backwards)."""
   weights = jnp.asarray(weights, _F32)
 
@@ -294,7 +294,7 @@ def mean_and_var_local(population: Microbatches):
 
 
 def norms(
-  population: Microbatches, center: chex.ArrayTree | None = None
+  population: Microbatches, center: optax.Params | None = None
 ) -> jax.Array:
   """``[k]`` float32 norms :math:`\\|s_k g_k - c\\|` (overflow-safe)."""
   from optax_ext._src import population as pop_lib  # noqa: PLC0415
@@ -324,9 +324,7 @@ def _vector_losses(population: Microbatches) -> Callable[..., jax.Array]:
   return losses
 
 
-def inner_products(
-  population: Microbatches, vector: chex.ArrayTree
-) -> jax.Array:
+def inner_products(population: Microbatches, vector: optax.Params) -> jax.Array:
   """``[K]``: :math:`\\langle s_k g_k, v\\rangle`, one forward-mode pass."""
   params = population.params
   tangent = jax.tree.map(lambda v, p: jnp.asarray(v, p.dtype), vector, params)
@@ -360,7 +358,7 @@ def gramian(population: Microbatches) -> jax.Array:
   return 0.5 * (cols + cols.T)
 
 
-def vdot(a: chex.ArrayTree, b: chex.ArrayTree) -> jax.Array:
+def vdot(a: optax.Params, b: optax.Params) -> jax.Array:
   """Float32 inner product of two param-shaped trees."""
   return builtins.sum(
     jnp.vdot(x.astype(_F32), y.astype(_F32))

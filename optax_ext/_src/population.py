@@ -41,17 +41,17 @@ import functools
 import operator
 from typing import Any
 
-import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from optax_ext._src import lean
 from optax_ext._src import numerics
 
 AxisName = Hashable | tuple[Hashable, ...]
-Population = chex.ArrayTree
+Population = optax.Params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +221,7 @@ def _varying_axes(x) -> set:
   return set(varying)
 
 
-def vary_like(tree: chex.ArrayTree, reference: chex.ArrayTree, axis_name=None):
+def vary_like(tree: optax.Params, reference: optax.Params, axis_name=None):
   """Marks ``tree`` as varying over ``axis_name`` where ``reference`` is.
 
   Under ``jax.shard_map`` the gradient with respect to a replicated
@@ -286,7 +286,7 @@ def _acc(x):
   return numerics.accumulation_dtype(x.dtype)
 
 
-def across_indices(tree: chex.ArrayTree, axes: PopulationAxes):
+def across_indices(tree: optax.Params, axes: PopulationAxes):
   """Sums a per-index tree over the named axis (identity off it)."""
   axes = _axes(axes)
   return jax.tree.map(lambda x: _psum(x, axes), tree)
@@ -309,7 +309,7 @@ def _total(population, axes: PopulationAxes, divisor: int | None = None):
 
 def sum(  # pylint: disable=redefined-builtin
   population: Population, axes: PopulationAxes | None = None
-) -> chex.ArrayTree:
+) -> optax.Params:
   r"""Sum of the members, :math:`\sum_k g_k`, in each leaf's dtype.
 
   Accumulates in float32 (float64 for float64 leaves), then casts back.
@@ -332,7 +332,7 @@ def sum(  # pylint: disable=redefined-builtin
 
 def mean(
   population: Population, axes: PopulationAxes | None = None
-) -> chex.ArrayTree:
+) -> optax.Params:
   r"""Mean of the members, :math:`\frac1K\sum_k g_k`, in each leaf's dtype.
 
   Args:
@@ -357,7 +357,7 @@ def mean_and_var(
   axes: PopulationAxes | None = None,
   *,
   ddof: int = 0,
-) -> tuple[chex.ArrayTree, chex.ArrayTree]:
+) -> tuple[optax.Params, optax.Params]:
   r"""Per-coordinate mean and variance over the members.
 
   .. math::
@@ -457,7 +457,7 @@ def norms(
   population: Population,
   axes: PopulationAxes | None = None,
   *,
-  center: chex.ArrayTree | None = None,
+  center: optax.Params | None = None,
 ) -> jax.Array:
   r"""The global L2 norm of each member, :math:`\|g_k - c\|_2` over all leaves.
 
@@ -725,8 +725,8 @@ def shard_coordinates(
 
 
 def coordinate_shardings(
-  params: chex.ArrayTree, mesh: jax.sharding.Mesh, mesh_axis: str
-) -> chex.ArrayTree:
+  params: optax.Params, mesh: jax.sharding.Mesh, mesh_axis: str
+) -> optax.Params:
   """Param shardings that match :func:`shard_coordinates` (ZeRO/FSDP style).
 
   Each param is sharded on the dimension :func:`shard_coordinates` shards in
@@ -772,7 +772,7 @@ def map_coordinates(
   axes: PopulationAxes | None = None,
   *,
   with_indices: bool = False,
-) -> chex.ArrayTree:
+) -> optax.Params:
   """Applies a per-coordinate reduction over the members, leaf by leaf.
 
   ``fn`` maps ``[K, ...]`` (all members of some coordinates) to ``[...]``
@@ -1080,7 +1080,7 @@ def combine(
   axes: PopulationAxes | None = None,
   *,
   skip_zero_weights: bool = False,
-) -> chex.ArrayTree:
+) -> optax.Params:
   r"""Weighted sum of the members, :math:`\sum_k w_k g_k`.
 
   Args:
@@ -1279,7 +1279,7 @@ def median(
   axes: PopulationAxes | None = None,
   *,
   nan_as_outlier: bool = False,
-) -> chex.ArrayTree:
+) -> optax.Params:
   """Coordinate-wise median across the members.
 
   For even ``K`` it is the mean of the two middle order statistics, computed
@@ -1389,7 +1389,7 @@ def scale_members(
 
 def dots(
   population: Population,
-  vector: chex.ArrayTree,
+  vector: optax.Params,
   axes: PopulationAxes | None = None,
 ) -> jax.Array:
   r"""Inner products :math:`\langle g_k, v\rangle` of the local members.
@@ -1426,7 +1426,7 @@ def dots(
 
 def deviations(
   population: Population,
-  center: chex.ArrayTree,
+  center: optax.Params,
   axes: PopulationAxes | None = None,
 ) -> Population:
   """Each member minus a param-shaped ``center``: :math:`g_k - c`.
@@ -1460,7 +1460,7 @@ def deviations(
   return jax.tree.map(one, population, center)
 
 
-def stack(members: Sequence[chex.ArrayTree]) -> Population:
+def stack(members: Sequence[optax.Params]) -> Population:
   """Stacks ``K`` param-shaped trees into a population ``[K, *shape]``.
 
   Args:
@@ -1482,7 +1482,7 @@ def stack(members: Sequence[chex.ArrayTree]) -> Population:
 
 def unstack(
   population: Population, axes: PopulationAxes | None = None
-) -> list[chex.ArrayTree]:
+) -> list[optax.Params]:
   """Splits a population into a list of ``K`` param-shaped trees.
 
   On the named path the population is gathered first, so every index gets

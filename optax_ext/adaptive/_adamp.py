@@ -16,7 +16,6 @@
 
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -108,7 +107,7 @@ class ScaleByAdampState(NamedTuple):
     nu: float32 EMA of the squared gradient.
   """
 
-  count: chex.Array
+  count: jax.Array
   mu: optax.Updates
   nu: optax.Updates
 
@@ -299,7 +298,7 @@ class ScaleBySgdpState(NamedTuple):
     trace: momentum buffer (``mu_dtype``, float32 by default).
   """
 
-  count: chex.Array
+  count: jax.Array
   trace: optax.Updates
 
 

@@ -16,7 +16,6 @@
 
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -39,7 +38,7 @@ class ScaleByDiffgradState(NamedTuple):
       ``mu_dtype``.
   """
 
-  count: chex.Array
+  count: jax.Array
   mu: optax.Updates
   nu: optax.Updates
   prev_grad: optax.Updates

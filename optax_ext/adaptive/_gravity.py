@@ -16,7 +16,6 @@
 
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -38,7 +37,7 @@ class ScaleByGravityState(NamedTuple):
       ``mu_dtype`` (float32 by default).
   """
 
-  count: chex.Array
+  count: jax.Array
   velocity: optax.Updates
 
 

@@ -16,7 +16,6 @@
 
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -39,7 +38,7 @@ class ScaleBySgdSaiState(NamedTuple):
     trace: momentum buffer (``mu_dtype``, float32 by default).
   """
 
-  count: chex.Array
+  count: jax.Array
   gsnr: optax.Updates
   trace: optax.Updates
 

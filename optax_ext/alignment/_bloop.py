@@ -16,7 +16,6 @@
 
 from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -34,7 +33,7 @@ class BloopState(NamedTuple):
     main_ema: float32 EMA :math:`m` of the main gradients.
   """
 
-  count: chex.Array
+  count: jax.Array
   main_ema: optax.Updates
 
 

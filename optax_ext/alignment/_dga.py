@@ -17,10 +17,10 @@
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
+import optax
 
 from optax_ext._src import base
 from optax_ext._src import population as pop_lib
@@ -44,9 +44,9 @@ class DGAState(NamedTuple):
       each ``>= floor / k``); the data sampler reads these.
   """
 
-  count: chex.Array
-  log_alpha: chex.Array
-  weights: chex.Array
+  count: jax.Array
+  log_alpha: jax.Array
+  weights: jax.Array
 
 
 class MixtureController(NamedTuple):
@@ -185,8 +185,8 @@ def _dot_and_norm(g, target) -> tuple[jax.Array, jax.Array]:
 
 
 def dga_alignment_scores(
-  domain_grads: chex.ArrayTree,
-  target_grad: chex.ArrayTree,
+  domain_grads: optax.Params,
+  target_grad: optax.Params,
   *,
   normalize: bool = True,
   axes: pop_lib.PopulationAxes | None = None,
@@ -245,7 +245,7 @@ def dga_alignment_scores(
 
 def domain_alignment_scores(
   loss_fn: Callable[..., Any],
-  params: chex.ArrayTree,
+  params: optax.Params,
   domain_batches: Any,
   target_batch: Any,
   *,

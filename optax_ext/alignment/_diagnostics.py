@@ -16,9 +16,9 @@
 
 from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
+import optax
 
 from optax_ext._src import population as pop_lib
 
@@ -40,7 +40,7 @@ class ConflictReport(NamedTuple):
 
 
 def conflict_report(
-  population: chex.ArrayTree, axes: pop_lib.PopulationAxes | None = None
+  population: optax.Params, axes: pop_lib.PopulationAxes | None = None
 ) -> ConflictReport:
   r"""Pairwise cosine similarities and conflict counts of a population.
 

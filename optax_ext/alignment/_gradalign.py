@@ -17,7 +17,6 @@
 from collections.abc import Callable
 from typing import Any
 
-import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -86,8 +85,8 @@ def _weighted_sum(tree, w, axes):
 
 
 def gradalign_displacement(
-  anchor: chex.ArrayTree, mean_anchor: chex.ArrayTree, beta: chex.Numeric
-) -> chex.ArrayTree:
+  anchor: optax.Params, mean_anchor: optax.Params, beta: jax.typing.ArrayLike
+) -> optax.Params:
   r"""A worker's displacement :math:`v_i = -\beta(\bar a - a_i)` in float32.
 
   Args:
@@ -132,7 +131,7 @@ def gradalign_value_and_grad(
   params: optax.Params,
   batch: Any,
   *,
-  beta: chex.Numeric = 0.1,
+  beta: jax.typing.ArrayLike = 0.1,
   axes: pop_lib.PopulationAxes | None = None,
   weights: jax.Array | None = None,
   has_aux: bool = False,
@@ -276,7 +275,7 @@ def gradalign_grad(
   params: optax.Params,
   batch: Any,
   *,
-  beta: chex.Numeric = 0.1,
+  beta: jax.typing.ArrayLike = 0.1,
   axes: pop_lib.PopulationAxes | None = None,
   weights: jax.Array | None = None,
   has_aux: bool = False,
@@ -334,7 +333,7 @@ def gradalign_grad(
 
 
 def gradient_variance(
-  grads: chex.ArrayTree,
+  grads: optax.Params,
   *,
   axes: pop_lib.PopulationAxes | None = None,
   weights: jax.Array | None = None,
@@ -388,9 +387,9 @@ def fedga_grad(
   local_batches: Any,
   local_optimizer: optax.GradientTransformation,
   *,
-  beta: chex.Numeric = 0.1,
+  beta: jax.typing.ArrayLike = 0.1,
   anchor_batch: Any = None,
-  anchor_grads: chex.ArrayTree | None = None,
+  anchor_grads: optax.Params | None = None,
   axes: pop_lib.PopulationAxes | None = None,
   weights: jax.Array | None = None,
 ) -> optax.Updates:

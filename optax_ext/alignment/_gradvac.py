@@ -16,7 +16,6 @@
 
 from typing import NamedTuple
 
-import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -41,9 +40,9 @@ class GradVacState(NamedTuple):
     key: raw uint32 PRNG key data for the visiting orders.
   """
 
-  count: chex.Array
-  phi_hat: chex.Array
-  key: chex.Array
+  count: jax.Array
+  phi_hat: jax.Array
+  key: jax.Array
 
 
 def gradvac_weighting(

@@ -23,7 +23,6 @@ from collections.abc import Callable
 import inspect
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -51,9 +50,9 @@ class WeightingState(NamedTuple):
       identical on every index of a named axis.
   """
 
-  count: chex.Array
-  weights: chex.Array | None
-  key: chex.Array | None
+  count: jax.Array
+  weights: jax.Array | None
+  key: jax.Array | None
 
 
 def as_key_data(where: str, key: Any) -> jax.Array:

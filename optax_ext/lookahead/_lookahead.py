@@ -16,7 +16,7 @@
 
 from typing import Any, NamedTuple
 
-import chex
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -36,7 +36,7 @@ class LookaheadState(NamedTuple):
     slow_weights: the slow weights (evaluate these).
   """
 
-  count: chex.Array
+  count: jax.Array
   inner_state: optax.OptState
   slow_weights: optax.Params
 

@@ -17,7 +17,6 @@
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -43,7 +42,7 @@ class MultilayerLookaheadState(NamedTuple):
       to evaluate).
   """
 
-  count: chex.Array
+  count: jax.Array
   inner_state: optax.OptState
   slow_params: tuple[optax.Params, ...]
 

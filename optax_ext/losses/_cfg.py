@@ -14,7 +14,6 @@
 # ==============================================================================
 """Classifier-free-guidance training losses: standard and CFG-aligned."""
 
-import chex
 import jax
 import jax.numpy as jnp
 
@@ -67,8 +66,8 @@ def _squared_error(target, pred):
 
 
 def cfg_guided_prediction(
-  pred_cond: chex.Array, pred_uncond: chex.Array, guidance: chex.Numeric
-) -> chex.Array:
+  pred_cond: jax.Array, pred_uncond: jax.Array, guidance: jax.typing.ArrayLike
+) -> jax.Array:
   r"""The classifier-free-guidance combination used by samplers.
 
   .. math::
@@ -103,13 +102,13 @@ def cfg_guided_prediction(
 
 
 def cfg_standard_loss(
-  pred_cond: chex.Array,
-  pred_uncond: chex.Array,
-  target: chex.Array,
+  pred_cond: jax.Array,
+  pred_uncond: jax.Array,
+  target: jax.Array,
   *,
-  drop_mask: chex.Array,
-  weights: chex.Array | None = None,
-) -> chex.Array:
+  drop_mask: jax.Array,
+  weights: jax.Array | None = None,
+) -> jax.Array:
   r"""The standard classifier-free-guidance training loss, per example.
 
   .. math::
@@ -156,16 +155,16 @@ def cfg_standard_loss(
 
 
 def cfg_aligned_loss(
-  pred_cond: chex.Array,
-  pred_uncond: chex.Array,
-  target: chex.Array,
-  guidance: chex.Numeric,
+  pred_cond: jax.Array,
+  pred_uncond: jax.Array,
+  target: jax.Array,
+  guidance: jax.typing.ArrayLike,
   *,
-  drop_mask: chex.Array,
-  align_weight: chex.Numeric = 1.0,
+  drop_mask: jax.Array,
+  align_weight: jax.typing.ArrayLike = 1.0,
   stop_grad_uncond: bool = True,
-  weights: chex.Array | None = None,
-) -> chex.Array:
+  weights: jax.Array | None = None,
+) -> jax.Array:
   r"""A CFG-aligned diffusion training loss (our interpretation), per example.
 
   Trains the guided combination the sampler will use, not only the

@@ -17,7 +17,6 @@
 import math
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -156,9 +155,9 @@ class AdemamixScheduleState(NamedTuple):
     b3: the :math:`\\beta_3` used at the last update.
   """
 
-  count: chex.Array
-  alpha: chex.Array
-  b3: chex.Array
+  count: jax.Array
+  alpha: jax.Array
+  b3: jax.Array
 
 
 def _record_schedules(alpha, b3) -> optax.GradientTransformationExtraArgs:

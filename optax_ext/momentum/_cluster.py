@@ -16,7 +16,6 @@
 
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -84,9 +83,9 @@ class ScaleByClusterMomentumState(NamedTuple):
       been visited.
   """
 
-  count: chex.Array
+  count: jax.Array
   momenta: optax.Updates
-  seen: chex.Array
+  seen: jax.Array
 
 
 def scale_by_cluster_momentum(
@@ -256,10 +255,10 @@ class ClusterIgtState(NamedTuple):
     inner_state: the inner optimiser's state.
   """
 
-  count: chex.Array
+  count: jax.Array
   true_params: optax.Params
   transported: optax.Updates
-  visits: chex.Array
+  visits: jax.Array
   inner_state: optax.OptState
 
 

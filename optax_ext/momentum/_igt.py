@@ -16,7 +16,6 @@
 
 from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -40,7 +39,7 @@ class IgtState(NamedTuple):
     inner_state: the inner transform's state.
   """
 
-  count: chex.Array
+  count: jax.Array
   true_params: optax.Params
   v: optax.Updates
   inner_state: optax.OptState

@@ -16,7 +16,6 @@
 
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -42,7 +41,7 @@ class ScaleByMarsState(NamedTuple):
       gradient's dtype; ``None`` with ``exact=True``.
   """
 
-  count: chex.Array
+  count: jax.Array
   mu: optax.Updates
   nu: Any
   prev_grad: Any

@@ -17,7 +17,6 @@
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -38,7 +37,7 @@ class ScaleByMomentumMixtureState(NamedTuple):
       the mixture components with ``optax.tree.get(state, 'mus')``.
   """
 
-  count: chex.Array
+  count: jax.Array
   mus: tuple[Any, ...]
 
 

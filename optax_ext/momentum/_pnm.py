@@ -16,7 +16,6 @@
 
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -39,7 +38,7 @@ class ScaleByPnmState(NamedTuple):
     mu_even: EMA of the gradients of even steps (``mu_dtype``).
   """
 
-  count: chex.Array
+  count: jax.Array
   mu_odd: optax.Updates
   mu_even: optax.Updates
 
@@ -55,7 +54,7 @@ class ScaleByAdapnmState(NamedTuple):
     nu_max: float32 running maximum of ``nu`` (AMSGrad; ``None`` without).
   """
 
-  count: chex.Array
+  count: jax.Array
   mu_odd: optax.Updates
   mu_even: optax.Updates
   nu: optax.Updates

@@ -16,7 +16,7 @@
 
 from typing import Any, NamedTuple
 
-import chex
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -36,7 +36,7 @@ class ScaleByQhadamState(NamedTuple):
     nu: float32 EMA of the squared gradient.
   """
 
-  count: chex.Array
+  count: jax.Array
   mu: optax.Updates
   nu: optax.Updates
 

@@ -16,7 +16,6 @@
 
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -40,7 +39,7 @@ class XgradState(NamedTuple):
     direction_state: the direction transform's state.
   """
 
-  count: chex.Array
+  count: jax.Array
   true_params: optax.Params
   direction_state: optax.OptState
 

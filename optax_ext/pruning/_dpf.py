@@ -17,7 +17,6 @@
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -46,7 +45,7 @@ class DPFState(NamedTuple):
     inner_state: the inner optimiser's state.
   """
 
-  count: chex.Array
+  count: jax.Array
   mask: optax.Params
   inner_state: optax.OptState
 

@@ -17,7 +17,6 @@
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import chex
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -179,8 +178,8 @@ class GeometricMedianState(NamedTuple):
     objective: float32 :math:`\\sum_k \\alpha_k \\|z - g_k\\|` at the result.
   """
 
-  num_iterations: chex.Array
-  objective: chex.Array
+  num_iterations: jax.Array
+  objective: jax.Array
 
 
 def _check_geometric_median(where, nu, maxiter, ftol):
@@ -192,14 +191,14 @@ def _check_geometric_median(where, nu, maxiter, ftol):
 
 
 def geometric_median(
-  population: chex.ArrayTree,
+  population: optax.Params,
   axes: pop_lib.PopulationAxes | None = None,
   *,
   weights: jax.Array | None = None,
   nu: float = 1e-6,
   maxiter: int = 100,
   ftol: float = 1e-6,
-) -> tuple[chex.ArrayTree, GeometricMedianState]:
+) -> tuple[optax.Params, GeometricMedianState]:
   r"""The geometric median of a population, by Weiszfeld (Vardi-Zhang).
 
   Minimises :math:`F(z) = \sum_k \alpha_k \|z - g_k\|_2` (global L2 over
@@ -633,10 +632,10 @@ def _nearest_neighbour_mix(where, updates, num_byzantine, axes):
 
 
 def nna_mix(
-  params: chex.ArrayTree,
+  params: optax.Params,
   num_byzantine: int,
   axes: pop_lib.PopulationAxes,
-) -> chex.ArrayTree:
+) -> optax.Params:
   r"""MoNNA's peer-to-peer step: each node averages its nearest peers' models.
 
   Every node (one per index of the named axis) replaces its model by the

@@ -16,7 +16,6 @@
 
 from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -35,7 +34,7 @@ class MedianTrackingState(NamedTuple):
     median: the running estimate :math:`m`, float32, param-shaped.
   """
 
-  count: chex.Array
+  count: jax.Array
   median: optax.Updates
 
 
@@ -247,8 +246,8 @@ class ClipByNormPercentileState(NamedTuple):
     norms: float32 ring buffer of the last ``history_size`` global norms.
   """
 
-  count: chex.Array
-  norms: chex.Array
+  count: jax.Array
+  norms: jax.Array
 
 
 def _percentile(history, filled, p):

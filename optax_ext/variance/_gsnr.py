@@ -16,7 +16,6 @@
 
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -40,7 +39,7 @@ class ScaleByGsnrState(NamedTuple):
       ``optax.tree.get(state, 'gsnr')``.
   """
 
-  count: chex.Array
+  count: jax.Array
   gsnr: optax.Updates
 
 
@@ -65,11 +64,11 @@ def _leaf_ratio(mean: jax.Array, var: jax.Array, eps_rel) -> jax.Array:
 
 
 def gsnr(
-  population: chex.ArrayTree,
+  population: optax.Params,
   axes: pop_lib.PopulationAxes | None = None,
   *,
   eps_rel: float = 1e-8,
-) -> chex.ArrayTree:
+) -> optax.Params:
   r"""Per-parameter gradient signal-to-noise ratio of a population.
 
   For every coordinate :math:`j`, over the ``K`` members :math:`g_k`:
@@ -132,11 +131,11 @@ def _ratio_from_moments(mean_var, eps_rel):
 
 
 def gsnr_by_leaf(
-  population: chex.ArrayTree,
+  population: optax.Params,
   axes: pop_lib.PopulationAxes | None = None,
   *,
   eps_rel: float = 1e-8,
-) -> chex.ArrayTree:
+) -> optax.Params:
   r"""Layer-wise GSNR: the mean of :func:`gsnr` over each leaf.
 
   Liu et al. (2020) summarise a layer by the average GSNR of its parameters.
