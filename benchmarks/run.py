@@ -826,6 +826,12 @@ def main(argv=None):
     help='run one section (written to <section>.json/.md)',
   )
   parser.add_argument(
+    '--device',
+    action='store_true',
+    help='every section but scale and memory, including train_step, on '
+    'the default JAX backend, written to <backend>-<device kind>.json/.md',
+  )
+  parser.add_argument(
     '--before-tree',
     default=None,
     help='with --only scale: a checkout of an earlier commit to compare',
@@ -858,6 +864,10 @@ def main(argv=None):
   multitask = (
     bench_multitask(d, 8, max(3, repeats // 2)) if wanted('multitask') else []
   )
+  steps = []
+  if args.device:
+    steps, _ = train_step_rows(args.quick)
+    import train_step  # noqa: PLC0415 - on the path after train_step_rows
   meta = {
     'machine': f'{platform.machine()}, {jax.device_count()} x '
     f'{jax.devices()[0].platform}, {platform.processor() or "cpu"}',
@@ -868,10 +878,13 @@ def main(argv=None):
     'read_gb_s': bw['read'] / 1e9,
     'date': datetime.date.today().isoformat(),
     'quick': args.quick,
+    'device_kind': jax.devices()[0].device_kind,
   }
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   stem = 'quick' if args.quick else (args.only or 'latest')
+  if args.device:
+    stem = ('quick-' if args.quick else '') + device_stem()
   (out / f'{stem}.json').write_text(
     json.dumps(
       {
@@ -879,6 +892,7 @@ def main(argv=None):
         'aggregators': rows,
         'transforms': transforms,
         'multitask': multitask,
+        'train_step': steps,
       },
       indent=2,
     )
@@ -890,6 +904,10 @@ def main(argv=None):
         (markdown(meta, rows), True),
         (transforms_markdown(transforms), transforms),
         (multitask_markdown(multitask), multitask),
+        (
+          steps and train_step.markdown(steps, {**meta, **_step_meta(meta)}),
+          steps,
+        ),
       )
       if present
     )
@@ -899,6 +917,30 @@ def main(argv=None):
   else:
     print(f'wrote {out / (stem + ".json")} and .md')
   return rows
+
+
+def device_stem():
+  """``<backend>-<device kind>``, e.g. ``gpu-nvidia-a100-sxm4-40gb``."""
+  kind = jax.devices()[0].device_kind.lower()
+  kind = ''.join(c if c.isalnum() else '-' for c in kind).strip('-')
+  return f'{jax.default_backend()}-{kind or "unknown"}'
+
+
+def _step_meta(meta):
+  """The train-step table's extra header fields."""
+  import train_step  # noqa: PLC0415
+
+  try:
+    import torch  # noqa: PLC0415
+
+    threads = torch.get_num_threads()
+  except ImportError:
+    threads = None
+  return {
+    'sizes': '-'.join(map(str, train_step.SIZES)),
+    'torch_threads': threads,
+    'machine': meta['machine'],
+  }
 
 
 def _main_memory(args):
