@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optax_ext._src import kernels
+
 
 def accumulation_dtype(dtype) -> jnp.dtype:
   """Returns the dtype reductions over ``dtype`` values accumulate in.
@@ -75,6 +77,9 @@ def sum_over_members(x: jax.Array, fns, dtype=None) -> tuple[jax.Array, ...]:
   256 in static groups of 64 whose partial sums are then added; beyond that a
   ``lax.fori_loop`` runs over groups of 64, which keeps compile time flat.
 
+  Off XLA:CPU (``kernels.cpu_tuned()`` false) it is ``jnp.sum(f(x),
+  axis=0)`` for each ``f``.
+
   Memory traffic: XLA:CPU emits one loop per output (it does not fuse sibling
   outputs here), so each function costs one read of the members, plus one
   accumulator write per group of 64.
@@ -88,6 +93,8 @@ def sum_over_members(x: jax.Array, fns, dtype=None) -> tuple[jax.Array, ...]:
     A tuple with one ``x.shape[1:]`` array per function, in ``dtype``.
   """
   dtype = accumulation_dtype(x.dtype) if dtype is None else jnp.dtype(dtype)
+  if not kernels.cpu_tuned():
+    return tuple(jnp.sum(f(x.astype(dtype)), axis=0) for f in fns)
 
   def add(acc, vals):
     if acc is None:

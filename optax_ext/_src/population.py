@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_ext._src import kernels
 from optax_ext._src import lean
 from optax_ext._src import numerics
 
@@ -958,9 +959,7 @@ def gramian(
   # sharded on its coordinates (shard_coordinates) would be gathered to
   # slice it (measured: Krum 2 -> 18 D of temporaries), so multi-device
   # global views keep the single dot.
-  blocked = jax.default_backend() == 'cpu' and (
-    axes.is_named or jax.device_count() == 1
-  )
+  blocked = kernels.cpu_tuned() and (axes.is_named or jax.device_count() == 1)
 
   def gram(rows):  # [K, m], all members of m coordinates
     mid = None
@@ -1130,7 +1129,11 @@ def combine(
       out = w[0] * x.astype(acc)
       if skip_zero_weights:
         out = jnp.where(w[0] != 0, out, 0.0)
-    elif skip_zero_weights and x.shape[axes.axis] <= NETWORK_MAX:
+    elif (
+      skip_zero_weights
+      and x.shape[axes.axis] <= NETWORK_MAX
+      and kernels.cpu_tuned()
+    ):
       # Member by member: a population-wide where before the contraction was
       # materialised in fresh memory by XLA:CPU (20x slower at K = 32).
       rows = [
@@ -1204,14 +1207,15 @@ def _sorted_rows(x: jax.Array, keep_nan: bool) -> list[jax.Array]:
   """The ``K`` order statistics of ``x`` along axis 0 (NaN last).
 
   With ``keep_nan=False`` NaN is returned as ``+Inf``. Up to
-  ``NETWORK_MAX`` members go through a sorting network on
+  ``NETWORK_MAX`` members (with ``kernels.cpu_tuned()``; else ``jnp.sort``)
+  go through a sorting network on
   :func:`numerics.order_key` integer keys, one member row at a time: a
   population-wide conversion was materialised by XLA:CPU into a freshly
   allocated ``[K, ...]`` buffer (10x slower at ``K >= 16``), while per-row
   conversions fuse into the network.
   """
   k = x.shape[0]
-  if k > NETWORK_MAX:
+  if k > NETWORK_MAX or not kernels.cpu_tuned():
     xs = jnp.sort(x, axis=0)
     if not keep_nan:
       xs = jnp.where(xs < jnp.inf, xs, jnp.inf)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import kernels
 from optax_ext._src import validation
 
 _REF = """Heo et al., `AdamP: Slowing Down the Slowdown for Momentum Optimizers
@@ -57,11 +58,12 @@ def project_scale_invariant(p, g, d, delta, eps, channel_axis):
   def rows(x):
     return jnp.sum(x, axis=axes, keepdims=True)
 
-  # The barriers keep XLA from folding the layer sums below (sums of the row
-  # sums) into fresh full reductions: 2x faster on CPU.
-  gp, gg, pp = jax.lax.optimization_barrier(
-    (rows(g * p), rows(g * g), rows(p * p))
+  # On XLA:CPU, barriers keep XLA from folding the layer sums below (sums
+  # of the row sums) into fresh full reductions: 2x faster there.
+  barrier = (
+    jax.lax.optimization_barrier if kernels.cpu_tuned() else (lambda x: x)
   )
+  gp, gg, pp = barrier((rows(g * p), rows(g * g), rows(p * p)))
   fired_channel = jnp.max(_cosine(gp, gg, pp, eps)) < delta / jnp.sqrt(
     jnp.float32(row_len)
   )
@@ -72,7 +74,7 @@ def project_scale_invariant(p, g, d, delta, eps, channel_axis):
 
   def project(d):
     # d - unit <unit, d> with unit = p / (||p|| + eps), per row or overall.
-    pd = jax.lax.optimization_barrier(rows(p * d))
+    pd = barrier(rows(p * d))
     per_row = pd / jnp.square(jnp.sqrt(pp) + eps)
     overall = jnp.sum(pd) / jnp.square(jnp.sqrt(pp_all) + eps)
     return d - p * jnp.where(fired_channel, per_row, overall)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from optax_ext._src import aggregation
 from optax_ext._src import base
+from optax_ext._src import kernels
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
@@ -177,7 +178,9 @@ def aggregate_by_trimmed_mean(
   sorting network for ``K <= 16``, or ``K <= 64`` with ``b >= 4``; else two
   running selection buffers (``O(K b)``) while ``K (b + 1) <= 512`` (the
   faster of the two in each range, measured at D = 1M on XLA:CPU); a sort
-  per coordinate beyond. On a named axis the population is coordinate-
+  per coordinate beyond; off XLA:CPU (``OPTAX_EXT_KERNELS``, see
+  ``optax_ext._src.kernels``) always the sort, which GPUs and TPUs run
+  well. On a named axis the population is coordinate-
   sharded first (O(D) memory and traffic per index, whatever ``K``).
 
   Args:
@@ -209,7 +212,9 @@ def aggregate_by_trimmed_mean(
         f'{2 * num_trim + 1} members, got K={k}.'
       )
 
-    if k <= 16 or (k <= pop_lib.NETWORK_MAX and num_trim >= 4):
+    if not kernels.cpu_tuned():
+      block_fn = functools.partial(_trimmed_mean_by_sort, b=num_trim)
+    elif k <= 16 or (k <= pop_lib.NETWORK_MAX and num_trim >= 4):
       block_fn = functools.partial(_trimmed_mean_by_network, b=num_trim)
     elif k * (num_trim + 1) <= _SELECTION_MAX:
       block_fn = functools.partial(_trimmed_mean_by_selection, b=num_trim)
