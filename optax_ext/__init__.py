@@ -39,6 +39,7 @@ from optax_ext import momentum
 from optax_ext import population
 from optax_ext import pruning
 from optax_ext import robust
+from optax_ext import scalarization
 from optax_ext import variance
 from optax_ext._src.citations import bibliography
 from optax_ext._src.citations import citation_keys
@@ -69,5 +70,6 @@ __all__ = (
   'population',
   'pruning',
   'robust',
+  'scalarization',
   'variance',
 )

@@ -157,6 +157,13 @@ _register(('abadi2016deep',), 'clip_each_by_global_norm')
 _register(('schaipp2024sgd',), 'scale_by_median_tracking', 'median_tracking')
 _register(('liu2020understanding',), 'gsnr', 'gsnr_by_leaf')
 _register(('liang2024cautious',), 'cautious')
+_register(('chennupati2019multinet',), 'scalarize_by_geometric_mean')
+_register(('kendall2018multi',), 'scalarize_by_uncertainty')
+_register(('liu2021towards',), 'scalarize_by_imtl_l')
+_register(('lin2024smooth',), 'scalarize_by_stch')
+_register(
+  ('liu2019end',), 'scalarize_by_dwa', 'dwa_init', 'dwa_end_epoch'
+)
 _register(
   ('mccandlish2018empirical',),
   'gradient_noise_scale',
