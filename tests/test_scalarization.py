@@ -206,3 +206,132 @@ def test_errors_name_the_function_and_parameter(call, match):
 def test_stch_small_mu_does_not_overflow():
   v = scalarization.scalarize_by_stch(jnp.array([1e3, 2e3]), 1e-4)
   assert np.isfinite(float(v)) and abs(float(v) - 1e3) < 1e-2
+
+
+def _two_task_problem():
+  rng = np.random.default_rng(7)
+  return {
+    'x': rng.normal(size=(16, 3)).astype(np.float32),
+    'y': rng.normal(size=(2, 16)).astype(np.float32) * [[1.0], [5.0]],
+    'W': rng.normal(size=(3, 4)).astype(np.float32) * 0.5,
+    'heads': rng.normal(size=(2, 4)).astype(np.float32) * 0.5,
+  }
+
+
+def test_gradnorm_matches_the_papers_algorithm_in_torch_autograd():
+  # The paper's Algorithm 1 written with torch autograd: G_i from
+  # autograd.grad(w_i L_i, W, create_graph=True), L_grad with the target
+  # detached, a gradient step on w, renormalisation to sum K; the network
+  # (shared W and two heads) steps on sum_i w_i L_i with the weights of the
+  # step. Ten steps, weights compared after each.
+  prob = _two_task_problem()
+  lr_net, lr_w, alpha = 0.05, 0.02, 1.5
+
+  # torch
+  x, y = torch.tensor(prob['x']), torch.tensor(prob['y'])
+  w_shared = torch.tensor(prob['W'], requires_grad=True)
+  heads = torch.tensor(prob['heads'], requires_grad=True)
+  w = torch.ones(2, requires_grad=True)
+  l0 = None
+  torch_weights = []
+  for _ in range(10):
+    feats = torch.tanh(x @ w_shared)
+    losses = torch.stack(
+      [torch.mean((feats @ heads[i] - y[i]) ** 2) for i in range(2)]
+    )
+    if l0 is None:
+      l0 = losses.detach()
+    norms = torch.stack(
+      [
+        torch.linalg.norm(
+          torch.autograd.grad(w[i] * losses[i], w_shared, create_graph=True)[0]
+        )
+        for i in range(2)
+      ]
+    )
+    ratios = losses.detach() / l0
+    r = ratios / ratios.mean()
+    target = (norms.mean() * r**alpha).detach()
+    l_grad = torch.sum(torch.abs(norms - target))
+    (g_w,) = torch.autograd.grad(l_grad, w, retain_graph=True)
+    total = torch.sum(w.detach() * losses)
+    g_net = torch.autograd.grad(total, (w_shared, heads))
+    with torch.no_grad():
+      w_shared -= lr_net * g_net[0]
+      heads -= lr_net * g_net[1]
+      new_w = torch.clamp(w - lr_w * g_w, min=0.0)
+      w.copy_(2 * new_w / new_w.sum())
+    torch_weights.append(w.detach().numpy().copy())
+
+  # ours
+  def task_losses(params):
+    feats = jnp.tanh(prob['x'] @ params['W'])
+    preds = feats @ params['heads'].T  # [16, 2]
+    return jnp.mean((preds.T - prob['y']) ** 2, axis=1)
+
+  params = {'W': jnp.asarray(prob['W']), 'heads': jnp.asarray(prob['heads'])}
+  state = scalarization.gradnorm_init(2)
+
+  @jax.jit
+  def step(params, state):
+    losses, vjp = jax.vjp(task_losses, params)
+    shared = jax.jacrev(lambda m: task_losses({**params, 'W': m}))(params['W'])
+    (grads,) = vjp(scalarization.gradnorm_weights(state))
+    state = scalarization.gradnorm_update(
+      state, losses, shared, lr_w, alpha=alpha
+    )
+    params = jax.tree.map(lambda p, g: p - lr_net * g, params, grads)
+    return params, state
+
+  for expected in torch_weights:
+    params, state = step(params, state)
+    np.testing.assert_allclose(state.weights, expected, rtol=1e-5, atol=1e-6)
+  # The weights moved (the test would be vacuous otherwise).
+  assert abs(float(state.weights[0]) - 1.0) > 1e-2
+
+
+def test_gradnorm_properties():
+  state = scalarization.gradnorm_init(3)
+  equal = {'w': jnp.eye(3)}  # three unit-norm task gradients
+  # Equal norms and equal loss ratios: already balanced, nothing moves.
+  out = scalarization.gradnorm_update(state, jnp.ones(3), equal, 0.5)
+  np.testing.assert_allclose(out.weights, 1.0)
+  np.testing.assert_allclose(out.initial_losses, 1.0)
+  # A task whose loss fell less (ratio above the mean) gains weight, the
+  # weights keep summing to K, and L(0) stays the first step's.
+  out = scalarization.gradnorm_update(
+    out, jnp.array([1.0, 0.5, 0.5]), equal, 0.1
+  )
+  assert out.weights[0] > 1.0 > out.weights[1]
+  np.testing.assert_allclose(jnp.sum(out.weights), 3.0, rtol=1e-6)
+  np.testing.assert_allclose(out.initial_losses, 1.0)
+  # A step that would make every weight negative leaves them uniform.
+  big = scalarization.gradnorm_update(
+    state, jnp.ones(3), {'w': jnp.diag(jnp.array([1.0, 2.0, 3.0]))}, 1e6
+  )
+  assert np.all(np.isfinite(big.weights))
+  np.testing.assert_allclose(jnp.sum(big.weights), 3.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+  ('kwargs', 'match'),
+  [
+    ({'learning_rate': 0.0}, r'gradnorm_update: `learning_rate`'),
+    ({'alpha': -1.0}, r'gradnorm_update: `alpha`'),
+    ({'losses': jnp.ones(3)}, r'gradnorm_update: the state is for 2 tasks'),
+    (
+      {'shared_grads': {'w': jnp.ones((3, 4))}},
+      r'gradnorm_update: `shared_grads` must hold one gradient per task',
+    ),
+  ],
+)
+def test_gradnorm_errors(kwargs, match):
+  args = {
+    'state': scalarization.gradnorm_init(2),
+    'losses': jnp.ones(2),
+    'shared_grads': {'w': jnp.ones((2, 4))},
+    'learning_rate': 0.1,
+    **kwargs,
+  }
+  with pytest.raises((ValueError, TypeError), match=match):
+    scalarization.gradnorm_update(**args)

@@ -162,8 +162,13 @@ _register(('kendall2018multi',), 'scalarize_by_uncertainty')
 _register(('liu2021towards',), 'scalarize_by_imtl_l')
 _register(('lin2024smooth',), 'scalarize_by_stch')
 _register(
-  ('liu2019end',), 'scalarize_by_dwa', 'dwa_init', 'dwa_end_epoch'
+  ('chen2018gradnorm',),
+  'gradnorm_init',
+  'gradnorm_loss',
+  'gradnorm_update',
+  'gradnorm_weights',
 )
+_register(('liu2019end',), 'scalarize_by_dwa', 'dwa_init', 'dwa_end_epoch')
 _register(
   ('mccandlish2018empirical',),
   'gradient_noise_scale',

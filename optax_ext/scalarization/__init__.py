@@ -24,7 +24,10 @@ gradient follows. Each takes the vector of ``K`` task losses:
 * :func:`scalarize_by_imtl_l`: IMTL's loss balance with learned scales;
 * :func:`scalarize_by_stch`: smooth Tchebycheff (Lin et al. 2024);
 * :func:`scalarize_by_dwa`, :func:`dwa_init`, :func:`dwa_end_epoch`:
-  dynamic weight average (Liu et al. 2019), from the epochs' mean losses.
+  dynamic weight average (Liu et al. 2019), from the epochs' mean losses;
+* :func:`gradnorm_update`, :func:`gradnorm_init`, :func:`gradnorm_weights`,
+  :func:`gradnorm_loss`: GradNorm (Chen et al. 2018), weights trained to
+  balance the tasks' gradient norms on a shared layer.
 """
 
 from optax_ext.scalarization._dwa import dwa_end_epoch
@@ -32,14 +35,24 @@ from optax_ext.scalarization._dwa import dwa_init
 from optax_ext.scalarization._dwa import DwaState
 from optax_ext.scalarization._dwa import scalarize_by_dwa
 from optax_ext.scalarization._geometric_mean import scalarize_by_geometric_mean
+from optax_ext.scalarization._gradnorm import gradnorm_init
+from optax_ext.scalarization._gradnorm import gradnorm_loss
+from optax_ext.scalarization._gradnorm import gradnorm_update
+from optax_ext.scalarization._gradnorm import gradnorm_weights
+from optax_ext.scalarization._gradnorm import GradNormState
 from optax_ext.scalarization._imtl_l import scalarize_by_imtl_l
 from optax_ext.scalarization._stch import scalarize_by_stch
 from optax_ext.scalarization._uncertainty import scalarize_by_uncertainty
 
 __all__ = (
   'DwaState',
+  'GradNormState',
   'dwa_end_epoch',
   'dwa_init',
+  'gradnorm_init',
+  'gradnorm_loss',
+  'gradnorm_update',
+  'gradnorm_weights',
   'scalarize_by_dwa',
   'scalarize_by_geometric_mean',
   'scalarize_by_imtl_l',
