@@ -12,13 +12,17 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 # ==============================================================================
-"""Three tasks on digits: mean vs PCGrad vs UPGrad vs MGDA (+ CAGrad).
+"""Three tasks on digits: gradient-space and loss-space multi-task rules.
 
 One shared MLP trunk with three heads: the digit (10 classes), its parity
 and whether it is >= 5. Every step takes the Jacobian of the three task
-losses (a task population, ``alignment.task_jacobian``) and aggregates it;
-Adam follows. Prints per-task test accuracy (mean +- std over seeds) and a
-conflict statistic over training (mean pairwise cosine of the task
+losses (a task population, ``alignment.task_jacobian``) and aggregates it
+(mean, PCGrad, UPGrad, MGDA, CAGrad), or weights its rows by a loss-space
+rule from ``optax_ext.scalarization`` (the gradient of a scalarized loss
+is ``J^T dS/dL``: geometric mean, uncertainty weighting with learned
+log-variances, DWA, GradNorm on the shared trunk's rows); Adam follows.
+Prints per-task test accuracy (mean +- std over seeds) and a conflict
+statistic over training (mean pairwise cosine of the task
 gradients, fraction of steps with a conflicting pair); saves a plot::
 
   python examples/multitask_digits.py           # ~1 min on CPU
@@ -36,6 +40,8 @@ import optax
 from tqdm import tqdm
 
 from optax_ext import alignment
+from optax_ext import population
+from optax_ext import scalarization
 
 TASKS = ('digit', 'parity', '>=5')
 
@@ -80,11 +86,84 @@ def methods():
   }
 
 
-def run(aggregator, data, args, seed):
+class LossSpace:
+  """A loss-space rule as task weights ``w`` (the update is ``J^T w``).
+
+  ``init(params)`` builds its state; ``weights(losses, jac, state)`` returns
+  this step's weights and the next state; ``end_epoch(state)`` runs after
+  every epoch.
+  """
+
+  def __init__(self, init, weights, end_epoch=lambda s: s):
+    self.init, self.weights, self.end_epoch = init, weights, end_epoch
+
+
+def _uncertainty_weights(losses, jac, state):
+  # Learned log-variances s, trained by their own Adam on dS/ds.
+  del jac
+  s, opt_state = state
+  grad_l, grad_s = jax.grad(scalarization.scalarize_by_uncertainty, (0, 1))(
+    losses, s
+  )
+  step, opt_state = _S_OPT.update(grad_s, opt_state)
+  return grad_l, (s + step, opt_state)
+
+
+_S_OPT = optax.adam(1e-2)
+
+
+def _dwa_weights(losses, jac, state):
+  del jac
+  grad_l, state = jax.grad(
+    lambda x, st: scalarization.scalarize_by_dwa(x, st), has_aux=True
+  )(losses, state)
+  return grad_l, state
+
+
+def _gradnorm_weights(losses, jac, state):
+  weights = scalarization.gradnorm_weights(state)
+  # Each task's gradient on the shared trunk: the Jacobian's trunk rows.
+  state = scalarization.gradnorm_update(
+    state, losses, jac['trunk'], learning_rate=0.01, alpha=1.5
+  )
+  return weights, state
+
+
+def loss_space_methods():
+  k = len(TASKS)
+  return {
+    'geo-mean': LossSpace(
+      lambda p: None,
+      lambda losses, jac, s: (
+        jax.grad(scalarization.scalarize_by_geometric_mean)(losses),
+        s,
+      ),
+    ),
+    'uw': LossSpace(
+      lambda p: (jnp.zeros(k), _S_OPT.init(jnp.zeros(k))),
+      _uncertainty_weights,
+    ),
+    'dwa': LossSpace(
+      lambda p: scalarization.dwa_init(k),
+      _dwa_weights,
+      scalarization.dwa_end_epoch,
+    ),
+    'gradnorm': LossSpace(
+      lambda p: scalarization.gradnorm_init(k), _gradnorm_weights
+    ),
+  }
+
+
+def run(method, data, args, seed):
   x_train, x_test, y_train, y_test = data
   params = init(jax.random.key(seed), args.hidden)
-  tx = optax.chain(aggregator, optax.adam(args.learning_rate))
-  state = tx.init(params)
+  if isinstance(method, LossSpace):
+    tx = optax.adam(args.learning_rate)
+    rule = method
+  else:  # an aggregator of the Jacobian
+    tx = optax.chain(method, optax.adam(args.learning_rate))
+    rule = LossSpace(lambda p: None, lambda losses, jac, s: (None, s))
+  state = (tx.init(params), rule.init(params))
   jac_fn = alignment.task_jacobian(task_losses)
   steps = len(x_train) // args.batch_size
 
@@ -95,15 +174,19 @@ def run(aggregator, data, args, seed):
     ys = y_train[order].reshape(steps, args.batch_size)
 
     def step(carry, batch):
-      p, s = carry
+      p, (s, rule_state) = carry
       losses, jac = jac_fn(p, *batch)
       report = alignment.conflict_report(jac)
-      u, s = tx.update(jac, s, p)
+      weights, rule_state = rule.weights(losses, jac, rule_state)
+      grads = jac if weights is None else population.combine(jac, weights)
+      u, s = tx.update(grads, s, p)
       stats = (losses, report.mean_cosine, report.num_conflicts > 0)
-      return (optax.apply_updates(p, u), s), stats
+      return (optax.apply_updates(p, u), (s, rule_state)), stats
 
-    (params, state), stats = jax.lax.scan(step, (params, state), (xs, ys))
-    return params, state, stats
+    (params, (s, rule_state)), stats = jax.lax.scan(
+      step, (params, state), (xs, ys)
+    )
+    return params, (s, rule.end_epoch(rule_state)), stats
 
   key = jax.random.key(seed)
   cosines, conflicts = [], []
@@ -137,11 +220,12 @@ def main(argv=None):
     f'Adam {args.learning_rate}, {args.seeds} seed(s)'
   )
   header = ''.join(f'{t:>17s}' for t in TASKS)
-  print(f'  {"aggregator":10s}{header} {"mean cos":>9s} {"conflict":>9s}')
+  print(f'  {"rule":10s}{header} {"mean cos":>9s} {"conflict":>9s}')
   results = {}
-  for name in tqdm(methods(), desc='methods', leave=False, disable=None):
+  every = {**methods(), **loss_space_methods()}
+  for name in tqdm(every, desc='methods', leave=False, disable=None):
     runs = [
-      run(methods()[name], _digits.load(seed), args, seed)
+      run(every[name], _digits.load(seed), args, seed)
       for seed in range(args.seeds)
     ]
     accs = np.array([r[0] for r in runs])

@@ -158,8 +158,9 @@ def test_cfg_aligned_diffusion_smoke(tmp_path):
 def test_multitask_digits_smoke(tmp_path):
   plot = tmp_path / 'mt.png'
   stdout = _run_example('multitask_digits.py', '--smoke', '--plot', str(plot))
-  rows = re.findall(r'^\s+(mean|pcgrad|upgrad|mgda|cagrad)\s+0\.', stdout, re.M)
-  assert rows == ['mean', 'pcgrad', 'upgrad', 'mgda', 'cagrad'], stdout
+  names = 'mean|pcgrad|upgrad|mgda|cagrad|geo-mean|uw|dwa|gradnorm'
+  rows = re.findall(rf'^\s+({names})\s+0\.', stdout, re.M)
+  assert rows == names.split('|'), stdout
   assert plot.stat().st_size > 10_000
 
 
