@@ -24,10 +24,6 @@ from optax_ext._src import base
 from optax_ext._src import kernels
 from optax_ext._src import validation
 
-_REF = """Heo et al., `AdamP: Slowing Down the Slowdown for Momentum Optimizers
-    on Scale-invariant Weights <https://arxiv.org/abs/2006.08217>`_, ICLR
-    2021."""
-
 
 def _cosine(dot, gg, pp, eps):
   """|cos| from a dot product and squared norms (torch's clamped norms)."""
@@ -184,7 +180,9 @@ def scale_by_adamp(
            [1.]], dtype=float32)
 
   References:
-    {ref}
+    Heo et al., `AdamP: Slowing Down the Slowdown for Momentum Optimizers
+    on Scale-invariant Weights <https://arxiv.org/abs/2006.08217>`_, ICLR
+    2021.
   """
   where = 'scale_by_adamp'
   validation.check_adam(where, b1, b2)
@@ -273,7 +271,9 @@ def adamp(
            [-0.00101, -0.00101, -0.00101]], dtype=float32)
 
   References:
-    {ref}
+    Heo et al., `AdamP: Slowing Down the Slowdown for Momentum Optimizers
+    on Scale-invariant Weights <https://arxiv.org/abs/2006.08217>`_, ICLR
+    2021.
   """
   validation.check_non_negative('adamp', 'learning_rate', learning_rate)
   return optax.chain(
@@ -352,7 +352,9 @@ def scale_by_sgdp(
            [2., 0.]], dtype=float32)
 
   References:
-    {ref}
+    Heo et al., `AdamP: Slowing Down the Slowdown for Momentum Optimizers
+    on Scale-invariant Weights <https://arxiv.org/abs/2006.08217>`_, ICLR
+    2021.
   """
   where = 'scale_by_sgdp'
   validation.check_decay(where, 'momentum', momentum)
@@ -433,7 +435,9 @@ def sgdp(
     Array([-0.19, -0.19, -0.19], dtype=float32)
 
   References:
-    {ref}
+    Heo et al., `AdamP: Slowing Down the Slowdown for Momentum Optimizers
+    on Scale-invariant Weights <https://arxiv.org/abs/2006.08217>`_, ICLR
+    2021.
   """
   validation.check_non_negative('sgdp', 'learning_rate', learning_rate)
   return optax.chain(
@@ -450,8 +454,3 @@ def sgdp(
     ),
     optax.scale_by_learning_rate(learning_rate),
   )
-
-
-for _fn in (scale_by_adamp, adamp, scale_by_sgdp, sgdp):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

@@ -23,9 +23,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-_REF = """Dubey et al., `diffGrad: An Optimization Method for Convolutional
-    Neural Networks <https://arxiv.org/abs/1909.11015>`_, IEEE TNNLS 2020."""
-
 
 class ScaleByDiffgradState(NamedTuple):
   """State of :func:`scale_by_diffgrad`.
@@ -94,7 +91,8 @@ def scale_by_diffgrad(
     Array([0.       , 0.9525741], dtype=float32)
 
   References:
-    {ref}
+    Dubey et al., `diffGrad: An Optimization Method for Convolutional
+    Neural Networks <https://arxiv.org/abs/1909.11015>`_, IEEE TNNLS 2020.
   """
   where = 'scale_by_diffgrad'
   validation.check_adam(where, b1, b2, eps)
@@ -171,7 +169,8 @@ def diffgrad(
     Array([-0.        , -0.00095257], dtype=float32)
 
   References:
-    {ref}
+    Dubey et al., `diffGrad: An Optimization Method for Convolutional
+    Neural Networks <https://arxiv.org/abs/1909.11015>`_, IEEE TNNLS 2020.
   """
   where = 'diffgrad'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -182,8 +181,3 @@ def diffgrad(
     weight_decay,
     coupled=not decouple_weight_decay,
   )
-
-
-for _fn in (scale_by_diffgrad, diffgrad):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

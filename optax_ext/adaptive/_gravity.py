@@ -23,10 +23,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-_REF = """Bahrami and Zadeh, `Gravity Optimizer: a Kinematic Approach on
-    Optimization in Deep Learning <https://arxiv.org/abs/2101.09192>`_,
-    2021."""
-
 
 class ScaleByGravityState(NamedTuple):
   """State of :func:`scale_by_gravity`.
@@ -85,7 +81,9 @@ def scale_by_gravity(
     Array([0.18333335, 0.14666668], dtype=float32)
 
   References:
-    {ref}
+    Bahrami and Zadeh, `Gravity Optimizer: a Kinematic Approach on
+    Optimization in Deep Learning <https://arxiv.org/abs/2101.09192>`_,
+    2021.
   """
   where = 'scale_by_gravity'
   validation.check_number(where, 'init_std', init_std, lower=0.0)
@@ -164,7 +162,9 @@ def gravity(
     Array([-0.01833333, -0.01466667], dtype=float32)
 
   References:
-    {ref}
+    Bahrami and Zadeh, `Gravity Optimizer: a Kinematic Approach on
+    Optimization in Deep Learning <https://arxiv.org/abs/2101.09192>`_,
+    2021.
   """
   where = 'gravity'
   validation.check_number(where, 'alpha', alpha, lower=0.0)
@@ -179,8 +179,3 @@ def gravity(
     scale_by_gravity(alpha / lr0, beta, seed, mu_dtype),
     optax.scale_by_learning_rate(learning_rate),
   )
-
-
-for _fn in (scale_by_gravity, gravity):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

@@ -23,9 +23,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-_REF = """Xu et al., `No More Adam: Learning Rate Scaling at Initialization is
-    All You Need <https://arxiv.org/abs/2412.11768>`_, 2024."""
-
 
 class ScaleBySgdSaiState(NamedTuple):
   """State of :func:`scale_by_sgd_sai`.
@@ -98,7 +95,8 @@ def scale_by_sgd_sai(
     Array(True, dtype=bool)
 
   References:
-    {ref}
+    Xu et al., `No More Adam: Learning Rate Scaling at Initialization is
+    All You Need <https://arxiv.org/abs/2412.11768>`_, 2024.
   """
   where = 'scale_by_sgd_sai'
   validation.check_decay(where, 'momentum', momentum)
@@ -179,7 +177,8 @@ def sgd_sai(
     Array([-0.1, -0.2, -0.3], dtype=float32)
 
   References:
-    {ref}
+    Xu et al., `No More Adam: Learning Rate Scaling at Initialization is
+    All You Need <https://arxiv.org/abs/2412.11768>`_, 2024.
   """
   where = 'sgd_sai'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -187,8 +186,3 @@ def sgd_sai(
   return base.with_decay_and_lr(
     scale_by_sgd_sai(momentum, eps, mu_dtype), learning_rate, weight_decay
   )
-
-
-for _fn in (scale_by_sgd_sai, sgd_sai):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

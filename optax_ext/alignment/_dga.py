@@ -26,11 +26,6 @@ from optax_ext._src import base
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
-_REF = """Fan et al., `Dynamic Gradient Alignment for Online Data Mixing
-    <https://arxiv.org/abs/2410.02498>`_, ICLR 2025; Fan, Pagliardini and
-    Jaggi, `DoGE: Domain Reweighting with Generalization Estimation
-    <https://arxiv.org/abs/2310.15393>`_, ICML 2024."""
-
 _F32 = jnp.float32
 
 
@@ -115,7 +110,10 @@ def dga_mixture(
     Array([0.576, 0.212, 0.212], dtype=float32)
 
   References:
-    {ref}
+    Fan et al., `Dynamic Gradient Alignment for Online Data Mixing
+    <https://arxiv.org/abs/2410.02498>`_, ICLR 2025; Fan, Pagliardini and
+    Jaggi, `DoGE: Domain Reweighting with Generalization Estimation
+    <https://arxiv.org/abs/2310.15393>`_, ICML 2024.
   """
   where = 'dga_mixture'
   validation.check_number(
@@ -220,7 +218,10 @@ def dga_alignment_scores(
     Array([ 2.,  0., -2.], dtype=float32)
 
   References:
-    {ref}
+    Fan et al., `Dynamic Gradient Alignment for Online Data Mixing
+    <https://arxiv.org/abs/2410.02498>`_, ICLR 2025; Fan, Pagliardini and
+    Jaggi, `DoGE: Domain Reweighting with Generalization Estimation
+    <https://arxiv.org/abs/2310.15393>`_, ICML 2024.
   """
   axes = base.resolve_axes('dga_alignment_scores', axes)
   pop_lib.local_size(domain_grads, axes)  # validates the member axis
@@ -277,7 +278,10 @@ def domain_alignment_scores(
     Array([ 2., -2.], dtype=float32)
 
   References:
-    {ref}
+    Fan et al., `Dynamic Gradient Alignment for Online Data Mixing
+    <https://arxiv.org/abs/2410.02498>`_, ICLR 2025; Fan, Pagliardini and
+    Jaggi, `DoGE: Domain Reweighting with Generalization Estimation
+    <https://arxiv.org/abs/2310.15393>`_, ICML 2024.
   """
   grad = jax.grad(loss_fn)
   target = grad(params, target_batch)
@@ -289,7 +293,3 @@ def domain_alignment_scores(
   if not normalize:
     return dots
   return dots / (jnp.mean(norms) + 1e-6)
-
-
-for _fn in (dga_mixture, dga_alignment_scores, domain_alignment_scores):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)

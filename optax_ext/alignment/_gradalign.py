@@ -26,11 +26,6 @@ from optax_ext._src import base
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
-REF = """Dandi, Barba and Jaggi, `Implicit Gradient Alignment in Distributed
-    and Federated Learning <https://arxiv.org/abs/2106.13897>`_, AAAI 2022;
-    reference code `epfml/GradientAlignment
-    <https://github.com/epfml/GradientAlignment>`_."""
-
 _F32 = jnp.float32
 
 
@@ -201,7 +196,10 @@ def gradalign_value_and_grad(
     (Array(1., dtype=float32), Array([1.2], dtype=float32))
 
   References:
-    {ref}
+    Dandi, Barba and Jaggi, `Implicit Gradient Alignment in Distributed
+    and Federated Learning <https://arxiv.org/abs/2106.13897>`_, AAAI 2022;
+    reference code `epfml/GradientAlignment
+    <https://github.com/epfml/GradientAlignment>`_.
   """
   return _gradalign(
     'gradalign_value_and_grad', loss_fn, params, batch, beta=beta, axes=axes,
@@ -316,7 +314,10 @@ def gradalign_grad(
     (3,)
 
   References:
-    {ref}
+    Dandi, Barba and Jaggi, `Implicit Gradient Alignment in Distributed
+    and Federated Learning <https://arxiv.org/abs/2106.13897>`_, AAAI 2022;
+    reference code `epfml/GradientAlignment
+    <https://github.com/epfml/GradientAlignment>`_.
   """
   _, g = _gradalign(
     'gradalign_grad',
@@ -361,7 +362,10 @@ def gradient_variance(
     Array(1., dtype=float32)
 
   References:
-    {ref}
+    Dandi, Barba and Jaggi, `Implicit Gradient Alignment in Distributed
+    and Federated Learning <https://arxiv.org/abs/2106.13897>`_, AAAI 2022;
+    reference code `epfml/GradientAlignment
+    <https://github.com/epfml/GradientAlignment>`_.
   """
   where = 'gradient_variance'
   axes = base.resolve_axes(where, axes)
@@ -451,7 +455,10 @@ def fedga_grad(
     Array([-1.9375], dtype=float32)
 
   References:
-    {ref}
+    Dandi, Barba and Jaggi, `Implicit Gradient Alignment in Distributed
+    and Federated Learning <https://arxiv.org/abs/2106.13897>`_, AAAI 2022;
+    reference code `epfml/GradientAlignment
+    <https://github.com/epfml/GradientAlignment>`_.
   """
   where = 'fedga_grad'
   validation.check_non_negative(where, 'beta', beta)
@@ -504,12 +511,3 @@ def fedga_grad(
   return jax.tree.map(
     lambda p, a: (p.astype(_F32) - a).astype(p.dtype), server, avg
   )
-
-
-for _fn in (
-  gradalign_value_and_grad,
-  gradalign_grad,
-  gradient_variance,
-  fedga_grad,
-):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', REF)

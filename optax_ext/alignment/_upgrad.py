@@ -23,14 +23,6 @@ from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
 
-_UPGRAD_REF = """Quinton and Rey, `Jacobian Descent for Multi-Objective
-    Optimization <https://arxiv.org/abs/2406.16232>`_, 2024; reference code
-    `TorchJD <https://github.com/TorchJD/torchjd>`_."""
-_DUALPROJ_REF = """Lopez-Paz and Ranzato, `Gradient Episodic Memory for
-    Continual Learning <https://arxiv.org/abs/1706.08840>`_, NeurIPS 2017;
-    Quinton and Rey, `Jacobian Descent for Multi-Objective Optimization
-    <https://arxiv.org/abs/2406.16232>`_, 2024."""
-
 
 def _preferences(gramian, preferences):
   k = gramian.shape[0]
@@ -174,7 +166,9 @@ def aggregate_by_upgrad(
     array([0.2929, 1.9004, 1.9004])
 
   References:
-    {ref}
+    Quinton and Rey, `Jacobian Descent for Multi-Objective
+    Optimization <https://arxiv.org/abs/2406.16232>`_, 2024; reference code
+    `TorchJD <https://github.com/TorchJD/torchjd>`_.
   """
   where = 'aggregate_by_upgrad'
   _check(where, norm_eps, reg_eps)
@@ -220,7 +214,10 @@ def aggregate_by_dualproj(
     array([0.5563, 1.1109, 1.1109])
 
   References:
-    {ref}
+    Lopez-Paz and Ranzato, `Gradient Episodic Memory for
+    Continual Learning <https://arxiv.org/abs/1706.08840>`_, NeurIPS 2017;
+    Quinton and Rey, `Jacobian Descent for Multi-Objective Optimization
+    <https://arxiv.org/abs/2406.16232>`_, 2024.
   """
   where = 'aggregate_by_dualproj'
   _check(where, norm_eps, reg_eps)
@@ -229,11 +226,3 @@ def aggregate_by_dualproj(
     lambda g: dualproj_weighting(g, preferences, norm_eps, reg_eps),
     axes,
   )
-
-
-aggregate_by_upgrad.__doc__ = aggregate_by_upgrad.__doc__.replace(
-  '{ref}', _UPGRAD_REF
-)
-aggregate_by_dualproj.__doc__ = aggregate_by_dualproj.__doc__.replace(
-  '{ref}', _DUALPROJ_REF
-)

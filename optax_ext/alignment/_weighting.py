@@ -32,9 +32,6 @@ from optax_ext._src import linalg
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
-REF = """Quinton and Rey, `Jacobian Descent for Multi-Objective Optimization
-    <https://arxiv.org/abs/2406.16232>`_, 2024 (TorchJD)."""
-
 Weighting = Callable[..., jax.Array]
 
 
@@ -124,7 +121,8 @@ def aggregate_by_weighting(
     Array([0.25, 3.  ], dtype=float32)
 
   References:
-    {ref}
+    Quinton and Rey, `Jacobian Descent for Multi-Objective Optimization
+    <https://arxiv.org/abs/2406.16232>`_, 2024 (TorchJD).
   """
   return weighted_aggregator(
     'aggregate_by_weighting', weighting, axes, key=key, num_tasks=num_tasks
@@ -316,7 +314,8 @@ def aggregate_by_constant(
     Array([2.], dtype=float32)
 
   References:
-    {ref}
+    Quinton and Rey, `Jacobian Descent for Multi-Objective Optimization
+    <https://arxiv.org/abs/2406.16232>`_, 2024 (TorchJD).
   """
   w = jnp.asarray(weights, jnp.float32)
   if w.ndim != 1:
@@ -363,7 +362,3 @@ def aggregate_by_random(
   return weighted_aggregator(
     'aggregate_by_random', random_weighting, axes, key=key
   )
-
-
-for _fn in (aggregate_by_weighting, aggregate_by_constant):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', REF)

@@ -23,9 +23,6 @@ import optax
 from optax_ext._src import base
 from optax_ext.lookahead import _multilayer
 
-_REF = """Zhang et al., `Lookahead Optimizer: k steps forward, 1 step back
-    <https://arxiv.org/abs/1907.08610>`_, 2019."""
-
 
 class LookaheadState(NamedTuple):
   """State of :func:`lookahead`.
@@ -91,7 +88,8 @@ def lookahead(
     (Array([0.9], dtype=float32), Array([0.9], dtype=float32))
 
   References:
-    {ref}
+    Zhang et al., `Lookahead Optimizer: k steps forward, 1 step back
+    <https://arxiv.org/abs/1907.08610>`_, 2019.
   """
   where = 'lookahead'
   _multilayer.check_layers(
@@ -140,11 +138,8 @@ def lookahead_slow_params(opt_state: optax.OptState) -> optax.Params:
     Array([0., 0.], dtype=float32)
 
   References:
-    {ref}
+    Zhang et al., `Lookahead Optimizer: k steps forward, 1 step back
+    <https://arxiv.org/abs/1907.08610>`_, 2019.
   """
   node = base.find_state('lookahead_slow_params', opt_state, LookaheadState)
   return node.slow_weights
-
-
-for _fn in (lookahead, lookahead_slow_params):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)

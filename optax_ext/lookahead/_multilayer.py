@@ -24,11 +24,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-REF = """Pushkin and Barba, `Multilayer Lookahead: a Nested Version of
-    Lookahead <https://arxiv.org/abs/2110.14254>`_, 2021; Zhang et al.,
-    `Lookahead Optimizer: k steps forward, 1 step back
-    <https://arxiv.org/abs/1907.08610>`_, 2019."""
-
 
 class MultilayerLookaheadState(NamedTuple):
   """State of :func:`multilayer_lookahead`.
@@ -263,7 +258,10 @@ def multilayer_lookahead(
     (Array([0.9], dtype=float32), Array([0.9], dtype=float32))
 
   References:
-    {ref}
+    Pushkin and Barba, `Multilayer Lookahead: a Nested Version of
+    Lookahead <https://arxiv.org/abs/2110.14254>`_, 2021; Zhang et al.,
+    `Lookahead Optimizer: k steps forward, 1 step back
+    <https://arxiv.org/abs/1907.08610>`_, 2019.
   """
   where = 'multilayer_lookahead'
   check_layers(where, sync_periods, slow_step_sizes)
@@ -321,13 +319,12 @@ def multilayer_lookahead_slow_params(
     Array([1., 1.], dtype=float32)
 
   References:
-    {ref}
+    Pushkin and Barba, `Multilayer Lookahead: a Nested Version of
+    Lookahead <https://arxiv.org/abs/2110.14254>`_, 2021; Zhang et al.,
+    `Lookahead Optimizer: k steps forward, 1 step back
+    <https://arxiv.org/abs/1907.08610>`_, 2019.
   """
   node = base.find_state(
     'multilayer_lookahead_slow_params', opt_state, MultilayerLookaheadState
   )
   return node.slow_params[layer]
-
-
-for _fn in (multilayer_lookahead, multilayer_lookahead_slow_params):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', REF)

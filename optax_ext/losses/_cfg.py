@@ -19,12 +19,6 @@ import jax.numpy as jnp
 
 from optax_ext._src import validation
 
-REF = """Patel, Salamanca and Barba, `Bridging the Gap: Addressing
-    Discrepancies in Diffusion Model Training for Classifier-Free Guidance
-    <https://arxiv.org/abs/2311.00938>`_, 2023 (abstract only; see the
-    note); Ho and Salimans, `Classifier-Free Diffusion Guidance
-    <https://arxiv.org/abs/2207.12598>`_, 2022."""
-
 _F32 = jnp.float32
 
 
@@ -93,7 +87,11 @@ def cfg_guided_prediction(
     Array([[3., 3.]], dtype=float32)
 
   References:
-    {ref}
+    Patel, Salamanca and Barba, `Bridging the Gap: Addressing
+    Discrepancies in Diffusion Model Training for Classifier-Free Guidance
+    <https://arxiv.org/abs/2311.00938>`_, 2023 (abstract only; see the
+    note); Ho and Salimans, `Classifier-Free Diffusion Guidance
+    <https://arxiv.org/abs/2207.12598>`_, 2022.
   """
   w = jnp.asarray(guidance, _F32)
   w = w.reshape(w.shape + (1,) * (jnp.ndim(pred_cond) - w.ndim))
@@ -141,7 +139,11 @@ def cfg_standard_loss(
     Array([0., 3.], dtype=float32)
 
   References:
-    {ref}
+    Patel, Salamanca and Barba, `Bridging the Gap: Addressing
+    Discrepancies in Diffusion Model Training for Classifier-Free Guidance
+    <https://arxiv.org/abs/2311.00938>`_, 2023 (abstract only; see the
+    note); Ho and Salimans, `Classifier-Free Diffusion Guidance
+    <https://arxiv.org/abs/2207.12598>`_, 2022.
   """
   return cfg_aligned_loss(
     pred_cond,
@@ -233,7 +235,11 @@ def cfg_aligned_loss(
     Array([0., 1.], dtype=float32)
 
   References:
-    {ref}
+    Patel, Salamanca and Barba, `Bridging the Gap: Addressing
+    Discrepancies in Diffusion Model Training for Classifier-Free Guidance
+    <https://arxiv.org/abs/2311.00938>`_, 2023 (abstract only; see the
+    note); Ho and Salimans, `Classifier-Free Diffusion Guidance
+    <https://arxiv.org/abs/2207.12598>`_, 2022.
   """
   where = 'cfg_aligned_loss'
   for name, value, upper in (
@@ -259,7 +265,3 @@ def cfg_aligned_loss(
   kept = (1.0 - rho) * conditional + rho * aligned
   dropped = _squared_error(target, pred_uncond)
   return lam * jnp.where(jnp.asarray(drop_mask, bool), dropped, kept)
-
-
-for _fn in (cfg_guided_prediction, cfg_standard_loss, cfg_aligned_loss):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', REF)

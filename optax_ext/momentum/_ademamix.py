@@ -24,9 +24,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-_REF = """Pagliardini, Ablin and Grangier, `The AdEMAMix Optimizer: Better,
-    Faster, Older <https://arxiv.org/abs/2409.03137>`_, 2024."""
-
 
 def ademamix_alpha_schedule(
   alpha: float, warmup_steps: int, alpha_start: float = 0.0
@@ -53,7 +50,8 @@ def ademamix_alpha_schedule(
     (0.0, 4.0, 8.0, 8.0)
 
   References:
-    {ref}
+    Pagliardini, Ablin and Grangier, `The AdEMAMix Optimizer: Better,
+    Faster, Older <https://arxiv.org/abs/2409.03137>`_, 2024.
   """
   where = 'ademamix_alpha_schedule'
   validation.check_number(where, 'alpha', alpha, allow_schedule=False)
@@ -102,7 +100,8 @@ def ademamix_beta3_schedule(
     [0.9, 0.9499637, 0.9909002, 0.9998002, 0.9998999, 0.9999]
 
   References:
-    {ref}
+    Pagliardini, Ablin and Grangier, `The AdEMAMix Optimizer: Better,
+    Faster, Older <https://arxiv.org/abs/2409.03137>`_, 2024.
   """
   where = 'ademamix_beta3_schedule'
   validation.check_number(
@@ -254,7 +253,8 @@ def ademamix_with_warmup(
     0.8999...
 
   References:
-    {ref}
+    Pagliardini, Ablin and Grangier, `The AdEMAMix Optimizer: Better,
+    Faster, Older <https://arxiv.org/abs/2409.03137>`_, 2024.
   """
   where = 'ademamix_with_warmup'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -300,12 +300,3 @@ def ademamix_with_warmup(
       _record_schedules(alpha_fn, b3_fn),
     )
   )
-
-
-for _fn in (
-  ademamix_alpha_schedule,
-  ademamix_beta3_schedule,
-  ademamix_with_warmup,
-):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

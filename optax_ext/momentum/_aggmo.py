@@ -24,9 +24,6 @@ from optax_ext._src import base
 from optax_ext._src import validation
 from optax_ext.momentum import _mixture
 
-_REF = """Lucas et al., `Aggregated Momentum: Stability Through Passive Damping
-    <https://arxiv.org/abs/1804.00325>`_, 2019."""
-
 
 def aggmo_decays(a: float = 0.1, k: int = 3) -> tuple[float, ...]:
   r"""The AggMo paper's decays :math:`\beta_i = 1 - a^i`, ``i = 0..k-1``.
@@ -44,7 +41,8 @@ def aggmo_decays(a: float = 0.1, k: int = 3) -> tuple[float, ...]:
     (0.0, 0.9, 0.99)
 
   References:
-    {ref}
+    Lucas et al., `Aggregated Momentum: Stability Through Passive Damping
+    <https://arxiv.org/abs/1804.00325>`_, 2019.
   """
   validation.check_number(
     'aggmo_decays',
@@ -99,7 +97,8 @@ def scale_by_aggmo(
     Array([2.5], dtype=float32)
 
   References:
-    {ref}
+    Lucas et al., `Aggregated Momentum: Stability Through Passive Damping
+    <https://arxiv.org/abs/1804.00325>`_, 2019.
   """
   decays = tuple(decays)
   if len(set(decays)) != len(decays):
@@ -149,7 +148,8 @@ def aggmo(
     Array([-0.3], dtype=float32)
 
   References:
-    {ref}
+    Lucas et al., `Aggregated Momentum: Stability Through Passive Damping
+    <https://arxiv.org/abs/1804.00325>`_, 2019.
   """
   where = 'aggmo'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -160,8 +160,3 @@ def aggmo(
     weight_decay,
     coupled=True,
   )
-
-
-for _fn in (aggmo_decays, scale_by_aggmo, aggmo):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

@@ -25,12 +25,6 @@ from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.momentum import _igt
 
-_REF = """Tondji, Kashubin and Cisse, `Variance Reduction in Deep Learning: More
-    Momentum is All You Need <https://arxiv.org/abs/2111.11828>`_, 2021.
-
-    Yuan et al., `COVER: A Cluster-based Variance Reduced Method for Online
-    Learning <https://doi.org/10.1109/ICASSP.2019.8682437>`_, 2019."""
-
 
 def _priors(where, priors, num_clusters):
   if priors is None:
@@ -161,7 +155,11 @@ def scale_by_cluster_momentum(
     Array([2., 2.], dtype=float32)
 
   References:
-    {ref}
+    Tondji, Kashubin and Cisse, `Variance Reduction in Deep Learning: More
+    Momentum is All You Need <https://arxiv.org/abs/2111.11828>`_, 2021.
+
+    Yuan et al., `COVER: A Cluster-based Variance Reduced Method for Online
+    Learning <https://doi.org/10.1109/ICASSP.2019.8682437>`_, 2019.
   """
   where = 'scale_by_cluster_momentum'
   validation.check_integer(where, 'num_clusters', num_clusters, lower=1)
@@ -238,11 +236,6 @@ def scale_by_cluster_momentum(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-scale_by_cluster_momentum.__doc__ = scale_by_cluster_momentum.__doc__.replace(
-  '{ref}', _REF
-)
-
-
 class ClusterIgtState(NamedTuple):
   """State of :func:`cluster_igt`.
 
@@ -317,7 +310,11 @@ def cluster_igt(
     (Array([-0.2, -0.1], dtype=float32), Array([-0.4, -0.2], dtype=float32))
 
   References:
-    {ref}
+    Tondji, Kashubin and Cisse, `Variance Reduction in Deep Learning: More
+    Momentum is All You Need <https://arxiv.org/abs/2111.11828>`_, 2021.
+
+    Yuan et al., `COVER: A Cluster-based Variance Reduced Method for Online
+    Learning <https://doi.org/10.1109/ICASSP.2019.8682437>`_, 2019.
 
     Arnold et al., `Reducing the variance in online optimization by
     transporting past gradients <https://arxiv.org/abs/1906.03532>`_, 2019.
@@ -395,6 +392,3 @@ def cluster_igt(
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-cluster_igt.__doc__ = cluster_igt.__doc__.replace('{ref}', _REF)

@@ -23,9 +23,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-_REF = """Cao, Li and Song, `Grams: Gradient Descent with Adaptive Momentum
-    Scaling <https://arxiv.org/abs/2412.17107>`_, 2024."""
-
 
 class ScaleByGramsState(NamedTuple):
   """State of :func:`scale_by_grams`.
@@ -84,7 +81,8 @@ def scale_by_grams(
     Array([ 0.99993676, -0.9999842 ,  0.        ], dtype=float32)
 
   References:
-    {ref}
+    Cao, Li and Song, `Grams: Gradient Descent with Adaptive Momentum
+    Scaling <https://arxiv.org/abs/2412.17107>`_, 2024.
   """
   where = 'scale_by_grams'
   validation.check_adam(where, b1, b2, eps)
@@ -158,7 +156,8 @@ def grams(
     Array([0.1], dtype=float32)
 
   References:
-    {ref}
+    Cao, Li and Song, `Grams: Gradient Descent with Adaptive Momentum
+    Scaling <https://arxiv.org/abs/2412.17107>`_, 2024.
   """
   where = 'grams'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -166,8 +165,3 @@ def grams(
   return base.with_decay_and_lr(
     scale_by_grams(b1, b2, eps, mu_dtype), learning_rate, weight_decay, mask
   )
-
-
-for _fn in (scale_by_grams, grams):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

@@ -22,9 +22,6 @@ import optax
 
 from optax_ext._src import validation
 
-_REF = """Arnold et al., `Reducing the variance in online optimization by
-    transporting past gradients <https://arxiv.org/abs/1906.03532>`_, 2019."""
-
 
 class IgtState(NamedTuple):
   """State of :func:`igt`.
@@ -126,7 +123,8 @@ def igt(
     (Array([0.8], dtype=float32), Array([0.6], dtype=float32))
 
   References:
-    {ref}
+    Arnold et al., `Reducing the variance in online optimization by
+    transporting past gradients <https://arxiv.org/abs/1906.03532>`_, 2019.
   """
   where = 'igt'
   validation.check_number(
@@ -197,7 +195,8 @@ def igt_true_params(state: optax.OptState) -> optax.Params:
     Array([0., 0.], dtype=float32)
 
   References:
-    {ref}
+    Arnold et al., `Reducing the variance in online optimization by
+    transporting past gradients <https://arxiv.org/abs/1906.03532>`_, 2019.
   """
   return optax.tree.get(state, 'true_params')
 
@@ -232,7 +231,8 @@ def igt_sgd(
     Array([-0.4], dtype=float32)
 
   References:
-    {ref}
+    Arnold et al., `Reducing the variance in online optimization by
+    transporting past gradients <https://arxiv.org/abs/1906.03532>`_, 2019.
   """
   where = 'igt_sgd'
   validation.check_number(where, 'learning_rate', learning_rate, lower=0.0)
@@ -283,14 +283,10 @@ def igt_adam(
     Array([-0.2], dtype=float32)
 
   References:
-    {ref}
+    Arnold et al., `Reducing the variance in online optimization by
+    transporting past gradients <https://arxiv.org/abs/1906.03532>`_, 2019.
   """
   where = 'igt_adam'
   validation.check_number(where, 'learning_rate', learning_rate, lower=0.0)
   validation.check_adam(where, b1, b2, eps, allow_schedule=False)
   return igt(optax.adam(learning_rate, b1=b1, b2=b2, eps=eps), delta)
-
-
-for _fn in (igt, igt_true_params, igt_sgd, igt_adam):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

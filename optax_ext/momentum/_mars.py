@@ -23,8 +23,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-_REF = """Yuan et al., `MARS: Unleashing the Power of Variance Reduction for
-    Training Large Models <https://arxiv.org/abs/2411.10438>`_, 2024."""
 _VARIANTS = ('adamw', 'lion', 'shampoo')
 _NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
@@ -127,7 +125,8 @@ def scale_by_mars(
     Array([ 1., -1.], dtype=float32)
 
   References:
-    {ref}
+    Yuan et al., `MARS: Unleashing the Power of Variance Reduction for
+    Training Large Models <https://arxiv.org/abs/2411.10438>`_, 2024.
   """
   where = 'scale_by_mars'
   validation.check_adam(where, b1, b2)
@@ -265,7 +264,8 @@ def mars(
     (Array(-0.001, dtype=float32), Array(-0.001, dtype=float32))
 
   References:
-    {ref}
+    Yuan et al., `MARS: Unleashing the Power of Variance Reduction for
+    Training Large Models <https://arxiv.org/abs/2411.10438>`_, 2024.
   """
   where = 'mars'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -301,8 +301,3 @@ def mars(
     labels,
     mask_compatible_extra_args=True,
   )
-
-
-for _fn in (scale_by_mars, mars):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

@@ -23,10 +23,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-_REF = """Xie et al., `Positive-Negative Momentum: Manipulating Stochastic
-    Gradient Noise to Improve Generalization
-    <https://arxiv.org/abs/2103.17182>`_, ICML 2021."""
-
 
 class ScaleByPnmState(NamedTuple):
   """State of :func:`scale_by_pnm`.
@@ -134,7 +130,9 @@ def scale_by_pnm(
     Array([0.169941], dtype=float32)
 
   References:
-    {ref}
+    Xie et al., `Positive-Negative Momentum: Manipulating Stochastic
+    Gradient Noise to Improve Generalization
+    <https://arxiv.org/abs/2103.17182>`_, ICML 2021.
   """
   _check_betas('scale_by_pnm', b1, b0)
   mu_dtype = validation.state_dtype('scale_by_pnm', 'mu_dtype', mu_dtype)
@@ -198,7 +196,9 @@ def pnm(
     Array([-0.01699412], dtype=float32)
 
   References:
-    {ref}
+    Xie et al., `Positive-Negative Momentum: Manipulating Stochastic
+    Gradient Noise to Improve Generalization
+    <https://arxiv.org/abs/2103.17182>`_, ICML 2021.
   """
   where = 'pnm'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -260,7 +260,9 @@ def scale_by_adapnm(
     Array([1.69941], dtype=float32)
 
   References:
-    {ref}
+    Xie et al., `Positive-Negative Momentum: Manipulating Stochastic
+    Gradient Noise to Improve Generalization
+    <https://arxiv.org/abs/2103.17182>`_, ICML 2021.
   """
   where = 'scale_by_adapnm'
   _check_betas(where, b1, b0)
@@ -356,7 +358,9 @@ def adapnm(
     Array([-0.00169941], dtype=float32)
 
   References:
-    {ref}
+    Xie et al., `Positive-Negative Momentum: Manipulating Stochastic
+    Gradient Noise to Improve Generalization
+    <https://arxiv.org/abs/2103.17182>`_, ICML 2021.
   """
   where = 'adapnm'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -367,8 +371,3 @@ def adapnm(
     weight_decay,
     coupled=not decouple_weight_decay,
   )
-
-
-for _fn in (scale_by_pnm, pnm, scale_by_adapnm, adapnm):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

@@ -23,9 +23,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-_REF = """Ma and Yarats, `Quasi-hyperbolic momentum and Adam for deep learning
-    <https://arxiv.org/abs/1810.06801>`_, 2019."""
-
 
 class ScaleByQhadamState(NamedTuple):
   """State of :func:`scale_by_qhadam`.
@@ -88,7 +85,8 @@ def scale_by_qhadam(
     Array([ 1., -1.], dtype=float32)
 
   References:
-    {ref}
+    Ma and Yarats, `Quasi-hyperbolic momentum and Adam for deep learning
+    <https://arxiv.org/abs/1810.06801>`_, 2019.
   """
   where = 'scale_by_qhadam'
   validation.check_adam(where, b1, b2)
@@ -171,7 +169,8 @@ def qhadam(
     Array([-0.001,  0.001], dtype=float32)
 
   References:
-    {ref}
+    Ma and Yarats, `Quasi-hyperbolic momentum and Adam for deep learning
+    <https://arxiv.org/abs/1810.06801>`_, 2019.
   """
   where = 'qhadam'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -182,8 +181,3 @@ def qhadam(
     weight_decay,
     coupled=not decouple_weight_decay,
   )
-
-
-for _fn in (scale_by_qhadam, qhadam):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

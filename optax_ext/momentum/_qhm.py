@@ -22,9 +22,6 @@ from optax_ext._src import base
 from optax_ext._src import validation
 from optax_ext.momentum import _mixture
 
-_REF = """Ma and Yarats, `Quasi-hyperbolic momentum and Adam for deep learning
-    <https://arxiv.org/abs/1810.06801>`_, 2019."""
-
 
 def scale_by_qhm(
   decay: optax.ScalarOrSchedule = 0.999,
@@ -64,7 +61,8 @@ def scale_by_qhm(
     Array([1.5], dtype=float32)
 
   References:
-    {ref}
+    Ma and Yarats, `Quasi-hyperbolic momentum and Adam for deep learning
+    <https://arxiv.org/abs/1810.06801>`_, 2019.
   """
   where = 'scale_by_qhm'
   validation.check_decay(where, 'decay', decay)
@@ -119,7 +117,8 @@ def qhm(
     Array([-1.5], dtype=float32)
 
   References:
-    {ref}
+    Ma and Yarats, `Quasi-hyperbolic momentum and Adam for deep learning
+    <https://arxiv.org/abs/1810.06801>`_, 2019.
   """
   where = 'qhm'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -133,8 +132,3 @@ def qhm(
     weight_decay,
     coupled=weight_decay_type == 'grad',
   )
-
-
-for _fn in (scale_by_qhm, qhm):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

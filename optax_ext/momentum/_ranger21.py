@@ -26,9 +26,6 @@ from optax_ext._src import validation
 from optax_ext.lookahead import _lookahead
 from optax_ext.momentum import _pnm
 
-_REF = """Wright and Demeure, `Ranger21: a synergistic deep learning optimizer
-    <https://arxiv.org/abs/2106.13731>`_, 2021."""
-
 
 def _reduce_axes(x, channel_axis):
   """All axes but the output-channel axis (all axes for ``ndim <= 1``)."""
@@ -153,7 +150,8 @@ def ranger21_schedule(
     [0.1, 1.0, 1.0, 0.966, 0.0]
 
   References:
-    {ref}
+    Wright and Demeure, `Ranger21: a synergistic deep learning optimizer
+    <https://arxiv.org/abs/2106.13731>`_, 2021.
   """
   where = 'ranger21_schedule'
   validation.check_number(
@@ -290,7 +288,8 @@ def ranger21(
     [(2,), (3, 2)]
 
   References:
-    {ref}
+    Wright and Demeure, `Ranger21: a synergistic deep learning optimizer
+    <https://arxiv.org/abs/2106.13731>`_, 2021.
   """
   where = 'ranger21'
   validation.check_adam(where, b1, b2)
@@ -341,8 +340,3 @@ def ranger21(
   return _lookahead.lookahead(
     inner, lookahead_sync_period, lookahead_slow_step_size
   )
-
-
-for _fn in (ranger21_schedule, ranger21):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

@@ -24,9 +24,6 @@ from optax_ext._src import base
 from optax_ext._src import validation
 from optax_ext.momentum import _mixture
 
-_REF = """Guan et al., `XGrad: Boosting Gradient-Based Optimizers With Weight
-    Prediction <https://arxiv.org/abs/2305.18240>`_, 2023."""
-
 
 class XgradState(NamedTuple):
   """State of :func:`xgrad`.
@@ -99,7 +96,8 @@ def xgrad(
     (Array([0.8], dtype=float32), Array([0.6], dtype=float32))
 
   References:
-    {ref}
+    Guan et al., `XGrad: Boosting Gradient-Based Optimizers With Weight
+    Prediction <https://arxiv.org/abs/2305.18240>`_, 2023.
   """
   where = 'xgrad'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
@@ -164,7 +162,8 @@ def xgrad_true_params(state: optax.OptState) -> optax.Params:
     Array([1., 1.], dtype=float32)
 
   References:
-    {ref}
+    Guan et al., `XGrad: Boosting Gradient-Based Optimizers With Weight
+    Prediction <https://arxiv.org/abs/2305.18240>`_, 2023.
   """
   found = base.find_state('xgrad_true_params', state, XgradState)
   return found.true_params
@@ -206,7 +205,8 @@ def xgrad_sgd(
     Array([-0.2], dtype=float32)
 
   References:
-    {ref}
+    Guan et al., `XGrad: Boosting Gradient-Based Optimizers With Weight
+    Prediction <https://arxiv.org/abs/2305.18240>`_, 2023.
   """
   where = 'xgrad_sgd'
   validation.check_number(
@@ -269,7 +269,8 @@ def xgrad_adam(
     Array([-0.2], dtype=float32)
 
   References:
-    {ref}
+    Guan et al., `XGrad: Boosting Gradient-Based Optimizers With Weight
+    Prediction <https://arxiv.org/abs/2305.18240>`_, 2023.
   """
   where = 'xgrad_adam'
   validation.check_adam(where, b1, b2, eps, allow_schedule=False)
@@ -317,7 +318,8 @@ def xgrad_adamw(
     Array([-0.25], dtype=float32)
 
   References:
-    {ref}
+    Guan et al., `XGrad: Boosting Gradient-Based Optimizers With Weight
+    Prediction <https://arxiv.org/abs/2305.18240>`_, 2023.
   """
   where = 'xgrad_adamw'
   validation.check_adam(where, b1, b2, eps, allow_schedule=False)
@@ -328,8 +330,3 @@ def xgrad_adamw(
     steps_ahead,
     weight_decay,
   )
-
-
-for _fn in (xgrad, xgrad_true_params, xgrad_sgd, xgrad_adam, xgrad_adamw):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn

@@ -26,11 +26,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-REF = """Lin et al., `Dynamic Model Pruning with Feedback
-    <https://arxiv.org/abs/2006.07253>`_, ICLR 2020; Zhu and Gupta, `To
-    prune, or not to prune: exploring the efficacy of pruning for model
-    compression <https://arxiv.org/abs/1710.01878>`_, 2017."""
-
 _SCOPES = ('global', 'layerwise')
 _METHODS = ('sort', 'bisect')
 
@@ -85,7 +80,10 @@ def cubic_sparsity_schedule(
     [0.0, 0.7875, 0.9, 0.9]
 
   References:
-    {ref}
+    Lin et al., `Dynamic Model Pruning with Feedback
+    <https://arxiv.org/abs/2006.07253>`_, ICLR 2020; Zhu and Gupta, `To
+    prune, or not to prune: exploring the efficacy of pruning for model
+    compression <https://arxiv.org/abs/1710.01878>`_, 2017.
   """
   where = 'cubic_sparsity_schedule'
   for name, value in (
@@ -314,7 +312,10 @@ def dpf(
     0.5
 
   References:
-    {ref}
+    Lin et al., `Dynamic Model Pruning with Feedback
+    <https://arxiv.org/abs/2006.07253>`_, ICLR 2020; Zhu and Gupta, `To
+    prune, or not to prune: exploring the efficacy of pruning for model
+    compression <https://arxiv.org/abs/1710.01878>`_, 2017.
   """
   where = 'dpf'
   validation.check_number(
@@ -391,7 +392,10 @@ def dpf_pruned_params(
            [1., 1.]], dtype=float32)
 
   References:
-    {ref}
+    Lin et al., `Dynamic Model Pruning with Feedback
+    <https://arxiv.org/abs/2006.07253>`_, ICLR 2020; Zhu and Gupta, `To
+    prune, or not to prune: exploring the efficacy of pruning for model
+    compression <https://arxiv.org/abs/1710.01878>`_, 2017.
   """
   node = base.find_state('dpf_pruned_params', opt_state, DPFState)
   # Leaf by leaf rather than tree.map: the params and the mask may sit in
@@ -427,14 +431,13 @@ def dpf_sparsity(opt_state: optax.OptState) -> jax.Array:
     0.0
 
   References:
-    {ref}
+    Lin et al., `Dynamic Model Pruning with Feedback
+    <https://arxiv.org/abs/2006.07253>`_, ICLR 2020; Zhu and Gupta, `To
+    prune, or not to prune: exploring the efficacy of pruning for model
+    compression <https://arxiv.org/abs/1710.01878>`_, 2017.
   """
   node = base.find_state('dpf_sparsity', opt_state, DPFState)
   masks = [m for m in jax.tree.leaves(node.mask) if jnp.ndim(m) > 0]
   total = sum(m.size for m in masks)
   pruned = sum(jnp.sum(~m, dtype=jnp.int32) for m in masks)
   return pruned.astype(jnp.float32) / jnp.float32(total)
-
-
-for _fn in (cubic_sparsity_schedule, dpf, dpf_pruned_params, dpf_sparsity):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', REF)

@@ -27,9 +27,6 @@ from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
-_REF = """Yin et al., `Byzantine-Robust Distributed Learning: Towards Optimal
-    Statistical Rates <https://arxiv.org/abs/1803.01498>`_, 2018."""
-
 
 def aggregate_by_coordinate_median(
   axes: pop_lib.PopulationAxes | None = None,
@@ -68,7 +65,8 @@ def aggregate_by_coordinate_median(
     Array([2.5], dtype=float32)
 
   References:
-    {ref}
+    Yin et al., `Byzantine-Robust Distributed Learning: Towards Optimal
+    Statistical Rates <https://arxiv.org/abs/1803.01498>`_, 2018.
   """
   return aggregation.reducing_aggregator(
     'aggregate_by_coordinate_median',
@@ -199,7 +197,8 @@ def aggregate_by_trimmed_mean(
     Array([2.1666667], dtype=float32)
 
   References:
-    {ref}
+    Yin et al., `Byzantine-Robust Distributed Learning: Towards Optimal
+    Statistical Rates <https://arxiv.org/abs/1803.01498>`_, 2018.
   """
   where = 'aggregate_by_trimmed_mean'
   validation.check_integer(where, 'num_trim', num_trim, lower=0)
@@ -225,8 +224,3 @@ def aggregate_by_trimmed_mean(
     return pop_lib.map_coordinates(g, block_fn, a)
 
   return aggregation.reducing_aggregator(where, reduce, axes)
-
-
-for _fn in (aggregate_by_coordinate_median, aggregate_by_trimmed_mean):
-  _fn.__doc__ = _fn.__doc__.replace('{ref}', _REF)
-del _fn
