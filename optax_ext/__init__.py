@@ -37,6 +37,7 @@ from optax_ext import lookahead
 from optax_ext import losses
 from optax_ext import momentum
 from optax_ext import population
+from optax_ext import privacy
 from optax_ext import pruning
 from optax_ext import robust
 from optax_ext import scalarization
@@ -68,6 +69,7 @@ __all__ = (
   'losses',
   'momentum',
   'population',
+  'privacy',
   'pruning',
   'robust',
   'scalarization',

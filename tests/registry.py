@@ -200,6 +200,17 @@ REGISTRY += (
     rosenbrock=(1e-4, 20000),
   ),
   Entry(
+    name='aggregate_by_private_mean',
+    factory=optax_ext.privacy.aggregate_by_private_mean,
+    # No noise and a clip above every member: the battery's convergence
+    # tests see the mean (test_privacy covers the noise and the clipping).
+    kwargs={'l2_norm_clip': 1e3, 'noise_multiplier': 0.0},
+    kind='aggregator',
+    hyperparams=('l2_norm_clip', 'noise_multiplier'),
+    static_args=('seed', 'per_layer'),
+    rosenbrock=(1e-3, 5000),
+  ),
+  Entry(
     name='aggregate_by_mean_with_noise_scale',
     factory=optax_ext.variance.aggregate_by_mean_with_noise_scale,
     kwargs={'ema_decay': 0.9},

@@ -4,7 +4,8 @@ One member of ``K = 4`` is replaced by NaN, +Inf, 1e30, a sign flip x100 or
 zeros. The documented behaviour (README, "Faults"):
 
 * the robust aggregators (coordinate median, trimmed mean, geometric median,
-  nearest-neighbour averaging, centered clipping, per-member clipping) stay
+  nearest-neighbour averaging, centered clipping, per-member clipping and
+  DP-SGD's clipped mean, which drops non-finite members) stay
   finite and within the honest output's norm of it for every fault; the
   clipping rules clip a huge finite member (1e30) to their threshold, so it
   moves the output by at most ``2 tau / K``;
@@ -32,12 +33,14 @@ ROBUST = {
   'aggregate_by_nearest_neighbours',
   'aggregate_by_centered_clipping',
   'clip_each_by_global_norm',
+  'aggregate_by_private_mean',
 }
 # Clipping rules and their threshold's name: a finite member, however
 # large, is clipped (its norm is computed overflow-free), so it counts.
 CLIPPED = {
   'aggregate_by_centered_clipping': 'threshold',
   'clip_each_by_global_norm': 'max_norm',
+  'aggregate_by_private_mean': 'l2_norm_clip',
 }
 ENTRIES = [
   pytest.param(e, id=e.name)

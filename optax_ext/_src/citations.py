@@ -153,7 +153,10 @@ _register(
 )
 _register(('allouah2023fixing',), 'mix_by_nearest_neighbours')
 _register(('seetharaman2020autoclip',), 'clip_by_norm_percentile')
-_register(('abadi2016deep',), 'clip_each_by_global_norm')
+_register(
+  ('abadi2016deep',), 'clip_each_by_global_norm', 'aggregate_by_private_mean'
+)
+_register(('abadi2016deep', 'mironov2017renyi'), 'dp_sgd_epsilon')
 _register(('schaipp2024sgd',), 'scale_by_median_tracking', 'median_tracking')
 _register(('liu2020understanding',), 'gsnr', 'gsnr_by_leaf')
 _register(('liang2024cautious',), 'cautious')

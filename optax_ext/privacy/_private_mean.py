@@ -1,0 +1,187 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""DP-SGD's aggregate: per-member clipping, Gaussian noise, mean."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optax_ext._src import base
+from optax_ext._src import lean
+from optax_ext._src import population as pop_lib
+from optax_ext._src import validation
+
+
+class AggregateByPrivateMeanState(NamedTuple):
+  """State of :func:`aggregate_by_private_mean`.
+
+  Attributes:
+    count: int32 number of updates so far (the noise of step ``t`` is drawn
+      from ``fold_in(key, t)``).
+    key: uint32 key data of the PRNG key the noise is drawn from
+      (``jax.random.key_data``: checkpoints as a plain array).
+  """
+
+  count: jax.Array
+  key: jax.Array
+
+
+def _clip_per_layer(population, axes, max_norm):
+  """Each leaf of each member clipped to ``max_norm`` on its own."""
+
+  def one(x):
+    factors, roots = pop_lib.clip_factors(
+      pop_lib.norms({'x': x}, axes), max_norm
+    )
+    return pop_lib.scale_members({'x': x}, factors, roots, axes)['x']
+
+  return jax.tree.map(one, population)
+
+
+def aggregate_by_private_mean(
+  l2_norm_clip: float,
+  noise_multiplier: float,
+  *,
+  seed: int = 0,
+  per_layer: bool = False,
+  axes: pop_lib.PopulationAxes | None = None,
+) -> base.Aggregator:
+  r"""DP-SGD's aggregate of ``K`` per-example gradients.
+
+  .. math::
+    u = \frac1K \Big(\sum_{k=1}^K g_k \min\big(1, \tfrac{C}{\|g_k\|_2}\big)
+    + \mathcal N(0, \sigma^2 C^2 I)\Big)
+
+  with :math:`C` = ``l2_norm_clip`` and :math:`\sigma` =
+  ``noise_multiplier``: each member's influence on the sum is at most
+  :math:`C`, and the Gaussian noise on the sum makes the step
+  :math:`(\epsilon, \delta)`-differentially private with respect to one
+  member (:func:`dp_sgd_epsilon` counts it over training). Follow it with
+  any optax optimiser (``optax.sgd`` for DP-SGD, ``optax.adam`` for
+  DP-Adam). With ``per_layer=True`` each leaf is clipped on its own to
+  :math:`C / \sqrt{L}` for ``L`` leaves, so a member's whole norm stays
+  within :math:`C` and the same noise calibrates it.
+
+  The noise is drawn once per step from the key in the state and added to
+  the sum: on a named axis (``shard_map``) or a sharded global view every
+  index draws the same numbers for its copy of the aggregate, so the
+  aggregate carries one draw, not one per device. Members with NaN or Inf
+  are dropped (clipped to zero), as in :func:`optax_ext.robust.
+  clip_each_by_global_norm`.
+
+  .. note::
+    The accounting of :func:`dp_sgd_epsilon` assumes each example enters a
+    batch independently with probability ``q`` (Poisson sampling) and that
+    ``K`` is the expected batch size; shuffled fixed-size batches, the usual
+    practice, are not covered by that bound. The population must hold one
+    member per example (``jax.vmap`` of the per-example gradient) for
+    example-level privacy; microbatch members give microbatch-level
+    privacy.
+
+  Cost: one pass for the norms, one for the clipped sum, one noise draw of
+  ``D`` floats per step; on a named axis one all-reduce of ``D`` floats, as
+  the plain mean.
+
+  Args:
+    l2_norm_clip: :math:`C > 0`.
+    noise_multiplier: :math:`\sigma \ge 0` (0: clipping only, no privacy).
+    seed: the noise's PRNG seed (an int; the key lives in the state).
+    per_layer: clip every leaf to :math:`C/\sqrt{L}` instead of the whole
+      member to :math:`C`.
+    axes: where the members live.
+
+  Returns:
+    An :class:`optax_ext.Aggregator` with state
+    :class:`AggregateByPrivateMeanState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import privacy
+    >>> tx = privacy.aggregate_by_private_mean(1.0, noise_multiplier=0.0)
+    >>> pop = jnp.array([[3., 4.], [0.3, 0.4]])  # clipped: [.6, .8], as is
+    >>> tx.update(pop, tx.init(jnp.zeros(2)))[0]
+    Array([0.45, 0.6 ], dtype=float32)
+
+  References:
+    Abadi et al., `Deep Learning with Differential Privacy
+    <https://arxiv.org/abs/1607.00133>`_, CCS 2016.
+  """
+  where = 'aggregate_by_private_mean'
+  validation.check_number(
+    where,
+    'l2_norm_clip',
+    l2_norm_clip,
+    lower=0.0,
+    lower_inclusive=False,
+    allow_schedule=False,
+  )
+  validation.check_non_negative(
+    where, 'noise_multiplier', noise_multiplier, allow_schedule=False
+  )
+  validation.check_integer(where, 'seed', seed)
+  axes = base.resolve_axes(where, axes)
+
+  def init_fn(params):
+    del params
+    return AggregateByPrivateMeanState(
+      count=jnp.zeros([], jnp.int32),
+      key=jax.random.key_data(jax.random.key(seed)),
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    updates = base.population_arg(where, updates, extra_args)
+    base.check_population(where, updates, params, axes, lean_ok=True)
+    k = pop_lib.size(updates, axes)
+    if per_layer:
+      if lean.is_lean(updates):
+        raise ValueError(
+          f'{where}: per_layer=True needs the members stacked (a '
+          'Microbatches population is clipped as whole members); use '
+          'grad_population, or per_layer=False.'
+        )
+      n_leaves = len(jax.tree.leaves(updates))
+      clipped = _clip_per_layer(updates, axes, l2_norm_clip / n_leaves**0.5)
+    else:
+      factors, roots = pop_lib.clip_factors(
+        pop_lib.norms(updates, axes), l2_norm_clip
+      )
+      if lean.is_lean(updates):
+        clipped = updates.with_scales(factors)
+      else:
+        clipped = pop_lib.scale_members(updates, factors, roots, axes)
+    total = pop_lib.sum(clipped, axes)
+    step_key = jax.random.fold_in(
+      jax.random.wrap_key_data(state.key), state.count
+    )
+    leaves, treedef = jax.tree.flatten(total)
+    std = noise_multiplier * l2_norm_clip
+    noised = [
+      (
+        x.astype(jnp.float32)
+        + std * jax.random.normal(jax.random.fold_in(step_key, i), x.shape)
+      )
+      / k
+      for i, x in enumerate(leaves)
+    ]
+    out = jax.tree.unflatten(
+      treedef,
+      [n.astype(x.dtype) for n, x in zip(noised, leaves, strict=True)],
+    )
+    count = optax.safe_int32_increment(state.count)
+    return out, AggregateByPrivateMeanState(count=count, key=state.key)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
