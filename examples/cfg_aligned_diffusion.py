@@ -19,8 +19,11 @@ mode index mod 4, so each class has two antipodal modes. The same MLP
 epsilon-predictor (same seed, same batches) is trained with the standard
 classifier-free-guidance loss and with ``optax_ext.losses.cfg_aligned_loss``
 (our *interpretation* of Patel et al. 2023, training guidance w=2), then
-sampled with DDIM at several guidance scales w. Per class (averaged over
-the four classes) it reports:
+sampled with DDIM at several guidance scales w, with classifier-free
+guidance and, for the standard model, with adaptive projected guidance
+(``losses.apg_guided_prediction`` on the denoised prediction, the paper's
+eta = 0 and momentum -0.5). Per class (averaged over the four classes) it
+reports:
 
 * off-support: the fraction of samples further than 3 sigma from both of
   the class's modes;
@@ -138,25 +141,35 @@ def train(aligned: bool, args, key):
   return params, np.asarray(values)
 
 
-def ddim_sample(params, c, w, key, steps=20):
+def ddim_sample(params, c, w, key, steps=20, guide='cfg'):
+  """DDIM with CFG on the noise prediction, or APG (the paper's defaults:
+  eta = 0, momentum -0.5) on the denoised prediction x0."""
   alpha_bar = schedule()
   ts = jnp.linspace(T - 1, 0, steps).round().astype(jnp.int32)
   x = jax.random.normal(key, (c.shape[0], 2))
 
-  def body(x, i):
+  def body(carry, i):
+    x, running = carry
     t = ts[i]
     tt = jnp.full(c.shape, t)
     cond = eps_model(params, x, tt, c)
     uncond = eps_model(params, x, tt, jnp.full_like(c, NULL))
-    eps = losses.cfg_guided_prediction(cond, uncond, w)
     ab = alpha_bar[t]
     ab_prev = jnp.where(
       i + 1 < steps, alpha_bar[ts[jnp.minimum(i + 1, steps - 1)]], 1.0
     )
-    x0 = (x - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab)
-    return jnp.sqrt(ab_prev) * x0 + jnp.sqrt(1 - ab_prev) * eps, None
+    if guide == 'cfg':
+      eps = losses.cfg_guided_prediction(cond, uncond, w)
+      x0 = (x - jnp.sqrt(1 - ab) * eps) / jnp.sqrt(ab)
+    else:
+      to_x0 = lambda e: (x - jnp.sqrt(1 - ab) * e) / jnp.sqrt(ab)  # noqa: E731
+      x0, running = losses.apg_guided_prediction(
+        to_x0(cond), to_x0(uncond), w, running=running
+      )
+      eps = (x - jnp.sqrt(ab) * x0) / jnp.sqrt(1 - ab)
+    return (jnp.sqrt(ab_prev) * x0 + jnp.sqrt(1 - ab_prev) * eps, running), None
 
-  x, _ = jax.lax.scan(body, x, jnp.arange(steps))
+  (x, _), _ = jax.lax.scan(body, (x, jnp.zeros_like(x)), jnp.arange(steps))
   return x
 
 
@@ -203,43 +216,50 @@ def main(argv=None):
   held_out, held_c = sample_data(jax.random.key(99), 8 * args.samples)
   rows, clouds = [], {}
   print(
-    f'  {"loss":8s} {"w":>4s} {"off-support":>11s} {"imbalance":>9s}'
-    f' {"energy dist":>11s}'
+    f'  {"loss":8s} {"guide":5s} {"w":>4s} {"off-support":>11s}'
+    f' {"imbalance":>9s} {"energy dist":>11s}'
   )
-  for name, params in models.items():
+  # CFG for both models; APG (sampling-time guidance) for the standard one.
+  runs = [(name, 'cfg') for name in models] + [('standard', 'apg')]
+  for name, guide in runs:
+    params = models[name]
     for w in args.guidance:
       metrics = []
       cloud = []
       for cls in range(CLASSES):
         c = jnp.full((args.samples,), cls)
         key = jax.random.key(1000 + cls)
-        x = ddim_sample(params, c, w, key)
+        x = ddim_sample(params, c, w, key, guide=guide)
         ref = held_out[held_c == cls][: args.samples]
         metrics.append(class_metrics(x, cls, ref))
         cloud.append(np.asarray(x))
       off, imb, ed = np.mean(metrics, 0)
-      rows.append((name, w, off, imb, ed))
-      clouds[name, w] = cloud
-      print(f'  {name:8s} {w:4.1f} {off:11.3f} {imb:9.3f} {ed:11.4f}')
+      rows.append((name, guide, w, off, imb, ed))
+      clouds[name, guide, w] = cloud
+      print(
+        f'  {name:8s} {guide:5s} {w:4.1f} {off:11.3f} {imb:9.3f} {ed:11.4f}'
+      )
   print(f'done in {time.perf_counter() - start:.1f}s')
   if args.plot:
     from _digits import pyplot  # noqa: PLC0415
 
     plt = pyplot()
     ws = args.guidance
-    fig, axes = plt.subplots(2, len(ws), figsize=(2.6 * len(ws), 5.4))
-    axes = np.asarray(axes).reshape(2, len(ws))
-    for r, name in enumerate(models):
+    fig, axes = plt.subplots(
+      len(runs), len(ws), figsize=(2.6 * len(ws), 2.7 * len(runs))
+    )
+    axes = np.asarray(axes).reshape(len(runs), len(ws))
+    for r, (name, guide) in enumerate(runs):
       for j, w in enumerate(ws):
         ax = axes[r, j]
-        for cls, pts in enumerate(clouds[name, w]):
+        for cls, pts in enumerate(clouds[name, guide, w]):
           ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, label=str(cls))
         ax.set_xlim(-4.5, 4.5)
         ax.set_ylim(-4.5, 4.5)
         ax.set_aspect('equal')
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f'{name}, w={w}', fontsize=9)
+        ax.set_title(f'{name} {guide}, w={w}', fontsize=9)
     fig.tight_layout()
     fig.savefig(args.plot, dpi=110)
     print(f'saved {args.plot}')

@@ -150,8 +150,11 @@ def test_cfg_aligned_diffusion_smoke(tmp_path):
   stdout = _run_example(
     'cfg_aligned_diffusion.py', '--smoke', '--plot', str(plot)
   )
-  rows = re.findall(r'^\s+(standard|aligned)\s+(\d\.\d)\s', stdout, re.M)
-  assert len(rows) == 4, stdout
+  rows = re.findall(
+    r'^\s+(standard|aligned)\s+(cfg|apg)\s+(\d\.\d)\s', stdout, re.M
+  )
+  assert len(rows) == 6, stdout
+  assert ('standard', 'apg', '2.0') in rows, stdout
   assert plot.stat().st_size > 10_000
 
 
