@@ -79,3 +79,30 @@ plt.ylabel('loss')
 plt.legend()
 plt.show()
 print(losses.cfg_guided_prediction(pred_cond, pred_uncond, 2.0)[:2])
+
+# %% [markdown]
+# ## CFG against APG at large guidance
+#
+# At sampling time `losses.apg_guided_prediction` (adaptive projected
+# guidance, Sadat et al. 2025) splits the guidance update
+# `pred_cond - pred_uncond` into its part parallel to the conditional
+# prediction and the orthogonal rest, and keeps (by default) only the
+# orthogonal part: the parallel part is what inflates the prediction
+# (oversaturation) as w grows. `examples/cfg_aligned_diffusion.py` samples a
+# trained model with both.
+
+
+# %%
+def norm_ratio(guided):
+  return float(jnp.mean(jnp.linalg.norm(guided, axis=-1))) / float(
+    jnp.mean(jnp.linalg.norm(pred_cond, axis=-1))
+  )
+
+
+for w in (1.0, 4.0, 8.0, 16.0):
+  cfg = losses.cfg_guided_prediction(pred_cond, pred_uncond, w)
+  apg, _ = losses.apg_guided_prediction(pred_cond, pred_uncond, w, momentum=0.0)
+  print(
+    f'w = {w:4.1f}: |CFG| / |cond| = {norm_ratio(cfg):5.2f},'
+    f' |APG| / |cond| = {norm_ratio(apg):5.2f}'
+  )
