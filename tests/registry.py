@@ -89,6 +89,10 @@ class Entry:
       hyper-parameters round differently from Python floats).
     static_args: arguments ``optax.inject_hyperparams`` must not inject
       (callables other than schedules, as users pass them).
+    layouts: whether the aggregator takes every population layout (named
+      axes, lean microbatches) and owns the population checks; ``False``
+      for a wrapper of task populations (``aggregate_shared_trunk``), whose
+      inner aggregator is tested on those itself.
     post: the optimiser chained after a non-alias transform, given an lr;
       default: heavy-ball SGD after aggregators (strict-promotion clean,
       unlike optax.adam), ``scale_by_learning_rate`` after param transforms.
@@ -109,6 +113,7 @@ class Entry:
   inject_rtol: float = 2e-5
   post: Callable[[float], optax.GradientTransformation] | None = None
   static_args: tuple[str, ...] = ()
+  layouts: bool = True
 
   def make(self, **overrides) -> optax.GradientTransformation:
     """The transform itself, as a user would build it."""
@@ -198,6 +203,20 @@ REGISTRY += (
     hyperparams=('gamma_min', 'gamma_max', 'cap'),
     lr=_VR_LR,
     rosenbrock=(1e-4, 20000),
+  ),
+  Entry(
+    name='aggregate_shared_trunk',
+    factory=optax_ext.alignment.aggregate_shared_trunk,
+    # Every leaf shared: the battery's populations are all task rows (the
+    # mixed trunk/head tree is tested in test_shared_trunk.py).
+    kwargs={
+      'aggregator': optax_ext.aggregate_by_mean(),
+      'shared': lambda params: jax.tree.map(lambda _: True, params),
+    },
+    kind='aggregator',
+    static_args=('aggregator', 'shared'),
+    layouts=False,
+    rosenbrock=(1e-3, 5000),
   ),
   Entry(
     name='aggregate_by_private_mean',

@@ -38,7 +38,7 @@ LOOSE = {'aggregate_by_geometric_median': 1e-4}
 ENTRIES = [
   pytest.param(e, id=e.name)
   for e in registry.REGISTRY
-  if e.kind in ('aggregator', 'population')
+  if e.kind in ('aggregator', 'population') and e.layouts
 ]
 
 

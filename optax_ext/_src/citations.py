@@ -44,6 +44,7 @@ _register(
   'sum_weighting',
   'task_jacobian',
   'task_gramian',
+  'aggregate_shared_trunk',
   'gramian_weighted_grad',
 )
 _register(

@@ -25,7 +25,9 @@
   (``K x K`` Gramian -> ``K`` weights); Krum and the trimmed mean are in
   :mod:`optax_ext.robust`;
 * task populations from a vector loss: :func:`task_jacobian`,
-  :func:`task_gramian` (lean) and :func:`gramian_weighted_grad`;
+  :func:`task_gramian` (lean) and :func:`gramian_weighted_grad`; a shared
+  trunk's rows only with ``task_jacobian(..., shared=)`` and
+  :func:`aggregate_shared_trunk`;
 * :func:`conflict_report`: pairwise cosines and conflict counts;
 * :func:`bloop`: auxiliary gradients projected off an EMA of the main one;
 * DGA (:func:`dga_mixture`, :func:`dga_alignment_scores`,
@@ -67,6 +69,8 @@ from optax_ext.alignment._nash_mtl import aggregate_by_nash_mtl
 from optax_ext.alignment._nash_mtl import nash_mtl_weighting
 from optax_ext.alignment._pcgrad import aggregate_by_pcgrad
 from optax_ext.alignment._pcgrad import pcgrad_weighting
+from optax_ext.alignment._shared_trunk import aggregate_shared_trunk
+from optax_ext.alignment._shared_trunk import AggregateSharedTrunkState
 from optax_ext.alignment._spectral import aggregate_by_aligned_mtl
 from optax_ext.alignment._spectral import aggregate_by_config
 from optax_ext.alignment._spectral import aggregate_by_imtl_g
@@ -87,6 +91,7 @@ from optax_ext.alignment._weighting import sum_weighting
 from optax_ext.alignment._weighting import WeightingState
 
 __all__ = (
+  'AggregateSharedTrunkState',
   'BloopState',
   'ConflictReport',
   'DGAState',
@@ -107,6 +112,7 @@ __all__ = (
   'aggregate_by_random',
   'aggregate_by_upgrad',
   'aggregate_by_weighting',
+  'aggregate_shared_trunk',
   'aligned_mtl_weighting',
   'bloop',
   'cagrad_weighting',

@@ -27,8 +27,30 @@ from optax_ext.alignment import _weighting
 _F32 = jnp.float32
 
 
+def shared_leaves(where: str, shared, params) -> list[bool]:
+  """Per params leaf, whether it is shared (``shared``: a bool pytree with
+  the params' structure, or a callable ``params -> that pytree``)."""
+  mask = shared(params) if callable(shared) else shared
+  leaves, treedef = jax.tree.flatten(params)
+  try:
+    flags = treedef.flatten_up_to(mask)
+  except (ValueError, TypeError) as e:
+    raise ValueError(
+      f'{where}: `shared` must be a pytree of bools with the structure of '
+      f'the params ({treedef}), or a callable returning one: {e}'
+    ) from None
+  flags = [bool(f) for f in flags]
+  if not any(flags):
+    raise ValueError(f'{where}: `shared` marks no parameter as shared.')
+  del leaves
+  return flags
+
+
 def task_jacobian(
-  vector_loss: Callable[..., Any], has_aux: bool = False
+  vector_loss: Callable[..., Any],
+  has_aux: bool = False,
+  *,
+  shared: Any = None,
 ) -> Callable[..., Any]:
   r"""Makes ``(params, *args) -> (losses, jacobian)`` with ``jax.jacrev``.
 
@@ -37,9 +59,21 @@ def task_jacobian(
   *param.shape]``, ready for any ``aggregate_by_*``. Memory: ``T``
   param-sized buffers.
 
+  With ``shared`` (a bool pytree shaped like the params, or a callable
+  ``params -> mask``, as ``optax.masked`` takes), only the shared
+  parameters (the trunk every task uses) get ``T`` rows; every other leaf
+  (a task's own head) gets the ordinary gradient of the summed losses,
+  which for a head used by one task is that task's gradient. Feed the
+  result to :func:`aggregate_shared_trunk`, which aggregates the shared
+  rows and passes the heads' gradients through, as TorchJD's
+  ``mtl_backward`` + ``jac_to_grad`` do: ``T`` rows are not spent on
+  parameters only one task touches (memory ``T`` trunk-sized buffers plus
+  one head-sized one).
+
   Args:
     vector_loss: the vector-valued loss.
     has_aux: whether it returns ``(losses, aux)``.
+    shared: ``None`` (every parameter gets ``T`` rows) or the shared mask.
 
   Returns:
     A function returning ``(losses, jacobian)`` (``((losses, aux),
@@ -56,17 +90,34 @@ def task_jacobian(
   """
   validation.check_callable('task_jacobian', 'vector_loss', vector_loss)
 
+  def split(out):
+    return (out[0], out) if has_aux else (out, out)
+
   def fn(params, *args):
-    if has_aux:
-      jac, (losses, aux) = jax.jacrev(
-        lambda p: (lambda out: (out[0], out))(vector_loss(p, *args)),
-        has_aux=True,
+    if shared is None:
+      jac, out = jax.jacrev(
+        lambda p: split(vector_loss(p, *args)), has_aux=True
       )(params)
-      return (losses, aux), jac
-    jac, losses = jax.jacrev(
-      lambda p: (lambda out: (out, out))(vector_loss(p, *args)), has_aux=True
-    )(params)
-    return losses, jac
+      return out, jac
+    flags = shared_leaves('task_jacobian', shared, params)
+    leaves, treedef = jax.tree.flatten(params)
+    trunk = [x for x, f in zip(leaves, flags, strict=True) if f]
+    heads = [x for x, f in zip(leaves, flags, strict=True) if not f]
+
+    def rebuilt(trunk, heads):
+      t, h = iter(trunk), iter(heads)
+      return jax.tree.unflatten(
+        treedef, [next(t) if f else next(h) for f in flags]
+      )
+
+    def losses_of(trunk, heads):
+      return split(vector_loss(rebuilt(trunk, heads), *args))
+
+    losses, vjp, out = jax.vjp(losses_of, trunk, heads, has_aux=True)
+    eye = jnp.eye(losses.shape[0], dtype=losses.dtype)
+    trunk_rows = jax.vmap(lambda e: vjp(e)[0])(eye)
+    _, head_grads = vjp(jnp.ones_like(losses))
+    return out, rebuilt(trunk_rows, head_grads)
 
   return fn
 
