@@ -230,6 +230,14 @@ REGISTRY += (
     rosenbrock=(1e-3, 5000),
   ),
   Entry(
+    name='aggregate_by_mean_with_batch_size_tests',
+    factory=optax_ext.variance.aggregate_by_mean_with_batch_size_tests,
+    kwargs={'eta': 0.5, 'theta': 0.5, 'nu': 1.0},
+    kind='aggregator',
+    hyperparams=('eta', 'theta', 'nu'),
+    rosenbrock=(1e-3, 5000),  # the mean, as aggregate_by_mean
+  ),
+  Entry(
     name='aggregate_by_mean_with_noise_scale',
     factory=optax_ext.variance.aggregate_by_mean_with_noise_scale,
     kwargs={'ema_decay': 0.9},

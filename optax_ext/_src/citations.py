@@ -161,6 +161,11 @@ _register(('abadi2016deep', 'mironov2017renyi'), 'dp_sgd_epsilon')
 _register(('schaipp2024sgd',), 'scale_by_median_tracking', 'median_tracking')
 _register(('liu2020understanding',), 'gsnr', 'gsnr_by_leaf')
 _register(('liang2024cautious',), 'cautious')
+_register(
+  ('byrd2012sample', 'bollapragada2018adaptive'),
+  'batch_size_tests',
+  'aggregate_by_mean_with_batch_size_tests',
+)
 _register(('chennupati2019multinet',), 'scalarize_by_geometric_mean')
 _register(('kendall2018multi',), 'scalarize_by_uncertainty')
 _register(('liu2021towards',), 'scalarize_by_imtl_l')

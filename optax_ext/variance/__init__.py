@@ -25,6 +25,12 @@
   the gradient noise scale (critical batch size) of McCandlish et al.
 """
 
+from optax_ext.variance._batch_size_tests import (
+  aggregate_by_mean_with_batch_size_tests,
+)
+from optax_ext.variance._batch_size_tests import batch_size_tests
+from optax_ext.variance._batch_size_tests import BatchSizeTests
+from optax_ext.variance._batch_size_tests import MeanWithBatchSizeTestsState
 from optax_ext.variance._gsnr import aggregate_by_gsnr
 from optax_ext.variance._gsnr import gsnr
 from optax_ext.variance._gsnr import gsnr_by_leaf
@@ -40,11 +46,15 @@ from optax_ext.variance._vrgd import vr_lars
 from optax_ext.variance._vrgd import vr_sgd
 
 __all__ = (
+  'BatchSizeTests',
+  'MeanWithBatchSizeTestsState',
   'MeanWithNoiseScaleState',
   'NoiseScaleEstimate',
   'ScaleByGsnrState',
   'aggregate_by_gsnr',
+  'aggregate_by_mean_with_batch_size_tests',
   'aggregate_by_mean_with_noise_scale',
+  'batch_size_tests',
   'gradient_noise_scale',
   'gsnr',
   'gsnr_by_leaf',
