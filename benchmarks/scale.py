@@ -103,8 +103,8 @@ def measure(
   )
   rows = []
   for entry in registry.REGISTRY:
-    if entry.kind not in ('aggregator', 'population'):
-      continue
+    if entry.kind not in ('aggregator', 'population') or not entry.layouts:
+      continue  # (a wrapper of stacked task populations has no layouts)
     if only not in entry.name:
       continue
     extra = entry.extra_args(params)

@@ -189,3 +189,25 @@ def test_epsilon_behaves():
     eps(delta=0.0)
   with pytest.raises(ValueError, match=r'dp_sgd_epsilon: `accountant`'):
     eps(accountant='moments')
+
+
+def test_noise_costs_order_d_whatever_k():
+  # XLA's temporaries of the noised step (compiled HLO): the noise draw adds
+  # O(D), the same at K = 4 and K = 16.
+  d = 1 << 16
+
+  def temp_bytes(k):
+    tx = privacy.aggregate_by_private_mean(1.0, 1.1)
+    pop = jax.ShapeDtypeStruct((k, d), jnp.float32)
+    params = jax.ShapeDtypeStruct((d,), jnp.float32)
+    state = jax.eval_shape(tx.init, params)
+    compiled = (
+      jax.jit(lambda g, s, p: tx.update(g, s, p)[0])
+      .lower(pop, state, params)
+      .compile()
+    )
+    return compiled.memory_analysis().temp_size_in_bytes / (4 * d)
+
+  small, big = temp_bytes(4), temp_bytes(16)
+  assert small <= 6.0, small
+  assert big <= 1.25 * small + 0.01, (small, big)

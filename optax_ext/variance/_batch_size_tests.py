@@ -163,12 +163,18 @@ class MeanWithBatchSizeTestsState(NamedTuple):
 
   Attributes:
     count: int32 number of updates so far.
-    tests: the last step's :class:`BatchSizeTests`
-      (``optax.tree.get(state, 'augmented')`` and so on).
+    norm: the last step's norm-test batch size (NaN before the first step;
+      ``optax.tree.get(state, 'norm')``).
+    inner_product: the last step's inner-product-test batch size.
+    orthogonality: the last step's orthogonality-test batch size.
+    augmented: the last step's augmented-test batch size.
   """
 
   count: jax.Array
-  tests: BatchSizeTests
+  norm: jax.Array
+  inner_product: jax.Array
+  orthogonality: jax.Array
+  augmented: jax.Array
 
 
 def aggregate_by_mean_with_batch_size_tests(
@@ -180,8 +186,8 @@ def aggregate_by_mean_with_batch_size_tests(
 ) -> base.Aggregator:
   r"""The mean of the population, reporting the batch sizes the tests ask.
 
-  The update is the plain mean; the state holds this step's
-  :class:`BatchSizeTests` (:func:`batch_size_tests`), so a training loop
+  The update is the plain mean; the state holds this step's test results
+  (:func:`batch_size_tests`), so a training loop
   reads ``optax.tree.get(state, 'augmented')`` (or ``'norm'``) and grows its
   batch when the test asks for more examples than it used.
 
@@ -229,7 +235,7 @@ def aggregate_by_mean_with_batch_size_tests(
     del params
     nan = jnp.full([], jnp.nan, _F32)
     return MeanWithBatchSizeTestsState(
-      jnp.zeros([], jnp.int32), BatchSizeTests(nan, nan, nan, nan)
+      jnp.zeros([], jnp.int32), nan, nan, nan, nan
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -238,7 +244,7 @@ def aggregate_by_mean_with_batch_size_tests(
     tests = _tests(where, updates, axes, eta, theta, nu, microbatch_size)
     mean = pop_lib.mean(updates, axes)
     return mean, MeanWithBatchSizeTestsState(
-      optax.safe_int32_increment(state.count), tests
+      optax.safe_int32_increment(state.count), *tests
     )
 
   return base.Aggregator(init_fn, update_fn)
