@@ -1023,22 +1023,15 @@ def _main_train_step(args):
     done = subprocess.run(cmd, check=False, env=env).returncode == 0
     if done and out_json.exists():
       rows += json.loads(out_json.read_text())
-  try:
-    import torch  # noqa: PLC0415
-
-    threads = torch.get_num_threads()
-  except ImportError:
-    threads = None
   meta = {
     'machine': f'{platform.machine()}, {platform.processor() or "cpu"}',
     'jax': jax.__version__,
     'optax': optax.__version__,
     'date': datetime.date.today().isoformat(),
-    'sizes': '-'.join(map(str, train_step.SIZES)),
     'stream_gb_s': bw['stream'] / 1e9,
-    'torch_threads': threads,
     'quick': args.quick,
   }
+  meta.update(_step_meta(meta))
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   stem = 'quick_train_step' if args.quick else 'train_step'

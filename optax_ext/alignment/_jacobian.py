@@ -31,7 +31,7 @@ def shared_leaves(where: str, shared, params) -> list[bool]:
   """Per params leaf, whether it is shared (``shared``: a bool pytree with
   the params' structure, or a callable ``params -> that pytree``)."""
   mask = shared(params) if callable(shared) else shared
-  leaves, treedef = jax.tree.flatten(params)
+  treedef = jax.tree.structure(params)
   try:
     flags = treedef.flatten_up_to(mask)
   except (ValueError, TypeError) as e:
@@ -42,7 +42,6 @@ def shared_leaves(where: str, shared, params) -> list[bool]:
   flags = [bool(f) for f in flags]
   if not any(flags):
     raise ValueError(f'{where}: `shared` marks no parameter as shared.')
-  del leaves
   return flags
 
 

@@ -116,6 +116,12 @@ def batch_size_tests(
     <https://arxiv.org/abs/1710.11258>`_, SIAM J. Optim. 2018.
   """
   where = 'batch_size_tests'
+  _check_args(where, eta, theta, nu, microbatch_size)
+  axes = base.resolve_axes(where, axes)
+  return _tests(where, population, axes, eta, theta, nu, microbatch_size)
+
+
+def _check_args(where, eta, theta, nu, microbatch_size):
   for name, value in (('eta', eta), ('theta', theta), ('nu', nu)):
     validation.check_number(
       where,
@@ -126,8 +132,6 @@ def batch_size_tests(
       allow_schedule=False,
     )
   validation.check_integer(where, 'microbatch_size', microbatch_size, lower=1)
-  axes = base.resolve_axes(where, axes)
-  return _tests(where, population, axes, eta, theta, nu, microbatch_size)
 
 
 def _tests(where, population, axes, eta, theta, nu, microbatch_size):
@@ -219,16 +223,7 @@ def aggregate_by_mean_with_batch_size_tests(
     <https://arxiv.org/abs/1710.11258>`_, SIAM J. Optim. 2018.
   """
   where = 'aggregate_by_mean_with_batch_size_tests'
-  for name, value in (('eta', eta), ('theta', theta), ('nu', nu)):
-    validation.check_number(
-      where,
-      name,
-      value,
-      lower=0.0,
-      lower_inclusive=False,
-      allow_schedule=False,
-    )
-  validation.check_integer(where, 'microbatch_size', microbatch_size, lower=1)
+  _check_args(where, eta, theta, nu, microbatch_size)
   axes = base.resolve_axes(where, axes)
 
   def init_fn(params):
