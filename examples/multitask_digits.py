@@ -20,7 +20,8 @@ losses (a task population, ``alignment.task_jacobian``) and aggregates it
 (mean, PCGrad, UPGrad, MGDA, CAGrad), or weights its rows by a loss-space
 rule from ``optax_ext.scalarization`` (the gradient of a scalarized loss
 is ``J^T dS/dL``: geometric mean, uncertainty weighting with learned
-log-variances, DWA, GradNorm on the shared trunk's rows); Adam follows.
+log-variances, DWA, GradNorm on the shared trunk's rows, FAMO from the
+losses after each step); Adam follows.
 Prints per-task test accuracy (mean +- std over seeds) and a conflict
 statistic over training (mean pairwise cosine of the task
 gradients, fraction of steps with a conflicting pair); saves a plot::
@@ -90,12 +91,14 @@ class LossSpace:
   """A loss-space rule as task weights ``w`` (the update is ``J^T w``).
 
   ``init(params)`` builds its state; ``weights(losses, jac, state)`` returns
-  this step's weights and the next state; ``end_epoch(state)`` runs after
-  every epoch.
+  this step's weights and the next state; ``after_step(state, losses)``
+  (optional) sees the same batch's losses after the step; ``end_epoch(state)``
+  runs after every epoch.
   """
 
-  def __init__(self, init, weights, end_epoch=lambda s: s):
+  def __init__(self, init, weights, end_epoch=lambda s: s, after_step=None):
     self.init, self.weights, self.end_epoch = init, weights, end_epoch
+    self.after_step = after_step
 
 
 def _uncertainty_weights(losses, jac, state):
@@ -129,6 +132,14 @@ def _gradnorm_weights(losses, jac, state):
   return weights, state
 
 
+def _famo_weights(losses, jac, state):
+  del jac
+  grad_l, state = jax.grad(scalarization.scalarize_by_famo, has_aux=True)(
+    losses, state
+  )
+  return grad_l, state
+
+
 def loss_space_methods():
   k = len(TASKS)
   return {
@@ -150,6 +161,11 @@ def loss_space_methods():
     ),
     'gradnorm': LossSpace(
       lambda p: scalarization.gradnorm_init(k), _gradnorm_weights
+    ),
+    'famo': LossSpace(
+      lambda p: scalarization.famo_init(k),
+      _famo_weights,
+      after_step=scalarization.famo_update,
     ),
   }
 
@@ -180,8 +196,11 @@ def run(method, data, args, seed):
       weights, rule_state = rule.weights(losses, jac, rule_state)
       grads = jac if weights is None else population.combine(jac, weights)
       u, s = tx.update(grads, s, p)
+      p = optax.apply_updates(p, u)
+      if rule.after_step is not None:  # FAMO: the batch's losses, after
+        rule_state = rule.after_step(rule_state, task_losses(p, *batch))
       stats = (losses, report.mean_cosine, report.num_conflicts > 0)
-      return (optax.apply_updates(p, u), (s, rule_state)), stats
+      return (p, (s, rule_state)), stats
 
     (params, (s, rule_state)), stats = jax.lax.scan(
       step, (params, state), (xs, ys)

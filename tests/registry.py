@@ -64,6 +64,12 @@ def _heavy_ball(learning_rate: float) -> optax.GradientTransformation:
   return optax.sgd(learning_rate, momentum=0.9)
 
 
+def _alternate_labels(params):
+  leaves, treedef = jax.tree.flatten(params)
+  names = ('even', 'odd')
+  return jax.tree.unflatten(treedef, [names[i % 2] for i in range(len(leaves))])
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
   """One public factory and how the battery exercises it.
@@ -244,6 +250,23 @@ REGISTRY += (
     kind='aggregator',
     hyperparams=('ema_decay',),
     rosenbrock=(1e-3, 5000),  # the mean, as aggregate_by_mean
+  ),
+  Entry(
+    name='agvm',
+    factory=optax_ext.variance.agvm,
+    # Alternate leaves in two modules; refreshed every step from step 0 so
+    # the battery sees the factors move.
+    kwargs={
+      'inner': optax.identity(),
+      'module_labels': _alternate_labels,
+      'reference_module': 'even',
+      'update_interval': 1,
+      'start_step': 0,
+    },
+    kind='aggregator',
+    hyperparams=('momentum', 'min_factor', 'max_factor'),
+    static_args=('inner', 'module_labels'),
+    rosenbrock=(1e-3, 5000),
   ),
   Entry(
     name='vr_sgd',
@@ -774,6 +797,27 @@ REGISTRY += (
     kind='param',
     hyperparams=('aux_weight', 'ema_decay', 'eps'),
     extra_args=_bloop_extras,
+    post=_heavy_ball,
+    rosenbrock=(1e-3, 20000),
+  ),
+)
+
+
+def _prograd_extras(grads):
+  # A general direction that vanishes with the gradient and never conflicts
+  # with it (a persistent conflict is a constraint and moves the optimum):
+  # the battery checks the plumbing, test_prograd.py the projections.
+  return {'general_grads': jax.tree.map(lambda g: g + 0.5 * jnp.flip(g), grads)}
+
+
+REGISTRY += (
+  Entry(
+    name='prograd',
+    factory=_A.prograd,
+    kwargs={},
+    kind='param',
+    hyperparams=('projection_strength',),
+    extra_args=_prograd_extras,
     post=_heavy_ball,
     rosenbrock=(1e-3, 20000),
   ),

@@ -335,3 +335,92 @@ def test_gradnorm_errors(kwargs, match):
   }
   with pytest.raises((ValueError, TypeError), match=match):
     scalarization.gradnorm_update(**args)
+
+
+@pytest.mark.parametrize('with_bounds', [False, True])
+def test_famo_matches_torchjd_over_steps(with_bounds):
+  # A model steps on FAMO's loss; both scalarizers see the same losses
+  # before and after every step: values, the losses' gradients and the
+  # learned weights are compared after each of eight steps.
+  rng = np.random.default_rng(11)
+  k = 3
+  bounds = rng.uniform(0.0, 0.1, size=k) if with_bounds else np.zeros(k)
+  bounds = bounds.astype(np.float32)
+  theirs = tjd.FAMO(k, min_losses=torch.tensor(bounds), lr=0.1)
+  state = scalarization.famo_init(k, min_losses=jnp.asarray(bounds))
+  value_and_grad = jax.jit(
+    jax.value_and_grad(scalarization.scalarize_by_famo, has_aux=True)
+  )
+  update = jax.jit(
+    lambda s, x: scalarization.famo_update(s, x, learning_rate=0.1)
+  )
+  losses = rng.uniform(0.5, 3.0, size=k).astype(np.float32)
+  for _ in range(8):
+    value, (g,) = _torch_value_and_grads(theirs, losses)
+    (ours, state), our_g = value_and_grad(jnp.asarray(losses), state)
+    _close(ours, value)
+    _close(our_g, g)
+    # Unequal rates of decrease, so the weights move.
+    after = (losses * rng.uniform(0.6, 1.0, size=k)).astype(np.float32)
+    theirs.update(torch.tensor(after))
+    state = update(state, jnp.asarray(after))
+    np.testing.assert_allclose(
+      state.logits, theirs._w.detach().numpy(), rtol=1e-5, atol=1e-6
+    )
+    losses = after
+  assert float(jnp.max(jnp.abs(state.logits))) > 1e-2
+
+
+def test_famo_properties():
+  state = scalarization.famo_init(3)
+  losses = jnp.array([0.5, 1.0, 2.0])
+  # The gradient is a convex combination: weights c z_k / L_k sum to one.
+  g = jax.grad(lambda x: scalarization.scalarize_by_famo(x, state)[0])(losses)
+  np.testing.assert_allclose(jnp.sum(g), 1.0, rtol=1e-6)
+  _, state = scalarization.scalarize_by_famo(losses, state)
+  # Equal log-loss decreases: the softmax's gradient vanishes, and only the
+  # (zero) logits' L2 term is left, so nothing moves.
+  same = scalarization.famo_update(state, losses * 0.5)
+  np.testing.assert_allclose(same.logits, 0.0, atol=1e-7)
+  # The task whose loss fell least gains weight.
+  out = scalarization.famo_update(state, losses * jnp.array([0.5, 0.5, 0.9]))
+  assert jnp.argmax(out.logits) == 2
+
+
+@pytest.mark.parametrize(
+  ('call', 'match'),
+  [
+    (lambda: scalarization.famo_init(0), r'famo_init: `num_tasks`'),
+    (
+      lambda: scalarization.famo_init(2, min_losses=jnp.ones(3)),
+      r'famo_init: `min_losses` must have the shape .*\(2,\).*\(3,\)',
+    ),
+    (
+      lambda: scalarization.scalarize_by_famo(
+        jnp.array([1.0, 0.0]), scalarization.famo_init(2)
+      ),
+      r'scalarize_by_famo: .*every loss must exceed its bound',
+    ),
+    (
+      lambda: scalarization.scalarize_by_famo(
+        jnp.ones(3), scalarization.famo_init(2)
+      ),
+      r'scalarize_by_famo: the state is for 2 tasks',
+    ),
+    (
+      lambda: scalarization.famo_update(
+        scalarization.famo_init(2), jnp.ones(2), learning_rate=0.0
+      ),
+      r'famo_update: `learning_rate`',
+    ),
+    (
+      lambda: scalarization.famo_update(
+        scalarization.famo_init(2), jnp.ones(2), weight_decay=-1.0
+      ),
+      r'famo_update: `weight_decay`',
+    ),
+  ],
+)
+def test_famo_errors(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()

@@ -178,6 +178,9 @@ _register(
   'gradnorm_weights',
 )
 _register(('liu2019end',), 'scalarize_by_dwa', 'dwa_init', 'dwa_end_epoch')
+_register(('xue2022large',), 'agvm')
+_register(('zhu2023prompt',), 'prograd')
+_register(('liu2023famo',), 'scalarize_by_famo', 'famo_init', 'famo_update')
 _register(
   ('mccandlish2018empirical',),
   'gradient_noise_scale',

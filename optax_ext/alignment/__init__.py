@@ -30,6 +30,8 @@
   :func:`aggregate_shared_trunk`;
 * :func:`conflict_report`: pairwise cosines and conflict counts;
 * :func:`bloop`: auxiliary gradients projected off an EMA of the main one;
+* :func:`prograd`: the task gradient, its conflict with a general-direction
+  gradient projected out (ProGrad);
 * DGA (:func:`dga_mixture`, :func:`dga_alignment_scores`,
   :func:`domain_alignment_scores`): online data-mixture weights;
 
@@ -69,6 +71,7 @@ from optax_ext.alignment._nash_mtl import aggregate_by_nash_mtl
 from optax_ext.alignment._nash_mtl import nash_mtl_weighting
 from optax_ext.alignment._pcgrad import aggregate_by_pcgrad
 from optax_ext.alignment._pcgrad import pcgrad_weighting
+from optax_ext.alignment._prograd import prograd
 from optax_ext.alignment._shared_trunk import aggregate_shared_trunk
 from optax_ext.alignment._shared_trunk import AggregateSharedTrunkState
 from optax_ext.alignment._spectral import aggregate_by_aligned_mtl
@@ -135,6 +138,7 @@ __all__ = (
   'mgda_weighting',
   'nash_mtl_weighting',
   'pcgrad_weighting',
+  'prograd',
   'random_weighting',
   'sum_weighting',
   'task_gramian',

@@ -25,6 +25,8 @@ gradient follows. Each takes the vector of ``K`` task losses:
 * :func:`scalarize_by_stch`: smooth Tchebycheff (Lin et al. 2024);
 * :func:`scalarize_by_dwa`, :func:`dwa_init`, :func:`dwa_end_epoch`:
   dynamic weight average (Liu et al. 2019), from the epochs' mean losses;
+* :func:`scalarize_by_famo`, :func:`famo_init`, :func:`famo_update`: FAMO
+  (Liu et al. 2023), weights learned from how fast each loss falls;
 * :func:`gradnorm_update`, :func:`gradnorm_init`, :func:`gradnorm_weights`,
   :func:`gradnorm_loss`: GradNorm (Chen et al. 2018), weights trained to
   balance the tasks' gradient norms on a shared layer.
@@ -34,6 +36,10 @@ from optax_ext.scalarization._dwa import dwa_end_epoch
 from optax_ext.scalarization._dwa import dwa_init
 from optax_ext.scalarization._dwa import DwaState
 from optax_ext.scalarization._dwa import scalarize_by_dwa
+from optax_ext.scalarization._famo import famo_init
+from optax_ext.scalarization._famo import famo_update
+from optax_ext.scalarization._famo import FamoState
+from optax_ext.scalarization._famo import scalarize_by_famo
 from optax_ext.scalarization._geometric_mean import scalarize_by_geometric_mean
 from optax_ext.scalarization._gradnorm import gradnorm_init
 from optax_ext.scalarization._gradnorm import gradnorm_loss
@@ -46,14 +52,18 @@ from optax_ext.scalarization._uncertainty import scalarize_by_uncertainty
 
 __all__ = (
   'DwaState',
+  'FamoState',
   'GradNormState',
   'dwa_end_epoch',
   'dwa_init',
+  'famo_init',
+  'famo_update',
   'gradnorm_init',
   'gradnorm_loss',
   'gradnorm_update',
   'gradnorm_weights',
   'scalarize_by_dwa',
+  'scalarize_by_famo',
   'scalarize_by_geometric_mean',
   'scalarize_by_imtl_l',
   'scalarize_by_stch',

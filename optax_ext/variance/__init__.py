@@ -22,9 +22,13 @@
 * :func:`vr_sgd`, :func:`vr_adam`, :func:`vr_lamb`, :func:`vr_lars`: VRGD
   optimisers built from optax's own pieces, taking the population;
 * :func:`gradient_noise_scale`, :func:`aggregate_by_mean_with_noise_scale`:
-  the gradient noise scale (critical batch size) of McCandlish et al.
+  the gradient noise scale (critical batch size) of McCandlish et al.;
+* :func:`agvm`: per-module learning-rate factors that align the modules'
+  gradient noise (Xue et al. 2022), around any optimiser.
 """
 
+from optax_ext.variance._agvm import agvm
+from optax_ext.variance._agvm import AgvmState
 from optax_ext.variance._batch_size_tests import (
   aggregate_by_mean_with_batch_size_tests,
 )
@@ -46,6 +50,7 @@ from optax_ext.variance._vrgd import vr_lars
 from optax_ext.variance._vrgd import vr_sgd
 
 __all__ = (
+  'AgvmState',
   'BatchSizeTests',
   'MeanWithBatchSizeTestsState',
   'MeanWithNoiseScaleState',
@@ -54,6 +59,7 @@ __all__ = (
   'aggregate_by_gsnr',
   'aggregate_by_mean_with_batch_size_tests',
   'aggregate_by_mean_with_noise_scale',
+  'agvm',
   'batch_size_tests',
   'gradient_noise_scale',
   'gsnr',
