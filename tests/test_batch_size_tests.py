@@ -16,6 +16,7 @@
 test (Byrd et al. 2012) and the augmented inner-product test (Bollapragada
 et al. 2018), on stacked and lean populations."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -96,3 +97,39 @@ def test_zero_mean_asks_for_infinity_and_errors_name_the_function():
     variance.batch_size_tests(pop[:1], eta=1.0, theta=1.0, nu=1.0)
   with pytest.raises(ValueError, match=r'batch_size_tests: `nu`'):
     variance.batch_size_tests(pop, eta=1.0, theta=1.0, nu=0.0)
+
+
+def test_matches_the_adadagrad_authors_tests_in_torch():
+  # A transcription of timlautk/AdAdaGrad's tests.py (norm_test,
+  # inner_product_test, orthogonality_test) on per-example gradients of a
+  # two-leaf model: per-leaf torch.var(correction=1) summed over leaves.
+  torch = pytest.importorskip('torch')
+  rng = np.random.default_rng(5)
+  pop = {
+    'w': (rng.normal(size=(16, 3, 4)) + 0.7).astype(np.float32),
+    'b': (rng.normal(size=(16, 4)) - 0.3).astype(np.float32),
+  }
+  eta, theta, nu = 0.3, 0.4, 0.5
+  grads = {n: torch.tensor(v, dtype=torch.float64) for n, v in pop.items()}
+  flat = torch.cat([g.reshape(16, -1) for g in grads.values()], 1)
+  mean = flat.mean(0)
+  var_one_norm = sum(
+    torch.var(g, dim=0, correction=1).sum().item() for g in grads.values()
+  )
+  msq = (mean @ mean).item()
+  inner = flat @ mean
+  ortho = flat - torch.outer(inner, mean) / msq
+  want = (
+    np.ceil(var_one_norm / (eta**2 * msq)),
+    np.ceil(torch.var(inner, correction=1).item() / (theta**2 * msq**2)),
+    np.ceil(torch.var(ortho, dim=0, correction=1).sum().item() / (nu**2 * msq)),
+  )
+  got = variance.batch_size_tests(
+    jax.tree.map(jnp.asarray, pop), eta=eta, theta=theta, nu=nu
+  )
+  assert (
+    float(got.norm),
+    float(got.inner_product),
+    float(got.orthogonality),
+  ) == want
+  assert float(got.augmented) == max(want[1:])

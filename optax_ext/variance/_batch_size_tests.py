@@ -85,7 +85,9 @@ def batch_size_tests(
 
   .. note::
     The papers tune the tolerances per problem, so they have no defaults
-    here. AdAdaGrad's coordinate-wise test is not implemented.
+    here. These are the three tests of the AdAdaGrad authors' code (tested
+    equal to a transcription of it); the coordinate-wise variant analysed
+    in the AdAdaGrad paper is not implemented (that code has none).
 
   Args:
     population: ``K >= 2`` members (per-example or microbatch gradients).
