@@ -57,9 +57,10 @@ class Workload:
 
   metric = 'validation accuracy'
   lower_is_better = False
+  attack = None
 
-  def __init__(self, model: str, batch_size: int = 32):
-    self.name = f'digits_{model}'
+  def __init__(self, model: str, batch_size: int = 32, name: str = ''):
+    self.name = name or f'digits_{model}'
     self._cls = {'mlp': Mlp, 'cnn': Cnn}[model]
     self.batch_size = batch_size
     digits = load_digits()
@@ -98,3 +99,29 @@ class Workload:
 
   def evaluate(self, params) -> float:
     return float(self._eval(params))
+
+
+class Byzantine(Workload):
+  """The digits MLP trained data-parallel by 8 workers (a population of 8
+  microbatch gradients per batch of 64), the first ``f = 2`` of which are
+  Byzantine: they send "a little is enough" (ALIE) gradients, the honest
+  members' mean minus one standard deviation per coordinate (Baruch et al.
+  2019), which stays inside the honest spread and defeats naive outlier
+  tests.
+  """
+
+  workers = 8
+  byzantine = 2
+
+  def __init__(self):
+    super().__init__('mlp', batch_size=64, name='digits_byzantine')
+
+  def attack(self, population):
+    f = self.byzantine
+
+    def one(x):
+      honest = x[f:]
+      bad = honest.mean(0) - honest.std(0)
+      return x.at[:f].set(jnp.broadcast_to(bad, x[:f].shape))
+
+    return jax.tree.map(one, population)

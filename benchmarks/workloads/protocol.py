@@ -34,25 +34,40 @@ import jax
 import numpy as np
 import optax
 
+import optax_ext
+
 
 @dataclasses.dataclass(frozen=True)
 class Method:
   """A method: ``make(schedule, steps) -> tx`` and its learning-rate grid.
 
   ``eval_params(params, opt_state)`` gives the parameters to evaluate (the
-  slow weights for Lookahead); by default the params themselves.
+  slow weights for Lookahead); by default the params themselves. With
+  ``members = K > 0`` the method receives a population of ``K`` microbatch
+  gradients (``grad_population``), attacked by the workload's ``attack``
+  if it has one, unless ``clean`` (a reference run without the attack).
   """
 
   name: str
   make: Callable[[Callable, int], optax.GradientTransformation]
   grid: tuple[float, ...]
   eval_params: Callable = lambda params, state: params
+  members: int = 0
+  clean: bool = False
 
 
 def schedule(lr: float, steps: int):
   return optax.warmup_cosine_decay_schedule(
     0.0, lr, max(1, steps // 10), steps, end_value=lr / 10
   )
+
+
+def _attacked(grad_fn, attack):
+  def fn(params, batch):
+    loss, grads = grad_fn(params, batch)
+    return loss, attack(grads)
+
+  return fn
 
 
 def train(
@@ -63,9 +78,17 @@ def train(
   params = workload.init(seed)
   state = tx.init(params)
 
+  if method.members:
+    grad_fn = optax_ext.grad_population(workload.loss, method.members)
+    attack = getattr(workload, 'attack', None)
+    if attack is not None and not method.clean:
+      grad_fn = _attacked(grad_fn, attack)
+  else:
+    grad_fn = jax.value_and_grad(workload.loss)
+
   @jax.jit
   def step(params, state, batch):
-    loss, grads = jax.value_and_grad(workload.loss)(params, batch)
+    loss, grads = grad_fn(params, batch)
     updates, state = tx.update(grads, state, params)
     return optax.apply_updates(params, updates), state, loss
 

@@ -16,7 +16,11 @@
 
 Workloads (no download): ``lm``, a byte-level Transformer language model
 on the standard library's sources (bits per byte); ``digits_mlp`` and
-``digits_cnn`` on scikit-learn's digits (accuracy). The protocol is in
+``digits_cnn`` on scikit-learn's digits (accuracy); two population
+workloads on the digits MLP: ``digits_large_batch`` (batch 1024, VRGD on 16
+microbatch gradients against its base optimiser) and ``digits_byzantine``
+(8 workers, 2 sending ALIE gradients, robust aggregators against the mean
+with and without the attack). The protocol is in
 ``protocol.py``: a learning-rate grid on seed 0, the best rate for the
 other seeds, one step budget, steps and time to the value every baseline
 run reaches. Results go to
@@ -46,8 +50,11 @@ import numpy as np
 import optax
 import protocol
 
+import optax_ext
 from optax_ext import lookahead
 from optax_ext import momentum
+from optax_ext import robust
+from optax_ext import variance
 
 HERE = pathlib.Path(__file__).resolve().parent
 ADAM_GRID = (1e-3, 3e-3, 1e-2)
@@ -111,6 +118,52 @@ DIGITS_METHODS = [
   protocol.Method('lookahead(adamw)', _lookahead, DIGITS_GRID, _slow),
 ]
 
+LARGE_BATCH = 1024
+LARGE_BATCH_MEMBERS = 16  # microbatches of 64
+LARGE_BATCH_METHODS = [
+  protocol.Method('adam', lambda s, n: optax.adam(s), DIGITS_GRID),
+  protocol.Method(
+    'vr_adam',
+    lambda s, n: variance.vr_adam(s),
+    DIGITS_GRID,
+    members=LARGE_BATCH_MEMBERS,
+  ),
+  protocol.Method(
+    'sgd(momentum=0.9)',
+    lambda s, n: optax.sgd(s, momentum=0.9),
+    (0.1, 0.3, 1.0),
+  ),
+  protocol.Method(
+    'vr_sgd',
+    lambda s, n: variance.vr_sgd(s, momentum=0.9),
+    (0.1, 0.3, 1.0),
+    members=LARGE_BATCH_MEMBERS,
+  ),
+]
+
+
+def _robust(name, aggregator, clean=False):
+  return protocol.Method(
+    name,
+    lambda s, n: optax.chain(aggregator, optax.adam(s)),
+    DIGITS_GRID,
+    members=digits.Byzantine.workers,
+    clean=clean,
+  )
+
+
+_F = digits.Byzantine.byzantine
+BYZANTINE_METHODS = [
+  _robust('mean, no attack', optax_ext.aggregate_by_mean(), clean=True),
+  _robust('mean', optax_ext.aggregate_by_mean()),
+  _robust('coordinate median', robust.aggregate_by_coordinate_median()),
+  _robust('trimmed mean', robust.aggregate_by_trimmed_mean(_F)),
+  _robust('multi-krum', robust.aggregate_by_krum(_F, num_selected=8 - _F)),
+  _robust('geometric median', robust.aggregate_by_geometric_median(maxiter=10)),
+  _robust('nna', robust.aggregate_by_nearest_neighbours(_F)),
+  _robust('centered clipping', robust.aggregate_by_centered_clipping(1.0, 3)),
+]
+
 WORKLOADS = {
   'lm': {
     'make': lambda smoke: lm.Workload(lm.SMOKE if smoke else lm.Config()),
@@ -127,6 +180,20 @@ WORKLOADS = {
   'digits_cnn': {
     'make': lambda smoke: digits.Workload('cnn'),
     'methods': DIGITS_METHODS,
+    'steps': 400,
+    'eval_every': 20,
+  },
+  'digits_large_batch': {
+    'make': lambda smoke: digits.Workload(
+      'mlp', batch_size=LARGE_BATCH, name='digits_large_batch'
+    ),
+    'methods': LARGE_BATCH_METHODS,
+    'steps': 200,
+    'eval_every': 10,
+  },
+  'digits_byzantine': {
+    'make': lambda smoke: digits.Byzantine(),
+    'methods': BYZANTINE_METHODS,
     'steps': 400,
     'eval_every': 20,
   },
