@@ -71,6 +71,29 @@ def _alternate_labels(params):
 
 
 @dataclasses.dataclass(frozen=True)
+class Properties:
+  """What an aggregator promises; the tests select their cases from it.
+
+  Attributes:
+    robust: tolerates a minority of arbitrary members (NaN, Inf, huge,
+      adversarial): ``test_faults`` holds it to a bounded output.
+    clip_threshold: for clipping rules, the name of the threshold argument
+      (a finite member, however large, is clipped, so it counts).
+    lean: accepts a memory-lean ``population.microbatches`` (``False`` for
+      rules that need every member at a coordinate): ``test_lean``.
+    multitask: for multi-task rules, TorchJD's property table: (non-
+      conflicting, linear under scaling, permutation-invariant, degree
+      ``p`` of positive homogeneity ``u(cJ) = c^p u(J)``): ``test_multitask``
+      and ``test_properties``.
+  """
+
+  robust: bool
+  clip_threshold: str | None = None
+  lean: bool = True
+  multitask: tuple[bool, bool, bool, int] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Entry:
   """One public factory and how the battery exercises it.
 
@@ -95,6 +118,9 @@ class Entry:
       hyper-parameters round differently from Python floats).
     static_args: arguments ``optax.inject_hyperparams`` must not inject
       (callables other than schedules, as users pass them).
+    properties: for aggregators and population transforms, what they
+      promise (:class:`Properties`; required for those kinds,
+      ``test_public_api`` checks it).
     layouts: whether the aggregator takes every population layout (named
       axes, lean microbatches) and owns the population checks; ``False``
       for a wrapper of task populations (``aggregate_shared_trunk``), whose
@@ -120,6 +146,7 @@ class Entry:
   post: Callable[[float], optax.GradientTransformation] | None = None
   static_args: tuple[str, ...] = ()
   layouts: bool = True
+  properties: Properties | None = None
 
   def make(self, **overrides) -> optax.GradientTransformation:
     """The transform itself, as a user would build it."""
@@ -170,6 +197,7 @@ REGISTRY: tuple[Entry, ...] = (
     factory=optax_ext.aggregate_by_mean,
     kwargs={},
     kind='aggregator',
+    properties=Properties(robust=False, multitask=(False, True, True, 1)),
     rosenbrock=(1e-3, 5000),
   ),
   Entry(
@@ -177,6 +205,7 @@ REGISTRY: tuple[Entry, ...] = (
     factory=optax_ext.aggregate_by_sum,
     kwargs={},
     kind='aggregator',
+    properties=Properties(robust=False, multitask=(False, True, True, 1)),
     lr=0.1 / NUM_MEMBERS,
     rosenbrock=(1e-3 / NUM_MEMBERS, 5000),
   ),
@@ -206,6 +235,7 @@ REGISTRY += (
     factory=optax_ext.variance.aggregate_by_gsnr,
     kwargs={},
     kind='aggregator',
+    properties=Properties(robust=False),
     hyperparams=('gamma_min', 'gamma_max', 'cap'),
     lr=_VR_LR,
     rosenbrock=(1e-4, 20000),
@@ -220,6 +250,7 @@ REGISTRY += (
       'shared': lambda params: jax.tree.map(lambda _: True, params),
     },
     kind='aggregator',
+    properties=Properties(robust=False),
     static_args=('aggregator', 'shared'),
     layouts=False,
     rosenbrock=(1e-3, 5000),
@@ -231,6 +262,7 @@ REGISTRY += (
     # tests see the mean (test_privacy covers the noise and the clipping).
     kwargs={'l2_norm_clip': 1e3, 'noise_multiplier': 0.0},
     kind='aggregator',
+    properties=Properties(robust=True, clip_threshold='l2_norm_clip'),
     hyperparams=('l2_norm_clip', 'noise_multiplier'),
     static_args=('seed', 'per_layer'),
     rosenbrock=(1e-3, 5000),
@@ -240,6 +272,7 @@ REGISTRY += (
     factory=optax_ext.variance.aggregate_by_mean_with_batch_size_tests,
     kwargs={'eta': 0.5, 'theta': 0.5, 'nu': 1.0},
     kind='aggregator',
+    properties=Properties(robust=False),
     hyperparams=('eta', 'theta', 'nu'),
     rosenbrock=(1e-3, 5000),  # the mean, as aggregate_by_mean
   ),
@@ -248,6 +281,7 @@ REGISTRY += (
     factory=optax_ext.variance.aggregate_by_mean_with_noise_scale,
     kwargs={'ema_decay': 0.9},
     kind='aggregator',
+    properties=Properties(robust=False),
     hyperparams=('ema_decay',),
     rosenbrock=(1e-3, 5000),  # the mean, as aggregate_by_mean
   ),
@@ -264,6 +298,7 @@ REGISTRY += (
       'start_step': 0,
     },
     kind='aggregator',
+    properties=Properties(robust=False),
     hyperparams=('momentum', 'min_factor', 'max_factor'),
     static_args=('inner', 'module_labels'),
     rosenbrock=(1e-3, 5000),
@@ -273,6 +308,7 @@ REGISTRY += (
     factory=optax_ext.variance.vr_sgd,
     kwargs={'learning_rate': 0.01, 'momentum': 0.9},
     kind='aggregator',
+    properties=Properties(robust=False),
     alias=True,
     hyperparams=('learning_rate', 'momentum', 'gamma_min'),
     lr=_VR_LR / 10,
@@ -283,6 +319,7 @@ REGISTRY += (
     factory=optax_ext.variance.vr_adam,
     kwargs={'learning_rate': 0.01},
     kind='aggregator',
+    properties=Properties(robust=False),
     alias=True,
     hyperparams=('learning_rate', 'b1', 'b2', 'eps'),
     lr=0.01,
@@ -294,6 +331,7 @@ REGISTRY += (
     factory=optax_ext.variance.vr_lamb,
     kwargs={'learning_rate': 0.01},
     kind='aggregator',
+    properties=Properties(robust=False),
     alias=True,
     hyperparams=('learning_rate', 'b1', 'b2', 'weight_decay'),
     lr=0.01,
@@ -306,6 +344,7 @@ REGISTRY += (
     factory=optax_ext.variance.vr_lars,
     kwargs={'learning_rate': 1.0},
     kind='aggregator',
+    properties=Properties(robust=False),
     alias=True,
     hyperparams=('learning_rate', 'momentum', 'trust_coefficient'),
     lr=1.0,
@@ -521,6 +560,7 @@ REGISTRY += (
     factory=_R.aggregate_by_coordinate_median,
     kwargs={},
     kind='aggregator',
+    properties=Properties(robust=True, lean=False),
     rosenbrock=(1e-3, 5000),
   ),
   Entry(
@@ -528,6 +568,7 @@ REGISTRY += (
     factory=_R.aggregate_by_trimmed_mean,
     kwargs={'num_trim': 1},
     kind='aggregator',
+    properties=Properties(robust=True, lean=False),
     rosenbrock=(1e-3, 5000),
   ),
   Entry(
@@ -537,6 +578,7 @@ REGISTRY += (
     factory=_R.aggregate_by_krum,
     kwargs={'num_byzantine': 0, 'num_selected': NUM_MEMBERS},
     kind='aggregator',
+    properties=Properties(robust=False),
     rosenbrock=(1e-3, 5000),
   ),
   Entry(
@@ -544,6 +586,7 @@ REGISTRY += (
     factory=_R.aggregate_by_geometric_median,
     kwargs={'maxiter': 10},
     kind='aggregator',
+    properties=Properties(robust=True),
     hyperparams=('nu', 'ftol'),
     rosenbrock=(1e-3, 5000),
   ),
@@ -553,6 +596,7 @@ REGISTRY += (
     factory=_R.aggregate_by_nearest_neighbours,
     kwargs={'num_byzantine': 2},
     kind='aggregator',
+    properties=Properties(robust=True, lean=False),
     rosenbrock=(1e-3, 5000),
   ),
   Entry(
@@ -562,6 +606,7 @@ REGISTRY += (
     factory=_R.aggregate_by_centered_clipping,
     kwargs={'threshold': 1e5},
     kind='aggregator',
+    properties=Properties(robust=True, clip_threshold='threshold'),
     hyperparams=('threshold',),
     rosenbrock=(1e-3, 5000),
   ),
@@ -570,6 +615,7 @@ REGISTRY += (
     factory=_R.mix_by_nearest_neighbours,
     kwargs={'num_byzantine': 1},
     kind='population',
+    properties=Properties(robust=False, lean=False),
     rosenbrock=(1e-3, 5000),
   ),
   Entry(
@@ -577,6 +623,7 @@ REGISTRY += (
     factory=_R.clip_each_by_global_norm,
     kwargs={'max_norm': 100.0},
     kind='population',
+    properties=Properties(robust=True, clip_threshold='max_norm'),
     hyperparams=('max_norm',),
     rosenbrock=(1e-3, 5000),
   ),
@@ -692,11 +739,14 @@ def aligned_population(grads, scales=(0.5, 1.0, 1.5, 2.0)):
   return jax.tree.map(one, grads)
 
 
-def _mtl(name, factory, kwargs=None, **entry_kwargs):
+def _mtl(
+  name, factory, kwargs=None, *, multitask=None, lean=True, **entry_kwargs
+):
   defaults = {
     'kind': 'aggregator',
     'population': aligned_population,
     'rosenbrock': (1e-3, 20000),
+    'properties': Properties(robust=False, lean=lean, multitask=multitask),
   }
   return Entry(
     name=name,
@@ -722,21 +772,25 @@ REGISTRY += (
   _mtl(
     'aggregate_by_upgrad',
     _A.aggregate_by_upgrad,
+    multitask=(True, True, True, 1),
     hyperparams=('norm_eps', 'reg_eps'),
   ),
   _mtl(
     'aggregate_by_dualproj',
     _A.aggregate_by_dualproj,
+    multitask=(True, False, True, 1),
     hyperparams=('norm_eps', 'reg_eps'),
   ),
   _mtl(
     'aggregate_by_mgda',
     _A.aggregate_by_mgda,
+    multitask=(True, False, True, 1),
     hyperparams=('max_iters', 'epsilon'),
   ),
   _mtl(
     'aggregate_by_pcgrad',
     _A.aggregate_by_pcgrad,
+    multitask=(False, True, False, 1),
     hyperparams=('eps',),
     lr=0.05,
     rosenbrock=(2e-4, 20000),  # the sum convention: 5x the mean here
@@ -744,14 +798,24 @@ REGISTRY += (
   _mtl(
     'aggregate_by_cagrad',
     _A.aggregate_by_cagrad,
+    multitask=(False, False, True, 1),
     hyperparams=('c', 'norm_eps'),
     static_args=('rescale',),  # a bool switch
   ),
-  _mtl('aggregate_by_aligned_mtl', _A.aggregate_by_aligned_mtl),
-  _mtl('aggregate_by_imtl_g', _A.aggregate_by_imtl_g),
+  _mtl(
+    'aggregate_by_aligned_mtl',
+    _A.aggregate_by_aligned_mtl,
+    multitask=(False, False, True, 1),
+  ),
+  _mtl(
+    'aggregate_by_imtl_g',
+    _A.aggregate_by_imtl_g,
+    multitask=(False, False, True, 1),
+  ),
   _mtl(
     'aggregate_by_config',
     _A.aggregate_by_config,
+    multitask=(False, True, True, 1),
     lr=0.05,
     rosenbrock=(2e-4, 20000),  # sum of projections: 5x the mean here
   ),
@@ -767,6 +831,7 @@ REGISTRY += (
     'aggregate_by_graddrop',
     _A.aggregate_by_graddrop,
     {'key': 2},
+    lean=False,
     hyperparams=('eps',),
     lr=0.05,
     rosenbrock=(2e-4, 20000),  # members of one sign are all kept: a sum
@@ -776,6 +841,7 @@ REGISTRY += (
     # gradient's size: a normalised method, so the rate must decay.
     'aggregate_by_nash_mtl',
     _A.aggregate_by_nash_mtl,
+    multitask=(True, False, True, 0),
     hyperparams=('max_norm', 'norm_eps'),
     lr=cosine_decay(0.05, 500),
     rosenbrock=(cosine_decay(3e-3, 20000), 20000),
@@ -1052,3 +1118,12 @@ REGISTRY += (
 )
 
 BY_NAME = {e.name: e for e in REGISTRY}
+
+
+def with_property(predicate) -> dict[str, Entry]:
+  """The entries whose properties satisfy ``predicate``, by name."""
+  return {
+    e.name: e
+    for e in REGISTRY
+    if e.properties is not None and predicate(e.properties)
+  }

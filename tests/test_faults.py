@@ -26,21 +26,11 @@ import pytest
 from tests import registry
 from tests import test_battery as battery
 
-ROBUST = {
-  'aggregate_by_coordinate_median',
-  'aggregate_by_trimmed_mean',
-  'aggregate_by_geometric_median',
-  'aggregate_by_nearest_neighbours',
-  'aggregate_by_centered_clipping',
-  'clip_each_by_global_norm',
-  'aggregate_by_private_mean',
-}
-# Clipping rules and their threshold's name: a finite member, however
-# large, is clipped (its norm is computed overflow-free), so it counts.
+# From the registry's properties (tests/registry.py, ``Properties``).
+ROBUST = set(registry.with_property(lambda p: p.robust))
 CLIPPED = {
-  'aggregate_by_centered_clipping': 'threshold',
-  'clip_each_by_global_norm': 'max_norm',
-  'aggregate_by_private_mean': 'l2_norm_clip',
+  name: e.properties.clip_threshold
+  for name, e in registry.with_property(lambda p: p.clip_threshold).items()
 }
 ENTRIES = [
   pytest.param(e, id=e.name)

@@ -21,15 +21,10 @@ from optax_ext import robust
 from tests import registry
 
 K = registry.NUM_MEMBERS  # 4 microbatches
-# Rules that need every member at a coordinate (or mix members in place).
-UNSUPPORTED = {
-  'aggregate_by_coordinate_median',
-  'aggregate_by_trimmed_mean',
-  'aggregate_by_graddrop',
-  'mix_by_nearest_neighbours',
-  # Its default pivot is the coordinate median (a mean pivot is tested).
-  'aggregate_by_nearest_neighbours',
-}
+# Rules that need every member at a coordinate (or mix members in place):
+# the registry's ``lean=False`` (NNA's default pivot is the coordinate
+# median; a mean pivot is tested below).
+UNSUPPORTED = set(registry.with_property(lambda p: not p.lean))
 # The geometric median starts from the medoid on the lean path (the
 # coordinate median on the stacked one), so both run to convergence
 # (ftol = 0) and agree to float32 Weiszfeld accuracy.

@@ -13,6 +13,7 @@ import pytest
 import optax_ext
 from optax_ext import alignment
 from optax_ext._src import linalg
+from tests import registry
 
 J = jnp.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
 G = J @ J.T
@@ -64,20 +65,11 @@ AGGREGATORS = {
   ),
 }
 
-# TorchJD's property table (spec 6.6) for the deterministic rules.
+# TorchJD's property table (spec 6.6) for the deterministic rules, from the
+# registry: (non-conflicting, linear under scaling, permutation-invariant).
 PROPERTIES = {
-  #            non-conflicting, linear under scaling, permutation-invariant
-  'upgrad': (True, True, True),
-  'dualproj': (True, False, True),
-  'mgda': (True, False, True),
-  'nash_mtl': (True, False, True),
-  'pcgrad': (False, True, False),  # fixed order, K >= 3
-  'cagrad': (False, False, True),
-  'aligned_mtl': (False, False, True),
-  'imtl_g': (False, False, True),
-  'config': (False, True, True),
-  'mean': (False, True, True),
-  'sum': (False, True, True),
+  name.removeprefix('aggregate_by_'): e.properties.multitask[:3]
+  for name, e in registry.with_property(lambda p: p.multitask).items()
 }
 
 

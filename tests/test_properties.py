@@ -16,6 +16,7 @@ import numpy as np
 
 import optax_ext
 from optax_ext import robust
+from tests import registry
 
 AGGREGATORS = {
   'mean': lambda k: optax_ext.aggregate_by_mean(),
@@ -78,19 +79,14 @@ def test_dtype_is_preserved(name, k, dtype):
   assert bool(jnp.all(jnp.isfinite(out.astype(jnp.float32))))
 
 
-# Multi-task rules: (name, non-conflicting, permutation-invariant, degree of
-# positive homogeneity u(cJ) = c^p u(J)). Nash-MTL's weights solve
-# G a = 1/a, so they scale as 1/c and the update does not scale (p = 0).
+# Multi-task rules, from the registry: (non-conflicting, permutation-
+# invariant, degree of positive homogeneity u(cJ) = c^p u(J)). Nash-MTL's
+# weights solve G a = 1/a, so they scale as 1/c and the update does not
+# scale (p = 0).
 MULTITASK = {
-  'upgrad': (True, True, 1),
-  'dualproj': (True, True, 1),
-  'mgda': (True, True, 1),
-  'nash_mtl': (True, True, 0),
-  'pcgrad': (False, False, 1),
-  'cagrad': (False, True, 1),
-  'aligned_mtl': (False, True, 1),
-  'imtl_g': (False, True, 1),
-  'config': (False, True, 1),
+  name.removeprefix('aggregate_by_'): (m[0], m[2], m[3])
+  for name, e in registry.with_property(lambda p: p.multitask).items()
+  for m in [e.properties.multitask]
 }
 
 

@@ -21,6 +21,8 @@ import pytest
 import optax_ext
 from tests import registry
 
+README = (pathlib.Path(__file__).resolve().parents[1] / 'README.md').read_text()
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -112,6 +114,26 @@ def test_every_factory_is_in_the_registry(name):
 
 def test_registry_has_only_public_factories():
   assert set(registry.BY_NAME) <= set(FACTORIES)
+
+
+@pytest.mark.parametrize('name', sorted(FACTORIES))
+def test_checklist(name):
+  """A new factory is told what it still lacks: the registry entry, its
+  properties (for population rules), its citation, the README row; the
+  docs page is checked by test_docs (built with -W)."""
+  missing = []
+  entry = registry.BY_NAME.get(name)
+  if entry is None:
+    missing.append('an Entry in tests/registry.py')
+  elif entry.kind in ('aggregator', 'population') and entry.properties is None:
+    missing.append('properties=registry.Properties(...) in its Entry')
+  try:
+    optax_ext.citation_keys(name)
+  except ValueError:
+    missing.append('a citation in optax_ext/_src/citations.py')
+  if f'`{name}`' not in README and f'.{name}`' not in README:
+    missing.append('a row in the README methods table')
+  assert not missing, f'{name} needs: ' + '; '.join(missing)
 
 
 @pytest.mark.parametrize('name', sorted(FACTORIES))
