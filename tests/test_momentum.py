@@ -347,7 +347,7 @@ def test_qhm_reductions():
     _same([u], [want])
 
 
-def test_qhm_weight_decay_types():
+def test_qhm_coupled_and_decoupled_weight_decay():
   p = _grads(1, seed=5)[0]
   g = G20[0]
   u_grad, _ = _updates(M.qhm(0.1, 0.9, 0.5, weight_decay=0.1), [g], p)
@@ -355,7 +355,9 @@ def test_qhm_weight_decay_types():
   u_ref, _ = _updates(M.scale_by_qhm(0.9, 0.5), [g_l2], p)
   _same(u_grad, [jax.tree.map(lambda x: -0.1 * x, u_ref[0])])
   u_direct, _ = _updates(
-    M.qhm(0.1, 0.9, 0.5, weight_decay=0.1, weight_decay_type='direct'), [g], p
+    M.qhm(0.1, 0.9, 0.5, weight_decay=0.1, decouple_weight_decay=True),
+    [g],
+    p,
   )
   u_plain, _ = _updates(M.scale_by_qhm(0.9, 0.5), [g], p)
   _same(
@@ -541,11 +543,6 @@ def test_grams_zero_gradient_does_not_move():
       r'scale_by_qhm: `nu` must be in \[0.0, 1.0\]',
     ),
     (M.qhm, {'learning_rate': -1.0}, r'qhm: `learning_rate` must be >= 0.0'),
-    (
-      M.qhm,
-      {'learning_rate': 0.1, 'weight_decay_type': 'l2'},
-      r"`weight_decay_type` must be one of \('grad', 'direct'\)",
-    ),
     (M.scale_by_qhadam, {'b2': -0.5}, r'scale_by_qhadam: `b2` must be in'),
     (M.scale_by_qhadam, {'eps': -1.0}, r'`eps` must be >= 0.0, got -1.0'),
     (M.aggmo_decays, {'a': 1.0}, r'aggmo_decays: `a` must be in \(0.0, 1.0\)'),

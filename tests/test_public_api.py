@@ -218,3 +218,48 @@ def test_references_are_written_in_the_docstrings():
     if '.__doc__ = ' in src:
       filled.add(rel)
   assert filled == DOCSTRINGS_FILLED_AT_IMPORT, filled
+
+
+def _weight_decay_factories():
+  for name, fn in sorted(FACTORIES.items()):
+    params = inspect.signature(fn).parameters
+    if 'weight_decay' in params:
+      yield name, params
+
+
+# Factories whose decay is the reference's own scheme, not optax's
+# add_decayed_weights (so no `mask`), with the reason.
+OWN_WEIGHT_DECAY = {
+  # Per-tensor decay inside the projection step (AdamP/SGDP's reference).
+  'adamp': 'decay applied inside the projected step',
+  'sgdp': 'decay applied inside the projected step',
+  'scale_by_adamp': 'decay applied inside the projected step',
+  'scale_by_sgdp': 'decay applied inside the projected step',
+  # MARS decays 1-D and matrix params at two rates (weight_decay_1d).
+  'mars': 'two rates by parameter rank',
+  # Ranger21's stable decay and norm loss act on whole tensors.
+  'ranger21': 'stable decay and norm loss',
+  # XGrad's decay is part of the predicted step it extrapolates.
+  'xgrad': 'decay inside the weight prediction',
+  'xgrad_adamw': 'decay inside the weight prediction',
+  'xgrad_sgd': 'decay inside the weight prediction',
+  # VR-LARS masks by rank, as LARS (weight_decay_mask).
+  'vr_lars': 'rank-based weight_decay_mask, as optax.lars',
+}
+
+
+@pytest.mark.parametrize(
+  ('name', 'params'), list(_weight_decay_factories()), ids=lambda x: str(x)
+)
+def test_one_weight_decay_convention(name, params):
+  """One switch name (`decouple_weight_decay`), keyword-only flags, and a
+  `mask` wherever optax's decay is used."""
+  for flag in ('decouple_weight_decay', 'mask', 'mu_dtype'):
+    if flag in params:
+      assert params[flag].kind is inspect.Parameter.KEYWORD_ONLY, (
+        f'{name}: `{flag}` must be keyword-only'
+      )
+  for other in ('weight_decay_type', 'decoupled', 'coupled'):
+    assert other not in params, f'{name}: use `decouple_weight_decay`'
+  if name not in OWN_WEIGHT_DECAY:
+    assert 'mask' in params, f'{name}: takes weight_decay but no mask'

@@ -119,6 +119,7 @@ def scale_by_adamp(
   wd_ratio: float = 0.1,
   nesterov: bool = False,
   channel_axis: int = -1,
+  *,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdamP direction, with its own (projection-dependent) weight decay.
@@ -240,6 +241,7 @@ def adamp(
   wd_ratio: float = 0.1,
   nesterov: bool = False,
   channel_axis: int = -1,
+  *,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdamP optimiser: :func:`scale_by_adamp` then the learning rate.
@@ -286,7 +288,7 @@ def adamp(
       wd_ratio,
       nesterov,
       channel_axis,
-      mu_dtype,
+      mu_dtype=mu_dtype,
     ),
     optax.scale_by_learning_rate(learning_rate),
   )
@@ -313,6 +315,7 @@ def scale_by_sgdp(
   wd_ratio: float = 0.1,
   eps: float = 1e-8,
   channel_axis: int = -1,
+  *,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGDP direction: SGD momentum with AdamP's projection and decay.
@@ -404,6 +407,7 @@ def sgdp(
   wd_ratio: float = 0.1,
   eps: float = 1e-8,
   channel_axis: int = -1,
+  *,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGDP optimiser: :func:`scale_by_sgdp` then the learning rate.
@@ -450,7 +454,7 @@ def sgdp(
       wd_ratio,
       eps,
       channel_axis,
-      mu_dtype,
+      mu_dtype=mu_dtype,
     ),
     optax.scale_by_learning_rate(learning_rate),
   )

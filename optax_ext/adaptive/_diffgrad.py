@@ -137,7 +137,9 @@ def diffgrad(
   b2: float = 0.999,
   eps: float = 1e-8,
   weight_decay: optax.ScalarOrSchedule = 0.0,
+  *,
   decouple_weight_decay: bool = False,
+  mask: Any = None,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""diffGrad optimiser: :func:`scale_by_diffgrad` with weight decay.
@@ -154,6 +156,8 @@ def diffgrad(
     eps: added to the denominator, ``>= 0``.
     weight_decay: :math:`\lambda`, ``>= 0`` (reference 0).
     decouple_weight_decay: decoupled instead of L2 decay.
+    mask: which params weight decay applies to (a tree of bools or a
+      function of the params, as ``optax.add_decayed_weights``).
     mu_dtype: storage dtype of :math:`m` and :math:`g'` (``None``: float32).
 
   Returns:
@@ -179,5 +183,6 @@ def diffgrad(
     scale_by_diffgrad(b1, b2, eps, mu_dtype),
     learning_rate,
     weight_decay,
+    mask,
     coupled=not decouple_weight_decay,
   )

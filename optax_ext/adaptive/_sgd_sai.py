@@ -150,6 +150,8 @@ def sgd_sai(
   momentum: float = 0.9,
   eps: float = 1e-8,
   weight_decay: optax.ScalarOrSchedule = 1e-2,
+  *,
+  mask: Any = None,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD-SaI optimiser: :func:`scale_by_sgd_sai` with decoupled decay.
@@ -162,6 +164,8 @@ def sgd_sai(
     momentum: :math:`\mu` in ``[0, 1)`` (reference 0.9).
     eps: added to the std, ``> 0``.
     weight_decay: decoupled :math:`\lambda`, ``>= 0`` (reference 1e-2).
+    mask: which params weight decay applies to (a tree of bools or a
+      function of the params, as ``optax.add_decayed_weights``).
     mu_dtype: storage dtype of the momentum buffer (``None``: float32).
 
   Returns:
@@ -184,5 +188,8 @@ def sgd_sai(
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   return base.with_decay_and_lr(
-    scale_by_sgd_sai(momentum, eps, mu_dtype), learning_rate, weight_decay
+    scale_by_sgd_sai(momentum, eps, mu_dtype),
+    learning_rate,
+    weight_decay,
+    mask,
   )

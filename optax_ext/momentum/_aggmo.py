@@ -121,16 +121,22 @@ def aggmo(
   learning_rate: optax.ScalarOrSchedule,
   decays: Sequence[float] = (0.0, 0.9, 0.99),
   weight_decay: optax.ScalarOrSchedule = 0.0,
+  *,
+  decouple_weight_decay: bool = False,
+  mask: Any = None,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  r"""AggMo optimiser with L2 weight decay (added to the gradient).
+  r"""AggMo optimiser; weight decay as L2 (added to the gradient) by default.
 
   Args:
     learning_rate: step size or schedule, ``>= 0`` (the reference's template
       uses 0.01).
     decays: the :math:`\beta_i` in ``[0, 1)``.
-    weight_decay: L2 coefficient, ``>= 0``, added to the gradient as in the
-      reference.
+    weight_decay: coefficient :math:`\lambda \ge 0`, added to the gradient
+      (L2) as in the reference.
+    decouple_weight_decay: decoupled (AdamW-style) instead of L2 decay.
+    mask: which params weight decay applies to (a tree of bools or a
+      function of the params, as ``optax.add_decayed_weights``).
     mu_dtype: storage dtype of the buffer(s) (see
       :func:`scale_by_momentum_mixture`: ``None`` keeps the params' dtype,
       float32 for decays ``>= 0.999``).
@@ -158,5 +164,6 @@ def aggmo(
     scale_by_aggmo(decays, mu_dtype),
     learning_rate,
     weight_decay,
-    coupled=True,
+    mask,
+    coupled=not decouple_weight_decay,
   )

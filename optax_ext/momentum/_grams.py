@@ -123,6 +123,7 @@ def grams(
   b2: float = 0.999,
   eps: float = 1e-6,
   weight_decay: optax.ScalarOrSchedule = 0.0,
+  *,
   mask: Any = None,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:

@@ -215,6 +215,7 @@ def mars(
   b1_1d: float = 0.9,
   b2_1d: float = 0.95,
   weight_decay_1d: optax.ScalarOrSchedule = 0.1,
+  *,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""MARS optimiser: MARS on matrices, AdamW on the other tensors.

@@ -225,6 +225,7 @@ def momentum_mixture(
   dampening: bool | Sequence[bool] = True,
   debias: bool | Sequence[bool] = False,
   nesterov: bool = False,
+  *,
   mu_dtype: Any = None,
   weight_decay: optax.ScalarOrSchedule = 0.0,
   mask: Any = None,

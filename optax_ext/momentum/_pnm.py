@@ -166,7 +166,9 @@ def pnm(
   b1: float = 0.9,
   b0: float = 1.0,
   weight_decay: optax.ScalarOrSchedule = 0.0,
+  *,
   decouple_weight_decay: bool = True,
+  mask: Any = None,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""PNM optimiser: :func:`scale_by_pnm`, weight decay, learning rate.
@@ -181,6 +183,8 @@ def pnm(
     b0: :math:`\beta_0 \ge 0`.
     weight_decay: :math:`\lambda`, ``>= 0``.
     decouple_weight_decay: decoupled instead of L2 decay.
+    mask: which params weight decay applies to (a tree of bools or a
+      function of the params, as ``optax.add_decayed_weights``).
     mu_dtype: storage dtype of the momentum buffers (``None``: float32).
 
   Returns:
@@ -207,6 +211,7 @@ def pnm(
     scale_by_pnm(b1, b0, mu_dtype),
     learning_rate,
     weight_decay,
+    mask,
     coupled=not decouple_weight_decay,
   )
 
@@ -341,7 +346,9 @@ def adapnm(
   eps: float = 1e-8,
   amsgrad: bool = True,
   weight_decay: optax.ScalarOrSchedule = 0.0,
+  *,
   decouple_weight_decay: bool = True,
+  mask: Any = None,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdaPNM optimiser: :func:`scale_by_adapnm`, weight decay, learning rate.
@@ -355,6 +362,8 @@ def adapnm(
     amsgrad: use the running maximum of :math:`v`.
     weight_decay: :math:`\lambda`, ``>= 0``.
     decouple_weight_decay: decoupled (reference default) instead of L2.
+    mask: which params weight decay applies to (a tree of bools or a
+      function of the params, as ``optax.add_decayed_weights``).
     mu_dtype: storage dtype of the momentum buffers (``None``: float32).
 
   Returns:
@@ -381,5 +390,6 @@ def adapnm(
     scale_by_adapnm(b1, b2, b0, eps, amsgrad, mu_dtype=mu_dtype),
     learning_rate,
     weight_decay,
+    mask,
     coupled=not decouple_weight_decay,
   )

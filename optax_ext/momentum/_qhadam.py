@@ -136,7 +136,9 @@ def qhadam(
   nu2: optax.ScalarOrSchedule = 1.0,
   eps: float = 1e-8,
   weight_decay: optax.ScalarOrSchedule = 0.0,
+  *,
   decouple_weight_decay: bool = False,
+  mask: Any = None,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""QHAdam optimiser (QHAdamW with ``decouple_weight_decay=True``).
@@ -154,6 +156,8 @@ def qhadam(
     eps: added to the denominator, ``>= 0``.
     weight_decay: :math:`\lambda`, ``>= 0``.
     decouple_weight_decay: decoupled (AdamW-style) instead of L2 decay.
+    mask: which params weight decay applies to (a tree of bools or a
+      function of the params, as ``optax.add_decayed_weights``).
     mu_dtype: storage dtype of the first moment (``None``: float32).
 
   Returns:
@@ -179,5 +183,6 @@ def qhadam(
     scale_by_qhadam(b1, b2, nu1, nu2, eps, mu_dtype),
     learning_rate,
     weight_decay,
+    mask,
     coupled=not decouple_weight_decay,
   )

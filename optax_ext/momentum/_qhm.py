@@ -84,13 +84,16 @@ def qhm(
   decay: optax.ScalarOrSchedule = 0.999,
   nu: optax.ScalarOrSchedule = 0.7,
   weight_decay: optax.ScalarOrSchedule = 0.0,
-  weight_decay_type: str = 'grad',
+  *,
+  decouple_weight_decay: bool = False,
+  mask: Any = None,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""QHM optimiser: :func:`scale_by_qhm`, weight decay, learning rate.
 
-  ``weight_decay_type='grad'`` (qhoptim's default) adds :math:`\lambda\theta`
-  to the gradient before the momentum (L2); ``'direct'`` decays the
+  By default (qhoptim's ``weight_decay_type='grad'``) weight decay adds
+  :math:`\lambda\theta` to the gradient before the momentum (L2);
+  ``decouple_weight_decay=True`` (qhoptim's ``'direct'``) decays the
   parameters directly, :math:`\theta \leftarrow \theta - \eta\lambda\theta`.
 
   Args:
@@ -99,7 +102,9 @@ def qhm(
     decay: :math:`\beta` in ``[0, 1)``.
     nu: :math:`\nu` in ``[0, 1]``.
     weight_decay: :math:`\lambda`, ``>= 0``.
-    weight_decay_type: ``'grad'`` or ``'direct'``.
+    decouple_weight_decay: decoupled instead of L2 decay.
+    mask: which params weight decay applies to (a tree of bools or a
+      function of the params, as ``optax.add_decayed_weights``).
     mu_dtype: storage dtype of the buffer(s) (see
       :func:`scale_by_momentum_mixture`: ``None`` keeps the params' dtype,
       float32 for decays ``>= 0.999``).
@@ -123,12 +128,10 @@ def qhm(
   where = 'qhm'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
-  validation.check_one_of(
-    where, 'weight_decay_type', weight_decay_type, ('grad', 'direct')
-  )
   return base.with_decay_and_lr(
     scale_by_qhm(decay, nu, mu_dtype),
     learning_rate,
     weight_decay,
-    coupled=weight_decay_type == 'grad',
+    mask,
+    coupled=not decouple_weight_decay,
   )

@@ -231,6 +231,7 @@ def ranger21(
   lookahead_sync_period: int = 5,
   lookahead_slow_step_size: float = 0.5,
   channel_axis: int = -1,
+  *,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Ranger21 as an optax chain of existing and new pieces.

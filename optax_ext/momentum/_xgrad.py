@@ -175,6 +175,7 @@ def xgrad_sgd(
   dampening: float = 0.0,
   weight_decay: optax.ScalarOrSchedule = 0.0,
   steps_ahead: float = 1.0,
+  *,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""XGrad with SGD momentum (the reference ``SGD.py``).
@@ -289,6 +290,7 @@ def xgrad_adamw(
   eps: float = 1e-8,
   weight_decay: optax.ScalarOrSchedule = 1e-4,
   steps_ahead: float = 1.0,
+  *,
   mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""XGrad with AdamW (the reference ``AdamW.py``); decay not predicted.
