@@ -63,6 +63,18 @@ def test_the_mu_dtype_battery_is_wide():
 
 
 @pytest.mark.parametrize('entry', MU_ENTRIES)
+def test_mu_dtype_none_is_float32_everywhere(entry):
+  """One rule: the default ``mu_dtype=None`` stores float32 buffers, for
+  bfloat16 params too."""
+  params = battery._params(jnp.bfloat16)
+  default = entry.make(mu_dtype=None).init(params)
+  f32 = entry.make(mu_dtype=jnp.float32).init(params)
+  assert _param_shaped_dtypes(default, params) == _param_shaped_dtypes(
+    f32, params
+  )
+
+
+@pytest.mark.parametrize('entry', MU_ENTRIES)
 def test_mu_dtype_sets_the_storage_and_dtypes_stay_fixed(entry):
   """bf16 params: ``mu_dtype`` decides the buffers' dtype; jitted steps
   under ``lax.cond`` keep update and state dtypes."""

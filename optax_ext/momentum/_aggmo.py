@@ -78,8 +78,7 @@ def scale_by_aggmo(
     decays: the :math:`\beta_i`, each in ``[0, 1)``; default ``(0, 0.9,
       0.99)`` = :func:`aggmo_decays` ``(0.1, 3)``.
     mu_dtype: storage dtype of the buffer(s) (see
-      :func:`scale_by_momentum_mixture`: ``None`` keeps the params' dtype,
-      float32 for decays ``>= 0.999``).
+      :func:`scale_by_momentum_mixture`: ``None`` is float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -138,8 +137,7 @@ def aggmo(
     mask: which params weight decay applies to (a tree of bools or a
       function of the params, as ``optax.add_decayed_weights``).
     mu_dtype: storage dtype of the buffer(s) (see
-      :func:`scale_by_momentum_mixture`: ``None`` keeps the params' dtype,
-      float32 for decays ``>= 0.999``).
+      :func:`scale_by_momentum_mixture`: ``None`` is float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.

@@ -249,7 +249,7 @@ def mars(
     b2_1d: their second-moment decay.
     weight_decay_1d: their decoupled weight decay.
     mu_dtype: storage dtype of both branches' first moments (``None``:
-      float32 for MARS, the params' dtype for ``optax.adamw``, as optax).
+      float32, for the ``optax.adamw`` branch too).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -290,13 +290,17 @@ def mars(
         learning_rate,
         weight_decay,
       ),
-      'other': optax.adamw(
-        learning_rate_1d,
-        b1=b1_1d,
-        b2=b2_1d,
-        eps=eps,
-        weight_decay=weight_decay_1d,
-        mu_dtype=mu_dtype,
+      # float32 moments (the one mu_dtype rule); updates in the gradients'
+      # dtype, as the MARS branch.
+      'other': base.keep_dtypes(
+        optax.adamw(
+          learning_rate_1d,
+          b1=b1_1d,
+          b2=b2_1d,
+          eps=eps,
+          weight_decay=weight_decay_1d,
+          mu_dtype=jnp.float32 if mu_dtype is None else mu_dtype,
+        )
       ),
     },
     labels,

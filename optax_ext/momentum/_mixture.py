@@ -24,8 +24,6 @@ import optax
 from optax_ext._src import base
 from optax_ext._src import validation
 
-_SLOW = 0.999  # buffers this slow (or scheduled) are kept in float32
-
 
 class ScaleByMomentumMixtureState(NamedTuple):
   """State of :func:`scale_by_momentum_mixture`.
@@ -49,15 +47,10 @@ def _is_static_zero(decay) -> bool:
   )
 
 
-def _buffer_dtype(decay, mu_dtype, param_dtype):
-  if mu_dtype is not None:
-    return jnp.dtype(mu_dtype)
-  slow = (
-    callable(decay)
-    or isinstance(decay, jax.core.Tracer)
-    or (float(decay) >= _SLOW)
-  )
-  return jnp.dtype(jnp.float32) if slow else jnp.dtype(param_dtype)
+def _buffer_dtype(mu_dtype):
+  # One rule for every factory: ``None`` stores float32 (bfloat16 cannot
+  # represent a slow EMA's per-step change, and the saving is one buffer).
+  return jnp.dtype(jnp.float32 if mu_dtype is None else mu_dtype)
 
 
 def scale_by_momentum_mixture(
@@ -111,9 +104,9 @@ def scale_by_momentum_mixture(
     debias: whether each buffer is bias-corrected; a bool or one per buffer.
       Not allowed with a scheduled decay.
     nesterov: use the Nesterov look-ahead of each buffer.
-    mu_dtype: dtype of the buffers. ``None``: the params' dtype, except slow
-      buffers (static decay ``>= 0.999`` or scheduled), kept in float32
-      because bfloat16 cannot represent their per-step change.
+    mu_dtype: dtype of the buffers. ``None``: float32, as every factory of
+      the library (bfloat16 cannot represent a slow buffer's per-step
+      change).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -167,15 +160,10 @@ def scale_by_momentum_mixture(
 
   def init_fn(params):
     mus = tuple(
-      jax.tree.map(
-        lambda p, d=d: jnp.zeros_like(
-          p, _buffer_dtype(d, mu_dtype, jnp.asarray(p).dtype)
-        ),
-        params,
-      )
+      jax.tree.map(lambda p: jnp.zeros_like(p, _buffer_dtype(mu_dtype)), params)
       if keep
       else None
-      for d, keep in zip(decays, stored, strict=True)
+      for keep in stored
     )
     return ScaleByMomentumMixtureState(count=jnp.zeros([], jnp.int32), mus=mus)
 

@@ -44,8 +44,7 @@ def scale_by_qhm(
     decay: :math:`\beta` in ``[0, 1)``; the README's starting point 0.999.
     nu: :math:`\nu` in ``[0, 1]``; the README's starting point 0.7.
     mu_dtype: storage dtype of the buffer(s) (see
-      :func:`scale_by_momentum_mixture`: ``None`` keeps the params' dtype,
-      float32 for decays ``>= 0.999``).
+      :func:`scale_by_momentum_mixture`: ``None`` is float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -106,8 +105,7 @@ def qhm(
     mask: which params weight decay applies to (a tree of bools or a
       function of the params, as ``optax.add_decayed_weights``).
     mu_dtype: storage dtype of the buffer(s) (see
-      :func:`scale_by_momentum_mixture`: ``None`` keeps the params' dtype,
-      float32 for decays ``>= 0.999``).
+      :func:`scale_by_momentum_mixture`: ``None`` is float32).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
