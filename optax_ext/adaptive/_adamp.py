@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
 from optax_ext._src import kernels
+from optax_ext._src import trees
 from optax_ext._src import validation
 
 
@@ -194,8 +195,8 @@ def scale_by_adamp(
   def init_fn(params):
     return ScaleByAdampState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.state_zeros(params, mu_dtype),
-      nu=base.state_zeros(params),
+      mu=alias.state_zeros(params, mu_dtype),
+      nu=alias.state_zeros(params),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -203,12 +204,12 @@ def scale_by_adamp(
     _require_params(where, params)
     count = optax.safe_int32_increment(state.count)
     t = count.astype(jnp.float32)
-    beta1 = base.scalar_at(b1, state.count)
-    beta2 = base.scalar_at(b2, state.count)
-    e = base.scalar_at(eps, state.count)
-    lam = base.scalar_at(weight_decay, state.count)
-    dlt = base.scalar_at(delta, state.count)
-    ratio = base.scalar_at(wd_ratio, state.count)
+    beta1 = alias.scalar_at(b1, state.count)
+    beta2 = alias.scalar_at(b2, state.count)
+    e = alias.scalar_at(eps, state.count)
+    lam = alias.scalar_at(weight_decay, state.count)
+    dlt = alias.scalar_at(delta, state.count)
+    ratio = alias.scalar_at(wd_ratio, state.count)
     bc1 = 1.0 - jnp.power(beta1, t)
     sqrt_bc2 = jnp.sqrt(1.0 - jnp.power(beta2, t))
 
@@ -225,7 +226,7 @@ def scale_by_adamp(
       u = d / bc1 + lam * r * p32
       return u.astype(g.dtype), m.astype(mu_dtype), v
 
-    u, m, v = base.map_multi(one, 3, updates, state.mu, state.nu, params)
+    u, m, v = trees.map_multi(one, 3, updates, state.mu, state.nu, params)
     return u, ScaleByAdampState(count=count, mu=m, nu=v)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -368,18 +369,18 @@ def scale_by_sgdp(
 
   def init_fn(params):
     return ScaleBySgdpState(
-      count=jnp.zeros([], jnp.int32), trace=base.state_zeros(params, mu_dtype)
+      count=jnp.zeros([], jnp.int32), trace=alias.state_zeros(params, mu_dtype)
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
     _require_params(where, params)
-    mu = base.scalar_at(momentum, state.count)
-    damp = base.scalar_at(dampening, state.count)
-    lam = base.scalar_at(weight_decay, state.count)
-    dlt = base.scalar_at(delta, state.count)
-    ratio = base.scalar_at(wd_ratio, state.count)
-    e = base.scalar_at(eps, state.count)
+    mu = alias.scalar_at(momentum, state.count)
+    damp = alias.scalar_at(dampening, state.count)
+    lam = alias.scalar_at(weight_decay, state.count)
+    dlt = alias.scalar_at(delta, state.count)
+    ratio = alias.scalar_at(wd_ratio, state.count)
+    e = alias.scalar_at(eps, state.count)
 
     def one(g, b, p):
       g32, p32 = g.astype(jnp.float32), p.astype(jnp.float32)
@@ -390,7 +391,7 @@ def scale_by_sgdp(
       u = d + lam * r * p32 / (1.0 - mu)
       return u.astype(g.dtype), b.astype(mu_dtype)
 
-    u, b = base.map_multi(one, 2, updates, state.trace, params)
+    u, b = trees.map_multi(one, 2, updates, state.trace, params)
     count = optax.safe_int32_increment(state.count)
     return u, ScaleBySgdpState(count=count, trace=b)
 

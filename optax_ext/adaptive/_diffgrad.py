@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
+from optax_ext._src import trees
 from optax_ext._src import validation
 
 
@@ -101,18 +102,18 @@ def scale_by_diffgrad(
   def init_fn(params):
     return ScaleByDiffgradState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.state_zeros(params, mu_dtype),
-      nu=base.state_zeros(params),
-      prev_grad=base.state_zeros(params, mu_dtype),
+      mu=alias.state_zeros(params, mu_dtype),
+      nu=alias.state_zeros(params),
+      prev_grad=alias.state_zeros(params, mu_dtype),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     count = optax.safe_int32_increment(state.count)
     t = count.astype(jnp.float32)
-    beta1 = base.scalar_at(b1, state.count)
-    beta2 = base.scalar_at(b2, state.count)
-    e = base.scalar_at(eps, state.count)
+    beta1 = alias.scalar_at(b1, state.count)
+    beta2 = alias.scalar_at(b2, state.count)
+    e = alias.scalar_at(eps, state.count)
     scale = jnp.sqrt(1.0 - jnp.power(beta2, t)) / (1.0 - jnp.power(beta1, t))
 
     def one(g, m, v, prev):
@@ -123,7 +124,7 @@ def scale_by_diffgrad(
       u = scale * xi * m / (jnp.sqrt(v) + e)
       return u.astype(g.dtype), m.astype(mu_dtype), v, g32.astype(mu_dtype)
 
-    u, m, v, prev = base.map_multi(
+    u, m, v, prev = trees.map_multi(
       one, 4, updates, state.mu, state.nu, state.prev_grad
     )
     return u, ScaleByDiffgradState(count=count, mu=m, nu=v, prev_grad=prev)
@@ -179,7 +180,7 @@ def diffgrad(
   where = 'diffgrad'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
-  return base.with_decay_and_lr(
+  return alias.with_decay_and_lr(
     scale_by_diffgrad(b1, b2, eps, mu_dtype),
     learning_rate,
     weight_decay,

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
+from optax_ext._src import trees
 from optax_ext._src import validation
 
 
@@ -92,11 +93,11 @@ def scale_by_gravity(
   mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):
-    std = base.scalar_at(init_std, 0)
+    std = alias.scalar_at(init_std, 0)
     leaves, treedef = jax.tree.flatten(params)
     key = jax.random.key(seed)
     velocity = [
-      base.place_like(
+      trees.place_like(
         (
           std * jax.random.normal(jax.random.fold_in(key, i), jnp.shape(p))
         ).astype(mu_dtype),
@@ -113,7 +114,7 @@ def scale_by_gravity(
     del params, extra_args
     count = optax.safe_int32_increment(state.count)
     t = count.astype(jnp.float32)
-    b = base.scalar_at(beta, state.count)
+    b = alias.scalar_at(beta, state.count)
     b_hat = (b * t + 1.0) / (t + 2.0)
 
     def one(g, v):
@@ -123,7 +124,7 @@ def scale_by_gravity(
       v = b_hat * v.astype(jnp.float32) + (1.0 - b_hat) * zeta
       return v.astype(g.dtype), v.astype(mu_dtype)
 
-    u, v = base.map_multi(one, 2, updates, state.velocity)
+    u, v = trees.map_multi(one, 2, updates, state.velocity)
     return u, ScaleByGravityState(count=count, velocity=v)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

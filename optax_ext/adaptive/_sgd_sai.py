@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
+from optax_ext._src import trees
 from optax_ext._src import validation
 
 
@@ -107,14 +108,14 @@ def scale_by_sgd_sai(
     return ScaleBySgdSaiState(
       count=jnp.zeros([], jnp.int32),
       gsnr=jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params),
-      trace=base.state_zeros(params, mu_dtype),
+      trace=alias.state_zeros(params, mu_dtype),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     first = state.count == 0
-    mu = base.scalar_at(momentum, state.count)
-    e = base.scalar_at(eps, state.count)
+    mu = alias.scalar_at(momentum, state.count)
+    e = alias.scalar_at(eps, state.count)
 
     def fresh_gsnr():
       # One-element leaves have no std: left out of the maximum, scale 1.
@@ -138,7 +139,7 @@ def scale_by_sgd_sai(
       b = jnp.where(first, g32, mu * b.astype(jnp.float32) + (1.0 - mu) * g32)
       return (s * b).astype(g.dtype), b.astype(mu_dtype)
 
-    u, b = base.map_multi(one, 2, updates, state.trace, gsnr)
+    u, b = trees.map_multi(one, 2, updates, state.trace, gsnr)
     count = optax.safe_int32_increment(state.count)
     return u, ScaleBySgdSaiState(count=count, gsnr=gsnr, trace=b)
 
@@ -187,7 +188,7 @@ def sgd_sai(
   where = 'sgd_sai'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
-  return base.with_decay_and_lr(
+  return alias.with_decay_and_lr(
     scale_by_sgd_sai(momentum, eps, mu_dtype),
     learning_rate,
     weight_decay,

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
 from optax_ext.lookahead import _multilayer
 
 
@@ -141,5 +141,5 @@ def lookahead_slow_params(opt_state: optax.OptState) -> optax.Params:
     Zhang et al., `Lookahead Optimizer: k steps forward, 1 step back
     <https://arxiv.org/abs/1907.08610>`_, 2019.
   """
-  node = base.find_state('lookahead_slow_params', opt_state, LookaheadState)
+  node = alias.find_state('lookahead_slow_params', opt_state, LookaheadState)
   return node.slow_weights

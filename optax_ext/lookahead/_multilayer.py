@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
 from optax_ext._src import validation
 
 
@@ -324,7 +324,7 @@ def multilayer_lookahead_slow_params(
     `Lookahead Optimizer: k steps forward, 1 step back
     <https://arxiv.org/abs/1907.08610>`_, 2019.
   """
-  node = base.find_state(
+  node = alias.find_state(
     'multilayer_lookahead_slow_params', opt_state, MultilayerLookaheadState
   )
   return node.slow_params[layer]

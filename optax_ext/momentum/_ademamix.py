@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
 from optax_ext._src import validation
 
 
@@ -172,8 +172,8 @@ def _record_schedules(alpha, b3) -> optax.GradientTransformationExtraArgs:
     s = state.count
     return updates, AdemamixScheduleState(
       count=optax.safe_int32_increment(s),
-      alpha=base.scalar_at(alpha, s),
-      b3=base.scalar_at(b3, s),
+      alpha=alias.scalar_at(alpha, s),
+      b3=alias.scalar_at(b3, s),
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -283,7 +283,7 @@ def ademamix_with_warmup(
   alpha_fn = ademamix_alpha_schedule(alpha, alpha_warmup_steps)
   b3_fn = ademamix_beta3_schedule(b3, beta3_warmup_steps, beta_start=b1)
   mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
-  return base.keep_dtypes(
+  return alias.keep_dtypes(
     optax.chain(
       optax.contrib.ademamix(
         learning_rate,

@@ -20,7 +20,7 @@ import warnings
 
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
 from optax_ext._src import validation
 from optax_ext.momentum import _mixture
 
@@ -158,7 +158,7 @@ def aggmo(
   where = 'aggmo'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
-  return base.with_decay_and_lr(
+  return alias.with_decay_and_lr(
     scale_by_aggmo(decays, mu_dtype),
     learning_rate,
     weight_decay,

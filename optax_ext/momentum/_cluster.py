@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import alias
 from optax_ext._src import base
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
@@ -203,7 +204,7 @@ def scale_by_cluster_momentum(
     )
     present = jnp.asarray(cluster_counts) > 0
     first = present & ~state.seen
-    beta = base.scalar_at(decay, state.count)
+    beta = alias.scalar_at(decay, state.count)
 
     def mom(m, g):
       g = g.astype(jnp.float32)

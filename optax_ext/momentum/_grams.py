@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
+from optax_ext._src import trees
 from optax_ext._src import validation
 
 
@@ -91,18 +92,18 @@ def scale_by_grams(
   def init_fn(params):
     return ScaleByGramsState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.state_zeros(params, mu_dtype),
-      nu=base.state_zeros(params),
+      mu=alias.state_zeros(params, mu_dtype),
+      nu=alias.state_zeros(params),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     count = optax.safe_int32_increment(state.count)
     t = count.astype(jnp.float32)
-    beta1 = base.scalar_at(b1, state.count)
-    beta2 = base.scalar_at(b2, state.count)
+    beta1 = alias.scalar_at(b1, state.count)
+    beta2 = alias.scalar_at(b2, state.count)
     step = jnp.sqrt(1.0 - jnp.power(beta2, t)) / (1.0 - jnp.power(beta1, t))
-    e = base.scalar_at(eps, state.count)
+    e = alias.scalar_at(eps, state.count)
 
     def one(g, m, v):
       g32 = g.astype(jnp.float32)
@@ -111,7 +112,7 @@ def scale_by_grams(
       u = step * jnp.sign(g32) * jnp.abs(m) / (jnp.sqrt(v) + e)
       return u.astype(g.dtype), m.astype(mu_dtype), v
 
-    u, m, v = base.map_multi(one, 3, updates, state.mu, state.nu)
+    u, m, v = trees.map_multi(one, 3, updates, state.mu, state.nu)
     return u, ScaleByGramsState(count=count, mu=m, nu=v)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -163,6 +164,6 @@ def grams(
   where = 'grams'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
-  return base.with_decay_and_lr(
+  return alias.with_decay_and_lr(
     scale_by_grams(b1, b2, eps, mu_dtype), learning_rate, weight_decay, mask
   )

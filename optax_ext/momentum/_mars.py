@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
+from optax_ext._src import trees
 from optax_ext._src import validation
 
 _VARIANTS = ('adamw', 'lion', 'shampoo')
@@ -141,8 +142,8 @@ def scale_by_mars(
   def init_fn(params):
     return ScaleByMarsState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.state_zeros(params, mu_dtype),
-      nu=base.state_zeros(params) if keep_nu else None,
+      mu=alias.state_zeros(params, mu_dtype),
+      nu=alias.state_zeros(params) if keep_nu else None,
       prev_grad=None if exact else jax.tree.map(jnp.zeros_like, params),
     )
 
@@ -162,10 +163,10 @@ def scale_by_mars(
       prev = state.prev_grad
     count = optax.safe_int32_increment(state.count)
     t = count.astype(jnp.float32)
-    beta1 = base.scalar_at(b1, state.count)
-    beta2 = base.scalar_at(b2, state.count)
-    scale = base.scalar_at(gamma, state.count) * beta1 / (1.0 - beta1)
-    e = base.scalar_at(eps, state.count)
+    beta1 = alias.scalar_at(b1, state.count)
+    beta2 = alias.scalar_at(b2, state.count)
+    scale = alias.scalar_at(gamma, state.count) * beta1 / (1.0 - beta1)
+    e = alias.scalar_at(eps, state.count)
     c1, c2 = 1.0 - jnp.power(beta1, t), 1.0 - jnp.power(beta2, t)
     nus = state.nu if keep_nu else state.mu  # placeholder; unused by Lion
 
@@ -186,7 +187,7 @@ def scale_by_mars(
         u = (m / c1) / (jnp.sqrt(v / c2) + e)
       return u.astype(g.dtype), m.astype(mu_dtype), v
 
-    u, m, v = base.map_multi(one, 3, updates, prev, state.mu, nus)
+    u, m, v = trees.map_multi(one, 3, updates, prev, state.mu, nus)
     return u, ScaleByMarsState(
       count=count,
       mu=m,
@@ -285,14 +286,14 @@ def mars(
 
   return optax.partition(
     {
-      'mars': base.with_decay_and_lr(
+      'mars': alias.with_decay_and_lr(
         scale_by_mars(b1, b2, gamma, eps, variant, exact, mu_dtype),
         learning_rate,
         weight_decay,
       ),
       # float32 moments (the one mu_dtype rule); updates in the gradients'
       # dtype, as the MARS branch.
-      'other': base.keep_dtypes(
+      'other': alias.keep_dtypes(
         optax.adamw(
           learning_rate_1d,
           b1=b1_1d,

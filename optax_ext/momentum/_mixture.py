@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
 from optax_ext._src import validation
 
 
@@ -172,11 +172,11 @@ def scale_by_momentum_mixture(
     s = state.count
     t = optax.safe_int32_increment(s).astype(jnp.float32)
     g32 = jax.tree.map(lambda g: g.astype(jnp.float32), updates)
-    w_g = base.scalar_at(grad_weight, s)
+    w_g = alias.scalar_at(grad_weight, s)
     total = jax.tree.map(lambda g: w_g * g, g32)
     new_mus = []
     for i in range(n):
-      beta = base.scalar_at(decays[i], s)
+      beta = alias.scalar_at(decays[i], s)
       c = 1.0 - beta if damp[i] else jnp.ones([], jnp.float32)
       if stored[i]:
         m = jax.tree.map(
@@ -195,7 +195,7 @@ def scale_by_momentum_mixture(
         m = jax.tree.map(lambda m, corr=corr: m / corr, m)
       if nesterov:
         m = jax.tree.map(lambda m, g, beta=beta, c=c: beta * m + c * g, m, g32)
-      w = base.scalar_at(weights[i], s)
+      w = alias.scalar_at(weights[i], s)
       total = jax.tree.map(lambda a, m, w=w: a + w * m, total, m)
     out = jax.tree.map(lambda u, g: u.astype(g.dtype), total, updates)
     return out, ScaleByMomentumMixtureState(
@@ -257,7 +257,7 @@ def momentum_mixture(
   where = 'momentum_mixture'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
-  return base.with_decay_and_lr(
+  return alias.with_decay_and_lr(
     scale_by_momentum_mixture(
       decays, weights, grad_weight, dampening, debias, nesterov, mu_dtype
     ),

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
+from optax_ext._src import trees
 from optax_ext._src import validation
 
 
@@ -140,22 +141,22 @@ def scale_by_pnm(
   def init_fn(params):
     return ScaleByPnmState(
       count=jnp.zeros([], jnp.int32),
-      mu_odd=base.state_zeros(params, mu_dtype),
-      mu_even=base.state_zeros(params, mu_dtype),
+      mu_odd=alias.state_zeros(params, mu_dtype),
+      mu_even=alias.state_zeros(params, mu_dtype),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     count = optax.safe_int32_increment(state.count)
     odd = count % 2 == 1
-    beta1 = base.scalar_at(b1, state.count)
-    beta0 = base.scalar_at(b0, state.count)
+    beta1 = alias.scalar_at(b1, state.count)
+    beta0 = alias.scalar_at(b0, state.count)
 
     def one(g, a, b):
       d, a, b = pn_step(g.astype(jnp.float32), odd, a, b, beta1, beta0)
       return d.astype(g.dtype), a, b
 
-    u, a, b = base.map_multi(one, 3, updates, state.mu_odd, state.mu_even)
+    u, a, b = trees.map_multi(one, 3, updates, state.mu_odd, state.mu_even)
     return u, ScaleByPnmState(count=count, mu_odd=a, mu_even=b)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -207,7 +208,7 @@ def pnm(
   where = 'pnm'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
-  return base.with_decay_and_lr(
+  return alias.with_decay_and_lr(
     scale_by_pnm(b1, b0, mu_dtype),
     learning_rate,
     weight_decay,
@@ -294,10 +295,10 @@ def scale_by_adapnm(
   def init_fn(params):
     return ScaleByAdapnmState(
       count=jnp.zeros([], jnp.int32),
-      mu_odd=base.state_zeros(params, mu_dtype),
-      mu_even=base.state_zeros(params, mu_dtype),
-      nu=base.state_zeros(params),
-      nu_max=base.state_zeros(params) if amsgrad else None,
+      mu_odd=alias.state_zeros(params, mu_dtype),
+      mu_even=alias.state_zeros(params, mu_dtype),
+      nu=alias.state_zeros(params),
+      nu_max=alias.state_zeros(params) if amsgrad else None,
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -305,10 +306,10 @@ def scale_by_adapnm(
     count = optax.safe_int32_increment(state.count)
     t = count.astype(jnp.float32)
     odd = count % 2 == 1
-    beta1 = base.scalar_at(b1, state.count)
-    beta2 = base.scalar_at(b2, state.count)
-    beta0 = base.scalar_at(b0, state.count)
-    e = base.scalar_at(eps, state.count)
+    beta1 = alias.scalar_at(b1, state.count)
+    beta2 = alias.scalar_at(b2, state.count)
+    beta0 = alias.scalar_at(b0, state.count)
+    e = alias.scalar_at(eps, state.count)
     bc1 = 1.0 - jnp.power(beta1, t)
     sqrt_bc2 = jnp.sqrt(1.0 - jnp.power(beta2, t))
     nu_max = state.nu_max if amsgrad else state.nu
@@ -320,11 +321,11 @@ def scale_by_adapnm(
       vmax = jnp.maximum(vmax, v) if amsgrad else v
       denom = jnp.sqrt(vmax) / sqrt_bc2 + e
       if softplus_beta is not None:
-        sb = base.scalar_at(softplus_beta, state.count)
+        sb = alias.scalar_at(softplus_beta, state.count)
         denom = _softplus(sb * denom) / sb
       return (d / (bc1 * denom)).astype(g.dtype), a, b, v, vmax
 
-    u, a, b, v, vmax = base.map_multi(
+    u, a, b, v, vmax = trees.map_multi(
       one, 5, updates, state.mu_odd, state.mu_even, state.nu, nu_max
     )
     return u, ScaleByAdapnmState(
@@ -386,7 +387,7 @@ def adapnm(
   where = 'adapnm'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
-  return base.with_decay_and_lr(
+  return alias.with_decay_and_lr(
     scale_by_adapnm(b1, b2, b0, eps, amsgrad, mu_dtype=mu_dtype),
     learning_rate,
     weight_decay,

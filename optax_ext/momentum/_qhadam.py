@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
+from optax_ext._src import trees
 from optax_ext._src import validation
 
 
@@ -98,8 +99,8 @@ def scale_by_qhadam(
   def init_fn(params):
     return ScaleByQhadamState(
       count=jnp.zeros([], jnp.int32),
-      mu=base.state_zeros(params, mu_dtype),
-      nu=base.state_zeros(params),
+      mu=alias.state_zeros(params, mu_dtype),
+      nu=alias.state_zeros(params),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -107,12 +108,15 @@ def scale_by_qhadam(
     count = optax.safe_int32_increment(state.count)
     t = count.astype(jnp.float32)
     beta1, beta2 = (
-      base.scalar_at(b1, state.count),
-      base.scalar_at(b2, state.count),
+      alias.scalar_at(b1, state.count),
+      alias.scalar_at(b2, state.count),
     )
-    w1, w2 = base.scalar_at(nu1, state.count), base.scalar_at(nu2, state.count)
+    w1, w2 = (
+      alias.scalar_at(nu1, state.count),
+      alias.scalar_at(nu2, state.count),
+    )
     c1, c2 = 1.0 - jnp.power(beta1, t), 1.0 - jnp.power(beta2, t)
-    e = base.scalar_at(eps, state.count)
+    e = alias.scalar_at(eps, state.count)
 
     def one(g, m, v):
       g32 = g.astype(jnp.float32)
@@ -122,7 +126,7 @@ def scale_by_qhadam(
       den = jnp.sqrt((1.0 - w2) * g32 * g32 + w2 * (v / c2)) + e
       return (num / den).astype(g.dtype), m.astype(mu_dtype), v
 
-    u, m, v = base.map_multi(one, 3, updates, state.mu, state.nu)
+    u, m, v = trees.map_multi(one, 3, updates, state.mu, state.nu)
     return u, ScaleByQhadamState(count=count, mu=m, nu=v)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -179,7 +183,7 @@ def qhadam(
   where = 'qhadam'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
-  return base.with_decay_and_lr(
+  return alias.with_decay_and_lr(
     scale_by_qhadam(b1, b2, nu1, nu2, eps, mu_dtype),
     learning_rate,
     weight_decay,

@@ -18,7 +18,7 @@ from typing import Any
 
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
 from optax_ext._src import validation
 from optax_ext.momentum import _mixture
 
@@ -67,7 +67,7 @@ def scale_by_qhm(
   validation.check_decay(where, 'decay', decay)
   validation.check_number(where, 'nu', nu, lower=0.0, upper=1.0)
   grad_weight = (
-    (lambda s: 1.0 - base.scalar_at(nu, s)) if callable(nu) else (1.0 - nu)
+    (lambda s: 1.0 - alias.scalar_at(nu, s)) if callable(nu) else (1.0 - nu)
   )
   return _mixture.scale_by_momentum_mixture(
     decays=(decay,),
@@ -126,7 +126,7 @@ def qhm(
   where = 'qhm'
   validation.check_non_negative(where, 'learning_rate', learning_rate)
   validation.check_non_negative(where, 'weight_decay', weight_decay)
-  return base.with_decay_and_lr(
+  return alias.with_decay_and_lr(
     scale_by_qhm(decay, nu, mu_dtype),
     learning_rate,
     weight_decay,

@@ -22,7 +22,7 @@ from jax import lax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
 from optax_ext._src import validation
 from optax_ext.lookahead import _lookahead
 from optax_ext.momentum import _pnm
@@ -101,16 +101,16 @@ def _with_stable_decay_and_norm_loss(
       raise ValueError('ranger21: `params` are required by update.')
     u, state = core.update(updates, state, params, **extra_args)
     t = state.count.astype(jnp.float32)
-    bc2 = 1.0 - jnp.power(base.scalar_at(b2, state.count - 1), t)
+    bc2 = 1.0 - jnp.power(alias.scalar_at(b2, state.count - 1), t)
     leaves = jax.tree.leaves(state.nu)
     size = sum(v.size for v in leaves)
     total = sum((jnp.sum(v) for v in leaves), jnp.float32(0.0))
     sigma = jnp.sqrt(total / bc2 / max(size, 1))
-    lam = base.scalar_at(weight_decay, state.count)
+    lam = alias.scalar_at(weight_decay, state.count)
     # No decay while every second moment is 0 (sigma = 0).
     decay = jnp.where(sigma > 0.0, lam / jnp.where(sigma > 0, sigma, 1), 0.0)
-    c = base.scalar_at(norm_loss_factor, state.count)
-    e = base.scalar_at(eps, state.count)
+    c = alias.scalar_at(norm_loss_factor, state.count)
+    e = alias.scalar_at(eps, state.count)
 
     def one(u, p):
       p32 = p.astype(jnp.float32)

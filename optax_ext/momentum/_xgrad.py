@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
+from optax_ext._src import trees
 from optax_ext._src import validation
 from optax_ext.momentum import _mixture
 
@@ -125,10 +126,10 @@ def xgrad(
       grads, state.direction_state, state.true_params, **extra_args
     )
     next_count = optax.safe_int32_increment(state.count)
-    lr_now = base.scalar_at(learning_rate, state.count)
-    lr_next = base.scalar_at(learning_rate, next_count)
-    lam = base.scalar_at(weight_decay, state.count)
-    ahead = base.scalar_at(steps_ahead, state.count)
+    lr_now = alias.scalar_at(learning_rate, state.count)
+    lr_next = alias.scalar_at(learning_rate, next_count)
+    lam = alias.scalar_at(weight_decay, state.count)
+    ahead = alias.scalar_at(steps_ahead, state.count)
 
     def one(t, d, p, g):
       d = d.astype(jnp.float32)
@@ -136,7 +137,7 @@ def xgrad(
       predicted = t_new - ahead * lr_next * d
       return t_new, (predicted - p.astype(jnp.float32)).astype(g.dtype)
 
-    true_new, out = base.map_multi(
+    true_new, out = trees.map_multi(
       one, 2, state.true_params, delta, params, updates
     )
     return out, XgradState(
@@ -165,7 +166,7 @@ def xgrad_true_params(state: optax.OptState) -> optax.Params:
     Guan et al., `XGrad: Boosting Gradient-Based Optimizers With Weight
     Prediction <https://arxiv.org/abs/2305.18240>`_, 2023.
   """
-  found = base.find_state('xgrad_true_params', state, XgradState)
+  found = alias.find_state('xgrad_true_params', state, XgradState)
   return found.true_params
 
 

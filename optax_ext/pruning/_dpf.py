@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
 from optax_ext._src import validation
 
 _SCOPES = ('global', 'layerwise')
@@ -355,7 +355,7 @@ def dpf(
       )
       leaves, treedef = jax.tree.flatten(new)
       chosen = [x for x, f in zip(leaves, flags, strict=True) if f]
-      level = base.scalar_at(sparsity, count)
+      level = alias.scalar_at(sparsity, count)
       fresh = iter(_masks(chosen, level, scope, threshold_method))
       old = jax.tree.leaves(old_mask)
       out = [next(fresh) if f else o for o, f in zip(old, flags, strict=True)]
@@ -397,7 +397,7 @@ def dpf_pruned_params(
     prune, or not to prune: exploring the efficacy of pruning for model
     compression <https://arxiv.org/abs/1710.01878>`_, 2017.
   """
-  node = base.find_state('dpf_pruned_params', opt_state, DPFState)
+  node = alias.find_state('dpf_pruned_params', opt_state, DPFState)
   # Leaf by leaf rather than tree.map: the params and the mask may sit in
   # different containers (e.g. flax.nnx Param vs OptVariable wrappers).
   leaves, treedef = jax.tree.flatten(params)
@@ -436,7 +436,7 @@ def dpf_sparsity(opt_state: optax.OptState) -> jax.Array:
     prune, or not to prune: exploring the efficacy of pruning for model
     compression <https://arxiv.org/abs/1710.01878>`_, 2017.
   """
-  node = base.find_state('dpf_sparsity', opt_state, DPFState)
+  node = alias.find_state('dpf_sparsity', opt_state, DPFState)
   masks = [m for m in jax.tree.leaves(node.mask) if jnp.ndim(m) > 0]
   total = sum(m.size for m in masks)
   pruned = sum(jnp.sum(~m, dtype=jnp.int32) for m in masks)

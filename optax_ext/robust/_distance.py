@@ -22,6 +22,7 @@ from jax import lax
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import alias
 from optax_ext._src import base
 from optax_ext._src import lean
 from optax_ext._src import population as pop_lib
@@ -827,13 +828,13 @@ def aggregate_by_centered_clipping(
 
   def init_fn(params):
     return CenteredClippingState(
-      count=jnp.zeros([], jnp.int32), center=base.state_zeros(params)
+      count=jnp.zeros([], jnp.int32), center=alias.state_zeros(params)
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     updates = base.population_arg(where, updates, extra_args)
     base.check_population(where, updates, params, axes, lean_ok=True)
-    tau = base.scalar_at(threshold, state.count)
+    tau = alias.scalar_at(threshold, state.count)
     if lean.is_lean(updates):
       v = _lean_centered_clipping(updates, state.center, tau, iterations, axes)
       out = jax.tree.map(lambda c, p: c.astype(p.dtype), v, updates.params)

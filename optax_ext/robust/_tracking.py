@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import base
+from optax_ext._src import alias
 from optax_ext._src import validation
 
 _NORMS = ('global', 'per_leaf', 'coordinate')
@@ -166,20 +166,22 @@ def scale_by_median_tracking(
 
   def init_fn(params):
     return MedianTrackingState(
-      jnp.zeros([], jnp.int32), base.state_zeros(params)
+      jnp.zeros([], jnp.int32), alias.state_zeros(params)
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
-    tau = base.scalar_at(threshold, state.count)
-    rate = base.scalar_at(damping, state.count)
+    tau = alias.scalar_at(threshold, state.count)
+    rate = alias.scalar_at(damping, state.count)
     offsets = jax.tree.map(
       lambda g, m: g.astype(jnp.float32) - m, updates, state.median
     )
     delta = (
-      None if huber_delta is None else base.scalar_at(huber_delta, state.count)
+      None if huber_delta is None else alias.scalar_at(huber_delta, state.count)
     )
-    mu = None if mixture_mu is None else base.scalar_at(mixture_mu, state.count)
+    mu = (
+      None if mixture_mu is None else alias.scalar_at(mixture_mu, state.count)
+    )
     step = _spp_increment(offsets, tau, norm, loss, delta, mu)
     m = jax.tree.map(lambda m, s: m + rate * s, state.median, step)
     out = jax.tree.map(lambda m, g: m.astype(g.dtype), m, updates)

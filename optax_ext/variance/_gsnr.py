@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_ext._src import aggregation
 from optax_ext._src import base
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
+from optax_ext.variance import _mean_with_population
 
 _FLOOR_ABS = 1e-30  # absolute part of the variance floor (float32-normal)
 _NORMALIZE = ('per_leaf', 'global')
@@ -403,4 +403,6 @@ def aggregate_by_gsnr(
     normalize=normalize,
     axes=axes,
   )
-  return aggregation.mean_with_population('aggregate_by_gsnr', inner, axes)
+  return _mean_with_population.mean_with_population(
+    'aggregate_by_gsnr', inner, axes
+  )

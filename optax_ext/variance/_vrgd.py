@@ -23,11 +23,11 @@ from typing import Any
 
 import optax
 
-from optax_ext._src import aggregation
 from optax_ext._src import base
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.variance import _gsnr
+from optax_ext.variance import _mean_with_population
 
 _GSNR_DOC = """gamma_min: lower bound of the GSNR factor, ``> 0``.
     gamma_max: upper bound of the GSNR factor, ``>= gamma_min``.
@@ -125,7 +125,7 @@ def vr_sgd(
     ),
     optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov),
   )
-  return aggregation.mean_with_population(where, inner, axes)
+  return _mean_with_population.mean_with_population(where, inner, axes)
 
 
 def vr_adam(
@@ -200,7 +200,7 @@ def vr_adam(
     optax.add_decayed_weights(weight_decay, mask),
     optax.scale_by_learning_rate(learning_rate),
   )
-  return aggregation.mean_with_population(where, inner, axes)
+  return _mean_with_population.mean_with_population(where, inner, axes)
 
 
 def vr_lamb(
@@ -274,7 +274,7 @@ def vr_lamb(
     optax.scale_by_trust_ratio(),
     optax.scale_by_learning_rate(learning_rate),
   )
-  return aggregation.mean_with_population(where, inner, axes)
+  return _mean_with_population.mean_with_population(where, inner, axes)
 
 
 def vr_lars(
@@ -369,7 +369,7 @@ def vr_lars(
       nesterov=nesterov,
     ),
   )
-  return aggregation.mean_with_population(where, inner, axes)
+  return _mean_with_population.mean_with_population(where, inner, axes)
 
 
 for _fn in (vr_sgd, vr_adam, vr_lamb, vr_lars):
