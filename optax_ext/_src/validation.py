@@ -230,6 +230,20 @@ def state_dtype(where: str, name: str, value: Any, default=np.float32):
   return dtype
 
 
+def check_positive(
+  where: str, name: str, value: Any, *, allow_schedule: bool = True
+) -> None:
+  """A number (or, if allowed, a schedule) ``> 0``."""
+  check_number(
+    where,
+    name,
+    value,
+    lower=0.0,
+    lower_inclusive=False,
+    allow_schedule=allow_schedule,
+  )
+
+
 def check_non_negative(
   where: str, name: str, value: Any, *, allow_schedule: bool = True
 ) -> None:

@@ -172,9 +172,7 @@ def gravity(
   if callable(learning_rate):
     lr0 = learning_rate(0)
   else:
-    validation.check_number(
-      where, 'learning_rate', learning_rate, lower=0.0, lower_inclusive=False
-    )
+    validation.check_positive(where, 'learning_rate', learning_rate)
     lr0 = learning_rate
   return optax.chain(
     scale_by_gravity(alpha / lr0, beta, seed, mu_dtype),

@@ -101,7 +101,7 @@ def scale_by_sgd_sai(
   """
   where = 'scale_by_sgd_sai'
   validation.check_decay(where, 'momentum', momentum)
-  validation.check_number(where, 'eps', eps, lower=0.0, lower_inclusive=False)
+  validation.check_positive(where, 'eps', eps)
   mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):

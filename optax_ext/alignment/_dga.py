@@ -116,10 +116,7 @@ def dga_mixture(
     <https://arxiv.org/abs/2310.15393>`_, ICML 2024.
   """
   where = 'dga_mixture'
-  validation.check_number(
-    where, 'domain_lr', domain_lr, lower=0.0, lower_inclusive=False,
-    allow_schedule=False,
-  )  # fmt: skip
+  validation.check_positive(where, 'domain_lr', domain_lr, allow_schedule=False)
   validation.check_number(
     where, 'ema', ema, lower=0.0, upper=1.0, lower_inclusive=False,
     allow_schedule=False,

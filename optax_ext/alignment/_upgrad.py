@@ -112,14 +112,7 @@ def _check(where, norm_eps, reg_eps):
   validation.check_number(
     where, 'norm_eps', norm_eps, lower=0.0, allow_schedule=False
   )
-  validation.check_number(
-    where,
-    'reg_eps',
-    reg_eps,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
-  )
+  validation.check_positive(where, 'reg_eps', reg_eps, allow_schedule=False)
 
 
 def aggregate_by_upgrad(

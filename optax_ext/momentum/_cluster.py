@@ -322,14 +322,7 @@ def cluster_igt(
   """
   where = 'cluster_igt'
   validation.check_integer(where, 'num_clusters', num_clusters, lower=1)
-  validation.check_number(
-    where,
-    'delta',
-    delta,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
-  )
+  validation.check_positive(where, 'delta', delta, allow_schedule=False)
   prior = _priors(where, priors, num_clusters)
   inner = optax.with_extra_args_support(inner)
   axes = pop_lib.PopulationAxes()

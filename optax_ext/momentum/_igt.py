@@ -127,14 +127,7 @@ def igt(
     transporting past gradients <https://arxiv.org/abs/1906.03532>`_, 2019.
   """
   where = 'igt'
-  validation.check_number(
-    where,
-    'delta',
-    delta,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
-  )
+  validation.check_positive(where, 'delta', delta, allow_schedule=False)
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params):

@@ -287,9 +287,7 @@ def scale_by_adapnm(
   validation.check_decay(where, 'b2', b2)
   validation.check_non_negative(where, 'eps', eps)
   if softplus_beta is not None:
-    validation.check_number(
-      where, 'softplus_beta', softplus_beta, lower=0.0, lower_inclusive=False
-    )
+    validation.check_positive(where, 'softplus_beta', softplus_beta)
   mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 
   def init_fn(params):

@@ -61,13 +61,8 @@ def dp_sgd_epsilon(
     Differential Privacy <https://arxiv.org/abs/1702.07476>`_, 2017.
   """
   where = 'dp_sgd_epsilon'
-  validation.check_number(
-    where,
-    'noise_multiplier',
-    noise_multiplier,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
+  validation.check_positive(
+    where, 'noise_multiplier', noise_multiplier, allow_schedule=False
   )
   validation.check_number(
     where,

@@ -121,13 +121,8 @@ def aggregate_by_private_mean(
     <https://arxiv.org/abs/1607.00133>`_, CCS 2016.
   """
   where = 'aggregate_by_private_mean'
-  validation.check_number(
-    where,
-    'l2_norm_clip',
-    l2_norm_clip,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
+  validation.check_positive(
+    where, 'l2_norm_clip', l2_norm_clip, allow_schedule=False
   )
   validation.check_non_negative(
     where, 'noise_multiplier', noise_multiplier, allow_schedule=False

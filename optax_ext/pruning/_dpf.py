@@ -101,14 +101,7 @@ def cubic_sparsity_schedule(
     )
   validation.check_integer(where, 'transition_steps', transition_steps, lower=1)
   validation.check_integer(where, 'transition_begin', transition_begin, lower=0)
-  validation.check_number(
-    where,
-    'power',
-    power,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
-  )
+  validation.check_positive(where, 'power', power, allow_schedule=False)
 
   def schedule(count):
     t = jnp.asarray(count, jnp.float32) - jnp.float32(transition_begin)

@@ -64,14 +64,7 @@ def clip_each_by_global_norm(
   where = 'clip_each_by_global_norm'
   # Stateless (no step count): a schedule is rejected, not evaluated at step
   # 0 forever; optax.inject_hyperparams varies max_norm between steps.
-  validation.check_number(
-    where,
-    'max_norm',
-    max_norm,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
-  )
+  validation.check_positive(where, 'max_norm', max_norm, allow_schedule=False)
   axes = base.resolve_axes(where, axes)
 
   def update_fn(updates, state, params=None, **extra_args):

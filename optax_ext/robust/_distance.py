@@ -184,9 +184,7 @@ class GeometricMedianState(NamedTuple):
 
 
 def _check_geometric_median(where, nu, maxiter, ftol):
-  validation.check_number(
-    where, 'nu', nu, lower=0.0, lower_inclusive=False, allow_schedule=False
-  )
+  validation.check_positive(where, 'nu', nu, allow_schedule=False)
   validation.check_integer(where, 'maxiter', maxiter, lower=1)
   validation.check_number(where, 'ftol', ftol, lower=0.0, allow_schedule=False)
 
@@ -820,9 +818,7 @@ def aggregate_by_centered_clipping(
     Optimization <https://arxiv.org/abs/2012.10333>`_, 2021.
   """
   where = 'aggregate_by_centered_clipping'
-  validation.check_number(
-    where, 'threshold', threshold, lower=0.0, lower_inclusive=False
-  )
+  validation.check_positive(where, 'threshold', threshold)
   validation.check_integer(where, 'iterations', iterations, lower=1)
   axes = base.resolve_axes(where, axes)
 

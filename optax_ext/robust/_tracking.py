@@ -140,9 +140,7 @@ def scale_by_median_tracking(
     Gradient <https://arxiv.org/abs/2402.12828>`_, 2024.
   """
   where = 'scale_by_median_tracking'
-  validation.check_number(
-    where, 'threshold', threshold, lower=0.0, lower_inclusive=False
-  )
+  validation.check_positive(where, 'threshold', threshold)
   validation.check_one_of(where, 'norm', norm, _NORMS)
   validation.check_number(
     where, 'damping', damping, lower=0.0, upper=1.0, lower_inclusive=False
@@ -158,9 +156,7 @@ def scale_by_median_tracking(
         f'then, got {name}={value!r} with loss={loss!r}.'
       )
   if huber_delta is not None:
-    validation.check_number(
-      where, 'huber_delta', huber_delta, lower=0.0, lower_inclusive=False
-    )
+    validation.check_positive(where, 'huber_delta', huber_delta)
   if mixture_mu is not None:
     validation.check_non_negative(where, 'mixture_mu', mixture_mu)
 

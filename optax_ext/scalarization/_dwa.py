@@ -102,13 +102,8 @@ def scalarize_by_dwa(
     <https://arxiv.org/abs/1803.10704>`_, CVPR 2019.
   """
   where = 'scalarize_by_dwa'
-  validation.check_number(
-    where,
-    'temperature',
-    temperature,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
+  validation.check_positive(
+    where, 'temperature', temperature, allow_schedule=False
   )
   losses = _common.task_losses(where, losses)
   if state.loss_sum.shape != losses.shape:

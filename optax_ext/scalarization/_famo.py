@@ -195,13 +195,8 @@ def famo_update(
     The new state.
   """
   where = 'famo_update'
-  validation.check_number(
-    where,
-    'learning_rate',
-    learning_rate,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
+  validation.check_positive(
+    where, 'learning_rate', learning_rate, allow_schedule=False
   )
   validation.check_non_negative(
     where, 'weight_decay', weight_decay, allow_schedule=False

@@ -151,13 +151,8 @@ def gradnorm_update(
     <https://arxiv.org/abs/1711.02257>`_, ICML 2018.
   """
   where = 'gradnorm_update'
-  validation.check_number(
-    where,
-    'learning_rate',
-    learning_rate,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
+  validation.check_positive(
+    where, 'learning_rate', learning_rate, allow_schedule=False
   )
   validation.check_non_negative(where, 'alpha', alpha, allow_schedule=False)
   losses = _common.task_losses(where, losses).astype(jnp.float32)

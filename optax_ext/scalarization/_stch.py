@@ -61,9 +61,7 @@ def scalarize_by_stch(
     Optimization <https://arxiv.org/abs/2402.19078>`_, ICML 2024.
   """
   where = 'scalarize_by_stch'
-  validation.check_number(
-    where, 'mu', mu, lower=0.0, lower_inclusive=False, allow_schedule=False
-  )
+  validation.check_positive(where, 'mu', mu, allow_schedule=False)
   losses = _common.task_losses(where, losses)
   k = losses.shape[0]
   if weights is None:

@@ -180,21 +180,11 @@ def agvm(
   validation.check_integer(where, 'start_step', start_step, lower=0)
   if stop_step is not None:
     validation.check_integer(where, 'stop_step', stop_step, lower=0)
-  validation.check_number(
-    where,
-    'min_factor',
-    min_factor,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
+  validation.check_positive(
+    where, 'min_factor', min_factor, allow_schedule=False
   )
-  validation.check_number(
-    where,
-    'max_factor',
-    max_factor,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
+  validation.check_positive(
+    where, 'max_factor', max_factor, allow_schedule=False
   )
   if (
     not isinstance(min_factor, jax.core.Tracer)

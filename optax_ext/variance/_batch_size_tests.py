@@ -125,14 +125,7 @@ def batch_size_tests(
 
 def _check_args(where, eta, theta, nu, microbatch_size):
   for name, value in (('eta', eta), ('theta', theta), ('nu', nu)):
-    validation.check_number(
-      where,
-      name,
-      value,
-      lower=0.0,
-      lower_inclusive=False,
-      allow_schedule=False,
-    )
+    validation.check_positive(where, name, value, allow_schedule=False)
   validation.check_integer(where, 'microbatch_size', microbatch_size, lower=1)
 
 

@@ -264,22 +264,8 @@ def scale_by_gsnr(
     of Parameters <https://arxiv.org/abs/2001.07384>`_, 2020.
   """
   where = 'scale_by_gsnr'
-  validation.check_number(
-    where,
-    'gamma_min',
-    gamma_min,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
-  )
-  validation.check_number(
-    where,
-    'gamma_max',
-    gamma_max,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
-  )
+  validation.check_positive(where, 'gamma_min', gamma_min, allow_schedule=False)
+  validation.check_positive(where, 'gamma_max', gamma_max, allow_schedule=False)
   if all(isinstance(g, (int, float)) for g in (gamma_min, gamma_max)) and (
     gamma_max < gamma_min
   ):
@@ -287,9 +273,7 @@ def scale_by_gsnr(
       f'{where}: `gamma_max` must be >= `gamma_min`={gamma_min!r}, got '
       f'{gamma_max!r}.'
     )
-  validation.check_number(
-    where, 'cap', cap, lower=0.0, lower_inclusive=False, allow_schedule=False
-  )
+  validation.check_positive(where, 'cap', cap, allow_schedule=False)
   _check_eps_rel(where, eps_rel)
   validation.check_number(
     where,

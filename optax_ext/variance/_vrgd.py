@@ -346,13 +346,8 @@ def vr_lars(
     eps=(eps, 0.0, None, True),
     momentum=(momentum, 0.0, 1.0, True),
   )
-  validation.check_number(
-    where,
-    'trust_coefficient',
-    trust_coefficient,
-    lower=0.0,
-    lower_inclusive=False,
-    allow_schedule=False,
+  validation.check_positive(
+    where, 'trust_coefficient', trust_coefficient, allow_schedule=False
   )
   inner = optax.chain(
     _gsnr.scale_by_gsnr(
