@@ -230,6 +230,40 @@ def state_dtype(where: str, name: str, value: Any, default=np.float32):
   return dtype
 
 
+def extra_tree(
+  where: str,
+  name: str,
+  value: Any,
+  updates: Any,
+  what: str,
+  like: str = 'the updates',
+):
+  """An extra ``update`` argument shaped like ``updates``, else a clear error.
+
+  Args:
+    where: the public name.
+    name: the extra argument's name.
+    value: what was passed (``None`` when missing).
+    updates: the updates it must match in tree structure.
+    what: what the argument holds, for the message.
+    like: what ``updates`` are, for the message.
+
+  Returns:
+    ``value``.
+  """
+  if value is None:
+    raise ValueError(
+      f'{where}: `update` needs {what} as `{name}=` (a tree shaped like '
+      f'{like}).'
+    )
+  if jax.tree.structure(value) != jax.tree.structure(updates):
+    raise ValueError(
+      f'{where}: `{name}` must have the structure of {like} '
+      f'{jax.tree.structure(updates)}, got {jax.tree.structure(value)}.'
+    )
+  return value
+
+
 def check_positive(
   where: str, name: str, value: Any, *, allow_schedule: bool = True
 ) -> None:

@@ -119,16 +119,14 @@ def bloop(
 
   def update_fn(updates, state, params=None, *, aux_grads=None, **extra):
     del params, extra
-    if aux_grads is None:
-      raise ValueError(
-        f'{where}: `update` needs the auxiliary gradients as `aux_grads=` '
-        '(a tree shaped like the main gradient).'
-      )
-    if jax.tree.structure(aux_grads) != jax.tree.structure(updates):
-      raise ValueError(
-        f'{where}: `aux_grads` must have the structure of the main gradient '
-        f'{jax.tree.structure(updates)}, got {jax.tree.structure(aux_grads)}.'
-      )
+    validation.extra_tree(
+      where,
+      'aux_grads',
+      aux_grads,
+      updates,
+      'the auxiliary gradients',
+      like='the main gradient',
+    )
     beta = jnp.asarray(ema_decay, jnp.float32)
     first = state.count == 0
 

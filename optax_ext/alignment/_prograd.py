@@ -88,17 +88,13 @@ def prograd(
 
   def update_fn(updates, state, params=None, *, general_grads=None, **extra):
     del params, extra
-    if general_grads is None:
-      raise ValueError(
-        f'{where}: `update` needs the general-direction gradients as '
-        '`general_grads=` (a tree shaped like the updates).'
-      )
-    if jax.tree.structure(general_grads) != jax.tree.structure(updates):
-      raise ValueError(
-        f'{where}: `general_grads` must have the structure of the updates '
-        f'{jax.tree.structure(updates)}, got '
-        f'{jax.tree.structure(general_grads)}.'
-      )
+    validation.extra_tree(
+      where,
+      'general_grads',
+      general_grads,
+      updates,
+      'the general-direction gradients',
+    )
     lam = jnp.asarray(projection_strength, _F32)
     ds = jax.tree.leaves(updates)
     gs = [g.astype(_F32) for g in jax.tree.leaves(general_grads)]
