@@ -104,24 +104,28 @@ class Workload:
 class Byzantine(Workload):
   """The digits MLP trained data-parallel by 8 workers (a population of 8
   microbatch gradients per batch of 64), the first ``f = 2`` of which are
-  Byzantine: they send "a little is enough" (ALIE) gradients, the honest
-  members' mean minus one standard deviation per coordinate (Baruch et al.
-  2019), which stays inside the honest spread and defeats naive outlier
-  tests.
+  Byzantine. ``kind='alie'``: they send "a little is enough" gradients, the
+  honest members' mean minus one standard deviation per coordinate (Baruch
+  et al. 2019), which stays inside the honest spread; ``kind='sign_flip'``:
+  they send their own gradient times -10.
   """
 
   workers = 8
   byzantine = 2
 
-  def __init__(self):
-    super().__init__('mlp', batch_size=64, name='digits_byzantine')
+  def __init__(self, kind: str = 'alie'):
+    super().__init__('mlp', batch_size=64, name=f'digits_byzantine_{kind}')
+    self.kind = kind
 
   def attack(self, population):
     f = self.byzantine
 
     def one(x):
-      honest = x[f:]
-      bad = honest.mean(0) - honest.std(0)
-      return x.at[:f].set(jnp.broadcast_to(bad, x[:f].shape))
+      if self.kind == 'sign_flip':
+        bad = -10.0 * x[:f]
+      else:
+        honest = x[f:]
+        bad = jnp.broadcast_to(honest.mean(0) - honest.std(0), x[:f].shape)
+      return x.at[:f].set(bad)
 
     return jax.tree.map(one, population)

@@ -18,9 +18,10 @@ Workloads (no download): ``lm``, a byte-level Transformer language model
 on the standard library's sources (bits per byte); ``digits_mlp`` and
 ``digits_cnn`` on scikit-learn's digits (accuracy); two population
 workloads on the digits MLP: ``digits_large_batch`` (batch 1024, VRGD on 16
-microbatch gradients against its base optimiser) and ``digits_byzantine``
-(8 workers, 2 sending ALIE gradients, robust aggregators against the mean
-with and without the attack). The protocol is in
+microbatch gradients against its base optimiser) and
+``digits_byzantine_alie`` / ``digits_byzantine_sign_flip`` (8 workers, 2
+Byzantine, robust aggregators against the mean with and without the
+attack). The protocol is in
 ``protocol.py``: a learning-rate grid on seed 0, the best rate for the
 other seeds, one step budget, steps and time to the value every baseline
 run reaches. Results go to
@@ -191,8 +192,14 @@ WORKLOADS = {
     'steps': 200,
     'eval_every': 10,
   },
-  'digits_byzantine': {
-    'make': lambda smoke: digits.Byzantine(),
+  'digits_byzantine_alie': {
+    'make': lambda smoke: digits.Byzantine('alie'),
+    'methods': BYZANTINE_METHODS,
+    'steps': 400,
+    'eval_every': 20,
+  },
+  'digits_byzantine_sign_flip': {
+    'make': lambda smoke: digits.Byzantine('sign_flip'),
     'methods': BYZANTINE_METHODS,
     'steps': 400,
     'eval_every': 20,
