@@ -129,3 +129,54 @@ class Byzantine(Workload):
       return x.at[:f].set(bad)
 
     return jax.tree.map(one, population)
+
+
+class MultiTask(Workload):
+  """Three tasks on one digits MLP trunk (64 hidden): the digit (10
+  classes), its parity and whether it is >= 5, each with its own head. The
+  methods receive the ``[3, ...]`` task Jacobian of a batch of 32
+  (``alignment.task_jacobian``); the metric is the mean of the three
+  validation accuracies.
+  """
+
+  def __init__(self):
+    super().__init__('mlp', batch_size=32, name='digits_multitask')
+    self._eval = jax.jit(self._mean_accuracy)
+
+  def init(self, seed: int):
+    keys = jax.random.split(jax.random.key(seed), 4)
+    glorot = jax.nn.initializers.glorot_normal()
+    shapes = {'trunk': 64, 'digit': 10, 'parity': 2, 'high': 2}
+    params = {'trunk': {'w': glorot(keys[0], (64, 64)), 'b': jnp.zeros(64)}}
+    for key, name in zip(keys[1:], ('digit', 'parity', 'high'), strict=True):
+      params[name] = {
+        'w': glorot(key, (64, shapes[name])),
+        'b': jnp.zeros(shapes[name]),
+      }
+    return params
+
+  @staticmethod
+  def _heads(params, x):
+    h = jax.nn.relu(x @ params['trunk']['w'] + params['trunk']['b'])
+    return [
+      h @ params[n]['w'] + params[n]['b'] for n in ('digit', 'parity', 'high')
+    ]
+
+  @staticmethod
+  def _labels(y):
+    return [y, y % 2, (y >= 5).astype(jnp.int32)]
+
+  def task_losses(self, params, x, y):
+    ce = optax.softmax_cross_entropy_with_integer_labels
+    outs = zip(self._heads(params, x), self._labels(y), strict=True)
+    return jnp.stack([ce(o, t).mean() for o, t in outs])
+
+  def loss(self, params, batch):
+    return jnp.mean(self.task_losses(params, *batch))
+
+  def _mean_accuracy(self, params):
+    x, y = self.val
+    outs = zip(self._heads(params, x), self._labels(y), strict=True)
+    return jnp.mean(
+      jnp.stack([jnp.mean(jnp.argmax(o, -1) == t) for o, t in outs])
+    )

@@ -31,10 +31,12 @@ import dataclasses
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 import optax_ext
+from optax_ext import alignment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Method:
   ``members = K > 0`` the method receives a population of ``K`` microbatch
   gradients (``grad_population``), attacked by the workload's ``attack``
   if it has one, unless ``clean`` (a reference run without the attack).
+  With ``tasks`` it receives the task Jacobian of the workload's
+  ``task_losses(params, *batch)`` (``alignment.task_jacobian``).
   """
 
   name: str
@@ -54,12 +58,23 @@ class Method:
   eval_params: Callable = lambda params, state: params
   members: int = 0
   clean: bool = False
+  tasks: bool = False
 
 
 def schedule(lr: float, steps: int):
   return optax.warmup_cosine_decay_schedule(
     0.0, lr, max(1, steps // 10), steps, end_value=lr / 10
   )
+
+
+def _task_rows(task_losses):
+  jac_fn = alignment.task_jacobian(task_losses)
+
+  def fn(params, batch):
+    losses, jac = jac_fn(params, *batch)
+    return jnp.mean(losses), jac
+
+  return fn
 
 
 def _attacked(grad_fn, attack):
@@ -78,7 +93,9 @@ def train(
   params = workload.init(seed)
   state = tx.init(params)
 
-  if method.members:
+  if method.tasks:
+    grad_fn = _task_rows(workload.task_losses)
+  elif method.members:
     grad_fn = optax_ext.grad_population(workload.loss, method.members)
     attack = getattr(workload, 'attack', None)
     if attack is not None and not method.clean:

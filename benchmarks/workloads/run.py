@@ -21,7 +21,8 @@ workloads on the digits MLP: ``digits_large_batch`` (batch 1024, VRGD on 16
 microbatch gradients against its base optimiser) and
 ``digits_byzantine_alie`` / ``digits_byzantine_sign_flip`` (8 workers, 2
 Byzantine, robust aggregators against the mean with and without the
-attack). The protocol is in
+attack); and ``digits_multitask`` (three heads on one trunk, multi-task
+aggregators of the task Jacobian against the mean). The protocol is in
 ``protocol.py``: a learning-rate grid on seed 0, the best rate for the
 other seeds, one step budget, steps and time to the value every baseline
 run reaches. Results go to
@@ -52,6 +53,7 @@ import optax
 import protocol
 
 import optax_ext
+from optax_ext import alignment
 from optax_ext import lookahead
 from optax_ext import momentum
 from optax_ext import robust
@@ -165,6 +167,24 @@ BYZANTINE_METHODS = [
   _robust('centered clipping', robust.aggregate_by_centered_clipping(1.0, 3)),
 ]
 
+
+def _task_rule(name, aggregator):
+  return protocol.Method(
+    name,
+    lambda s, n: optax.chain(aggregator, optax.adam(s)),
+    DIGITS_GRID,
+    tasks=True,
+  )
+
+
+MULTITASK_METHODS = [
+  _task_rule('mean', optax_ext.aggregate_by_mean()),
+  _task_rule('pcgrad', alignment.aggregate_by_pcgrad(key=0, reduction='mean')),
+  _task_rule('upgrad', alignment.aggregate_by_upgrad()),
+  _task_rule('mgda', alignment.aggregate_by_mgda()),
+  _task_rule('cagrad(c=0.4)', alignment.aggregate_by_cagrad(c=0.4)),
+]
+
 WORKLOADS = {
   'lm': {
     'make': lambda smoke: lm.Workload(lm.SMOKE if smoke else lm.Config()),
@@ -191,6 +211,12 @@ WORKLOADS = {
     'methods': LARGE_BATCH_METHODS,
     'steps': 200,
     'eval_every': 10,
+  },
+  'digits_multitask': {
+    'make': lambda smoke: digits.MultiTask(),
+    'methods': MULTITASK_METHODS,
+    'steps': 400,
+    'eval_every': 20,
   },
   'digits_byzantine_alie': {
     'make': lambda smoke: digits.Byzantine('alie'),
