@@ -18,7 +18,7 @@ Kinds:
 
 from collections.abc import Callable, Mapping
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -101,7 +101,8 @@ class Entry:
     name: the public name (``optax_ext.<module>.<name>``).
     factory: the callable.
     kwargs: keyword arguments for a typical instance.
-    kind: ``'param'``, ``'aggregator'`` or ``'wrapper'``.
+    kind: ``'param'``, ``'aggregator'``, ``'wrapper'`` or ``'population'``
+      (see the module docstring).
     alias: whether the factory takes ``learning_rate`` (an optimiser).
     hyperparams: the kwargs ``optax.inject_hyperparams`` must expose.
     lr: learning rate (or schedule) for the parabola test.
@@ -133,7 +134,7 @@ class Entry:
   name: str
   factory: Callable[..., optax.GradientTransformation]
   kwargs: Mapping[str, Any]
-  kind: str
+  kind: Literal['param', 'aggregator', 'wrapper', 'population']
   alias: bool = False
   hyperparams: tuple[str, ...] = ()
   lr: float = 0.1

@@ -124,8 +124,7 @@ def lookahead_step(
   slow weights, so the returned update is expressed through them; the order
   this imposes (slow weights first, then the params) is what lets XLA avoid
   copying both buffers (a conditional, or two outputs that each read the
-  other's old value, made Lookahead-SGD 12x slower on CPU: 42 ms against
-  3.5 ms on 10M parameters).
+  other's old value, made XLA copy them every step).
   """
   u, inner_state = inner.update(updates, inner_state, params, **extra_args)
   c = count + 1
