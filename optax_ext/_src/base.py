@@ -153,11 +153,6 @@ def _check_against_params(where, population, params, axes) -> None:
 
 
 def resolve_axes(where: str, axes) -> pop_lib.PopulationAxes:
-  """``axes`` or the default (stacked on axis 0); a clear error otherwise."""
-  if axes is None:
-    return pop_lib.PopulationAxes()
-  if not isinstance(axes, pop_lib.PopulationAxes):
-    raise TypeError(
-      f'{where}: `axes` must be an optax_ext.PopulationAxes, got {axes!r}.'
-    )
-  return axes
+  """``axes`` or the default (stacked on axis 0); a clear error naming
+  ``where`` otherwise (``population``'s one resolver)."""
+  return pop_lib._axes(axes, where)  # pylint: disable=protected-access

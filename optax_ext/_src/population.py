@@ -103,12 +103,17 @@ class PopulationAxes:
 _DEFAULT_AXES = PopulationAxes()
 
 
-def _axes(axes: PopulationAxes | None) -> PopulationAxes:
+def _axes(axes: PopulationAxes | None, where: str = '') -> PopulationAxes:
+  """``axes`` or the default (stacked on axis 0); a clear error otherwise.
+
+  The one resolver: ``base.resolve_axes`` is this with the caller's name.
+  """
   if axes is None:
     return _DEFAULT_AXES
   if not isinstance(axes, PopulationAxes):
+    prefix = f'{where}: ' if where else ''
     raise TypeError(
-      f'`axes` must be an optax_ext.PopulationAxes, got {axes!r}.'
+      f'{prefix}`axes` must be an optax_ext.PopulationAxes, got {axes!r}.'
     )
   return axes
 
