@@ -49,8 +49,8 @@ def methods(total_steps: int):
     'momentum_mixture (0.9, 0.99)': momentum.momentum_mixture(
       0.05,
       decays=(0.9, 0.99),
-      weights=(0.5, 0.5),
-      grad_weight=0.0,
+      coefficients=(0.5, 0.5),
+      grad_coefficient=0.0,
       dampening=False,
     ),
     'ademamix (warm-ups)': momentum.ademamix_with_warmup(

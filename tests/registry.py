@@ -360,18 +360,26 @@ REGISTRY += (
   Entry(
     name='scale_by_momentum_mixture',
     factory=_M.scale_by_momentum_mixture,
-    kwargs={'decays': (0.5, 0.9), 'weights': (0.5, 0.4), 'grad_weight': 0.1},
+    kwargs={
+      'decays': (0.5, 0.9),
+      'coefficients': (0.5, 0.4),
+      'grad_coefficient': 0.1,
+    },
     kind='param',
-    hyperparams=('grad_weight',),
+    hyperparams=('grad_coefficient',),
     rosenbrock=(3e-3, 20000),
   ),
   Entry(
     name='momentum_mixture',
     factory=_M.momentum_mixture,
-    kwargs={'learning_rate': 0.1, 'decays': (0.0, 0.9), 'weights': (0.5, 0.5)},
+    kwargs={
+      'learning_rate': 0.1,
+      'decays': (0.0, 0.9),
+      'coefficients': (0.5, 0.5),
+    },
     kind='param',
     alias=True,
-    hyperparams=('learning_rate', 'grad_weight', 'weight_decay'),
+    hyperparams=('learning_rate', 'grad_coefficient', 'weight_decay'),
     rosenbrock=(3e-3, 20000),
   ),
   Entry(

@@ -69,10 +69,10 @@ def test_mixture_nesterov_is_trace_nesterov():
   _same(_updates(tx, G20)[0], _updates(optax.trace(0.9, nesterov=True), G20)[0])
 
 
-def test_mixture_weights_beta_grad_weight_one_is_trace_nesterov():
-  # The spec's table: (beta,), weights (beta,), grad_weight 1, undampened.
+def test_mixture_coefficients_beta_grad_one_is_trace_nesterov():
+  # The spec's table: (beta,), coefficients (beta,), gradient 1, undampened.
   tx = M.scale_by_momentum_mixture(
-    (0.9,), (0.9,), grad_weight=1.0, dampening=False
+    (0.9,), (0.9,), grad_coefficient=1.0, dampening=False
   )
   _same(_updates(tx, G20)[0], _updates(optax.trace(0.9, nesterov=True), G20)[0])
 
@@ -165,45 +165,45 @@ def test_mixture_components_readable_with_tree_get():
   'kwargs,exc,match',
   [
     (
-      {'decays': (1.0,), 'weights': (1.0,)},
+      {'decays': (1.0,), 'coefficients': (1.0,)},
       ValueError,
       r'`decays\[0\]` must be in \[0.0, 1.0\), got 1.0',
     ),
     (
-      {'decays': (-0.1,), 'weights': (1.0,)},
+      {'decays': (-0.1,), 'coefficients': (1.0,)},
       ValueError,
       r'`decays\[0\]` must be in \[0.0, 1.0\), got -0.1',
     ),
     (
-      {'decays': (0.9, 0.5), 'weights': (1.0,)},
+      {'decays': (0.9, 0.5), 'coefficients': (1.0,)},
       ValueError,
-      r'`decays`, `weights` must have the same length, got: `decays` has 2, '
-      r'`weights` has 1',
+      r'`decays`, `coefficients` must have the same length, got: `decays` '
+      r'has 2, `coefficients` has 1',
     ),
     (
-      {'decays': (), 'weights': ()},
+      {'decays': (), 'coefficients': ()},
       ValueError,
       r'`decays` must be a non-empty sequence',
     ),
     (
-      {'decays': (0.9,), 'weights': (1.0,), 'debias': (True, False)},
+      {'decays': (0.9,), 'coefficients': (1.0,), 'debias': (True, False)},
       ValueError,
       r'`debias` must be a bool or a sequence of 1 bools',
     ),
     (
-      {'decays': (lambda s: 0.9,), 'weights': (1.0,), 'debias': True},
+      {'decays': (lambda s: 0.9,), 'coefficients': (1.0,), 'debias': True},
       ValueError,
       r'`debias\[0\]` cannot be used with a scheduled',
     ),
     (
-      {'decays': (0.9,), 'weights': (float('nan'),)},
+      {'decays': (0.9,), 'coefficients': (float('nan'),)},
       ValueError,
-      r'`weights\[0\]` must be a number',
+      r'`coefficients\[0\]` must be a number',
     ),
     (
-      {'decays': (0.9,), 'weights': ('a',)},
+      {'decays': (0.9,), 'coefficients': ('a',)},
       TypeError,
-      r'`weights\[0\]` must be a real number',
+      r'`coefficients\[0\]` must be a real number',
     ),
   ],
 )

@@ -110,7 +110,7 @@ def scale_by_aggmo(
   k = len(decays)
   return _mixture.scale_by_momentum_mixture(
     decays=decays,
-    weights=(1.0 / max(k, 1),) * k,
+    coefficients=(1.0 / max(k, 1),) * k,
     dampening=False,
     mu_dtype=mu_dtype,
   )

@@ -55,8 +55,8 @@ def _buffer_dtype(mu_dtype):
 
 def scale_by_momentum_mixture(
   decays: Sequence[optax.ScalarOrSchedule],
-  weights: Sequence[optax.ScalarOrSchedule],
-  grad_weight: optax.ScalarOrSchedule = 0.0,
+  coefficients: Sequence[optax.ScalarOrSchedule],
+  grad_coefficient: optax.ScalarOrSchedule = 0.0,
   dampening: bool | Sequence[bool] = True,
   debias: bool | Sequence[bool] = False,
   nesterov: bool = False,
@@ -78,12 +78,15 @@ def scale_by_momentum_mixture(
     \tilde m_i = \begin{cases} \beta_i \hat m_i + c_i g & \text{Nesterov} \\
     \hat m_i \end{cases}
 
-  This is the core that QHM, AggMo and the other mixtures reuse. Special
-  cases (tested): one undampened buffer with weight 1 is ``optax.trace``
+  This is the core that QHM, AggMo and the other mixtures reuse; the
+  :math:`w_i` are mixing coefficients (not per-member weights, which the
+  library's ``weights`` always mean). Special cases (tested): one
+  undampened buffer with coefficient 1 is ``optax.trace``
   (with ``nesterov=True``, ``optax.trace(nesterov=True)``); ``(beta,)``,
-  weights ``(nu,)``, ``grad_weight = 1 - nu``, dampened is QHM; ``K``
-  undampened buffers with weights ``1/K`` is AggMo; ``(b1, b3)``, weights
-  ``(1, alpha)``, ``debias=(True, False)``, dampened is AdEMAMix's numerator.
+  coefficients ``(nu,)``, ``grad_coefficient = 1 - nu``, dampened is QHM;
+  ``K`` undampened buffers with coefficients ``1/K`` is AggMo; ``(b1, b3)``,
+  coefficients ``(1, alpha)``, ``debias=(True, False)``, dampened is
+  AdEMAMix's numerator.
 
   .. note::
     The paper-less general form is our design. For Nesterov we apply the
@@ -96,9 +99,9 @@ def scale_by_momentum_mixture(
   Args:
     decays: the :math:`\beta_i`, each in ``[0, 1)`` or a schedule of the
       step count.
-    weights: the :math:`w_i`, same length as ``decays``; numbers or
+    coefficients: the :math:`w_i`, same length as ``decays``; numbers or
       schedules.
-    grad_weight: :math:`w_g`, the weight of the raw gradient.
+    grad_coefficient: :math:`w_g`, the coefficient of the raw gradient.
     dampening: whether each buffer is dampened (``c_i = 1 - beta_i``); a bool
       or one bool per buffer.
     debias: whether each buffer is bias-corrected; a bool or one per buffer.
@@ -120,7 +123,7 @@ def scale_by_momentum_mixture(
     >>> import jax.numpy as jnp
     >>> from optax_ext import momentum
     >>> tx = momentum.scale_by_momentum_mixture(
-    ...     decays=(0.5, 0.9), weights=(0.5, 0.5), dampening=False)
+    ...     decays=(0.5, 0.9), coefficients=(0.5, 0.5), dampening=False)
     >>> g = jnp.array([1.0, -2.0])
     >>> state = tx.init(g)
     >>> u, state = tx.update(g, state)
@@ -136,22 +139,24 @@ def scale_by_momentum_mixture(
     <https://arxiv.org/abs/1810.06801>`_, 2019.
   """
   where = 'scale_by_momentum_mixture'
-  decays, weights = tuple(decays), tuple(weights)
+  decays, coefficients = tuple(decays), tuple(coefficients)
   if not decays:
     raise ValueError(f'{where}: `decays` must be a non-empty sequence, got ().')
-  validation.check_same_length(where, ('decays', 'weights'), (decays, weights))
+  validation.check_same_length(
+    where, ('decays', 'coefficients'), (decays, coefficients)
+  )
   n = len(decays)
   damp = validation.per_item_bools(where, 'dampening', dampening, n)
   unbias = validation.per_item_bools(where, 'debias', debias, n)
-  for i, (d, w) in enumerate(zip(decays, weights, strict=True)):
+  for i, (d, w) in enumerate(zip(decays, coefficients, strict=True)):
     validation.check_decay(where, f'decays[{i}]', d)
-    validation.check_number(where, f'weights[{i}]', w)
+    validation.check_number(where, f'coefficients[{i}]', w)
     if unbias[i] and callable(d):
       raise ValueError(
         f'{where}: `debias[{i}]` cannot be used with a scheduled '
         f'`decays[{i}]` (the bias correction assumes a constant decay).'
       )
-  validation.check_number(where, 'grad_weight', grad_weight)
+  validation.check_number(where, 'grad_coefficient', grad_coefficient)
   if mu_dtype is not None:
     mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
   if not isinstance(nesterov, bool):
@@ -172,7 +177,7 @@ def scale_by_momentum_mixture(
     s = state.count
     t = optax.safe_int32_increment(s).astype(jnp.float32)
     g32 = jax.tree.map(lambda g: g.astype(jnp.float32), updates)
-    w_g = alias.scalar_at(grad_weight, s)
+    w_g = alias.scalar_at(grad_coefficient, s)
     total = jax.tree.map(lambda g: w_g * g, g32)
     new_mus = []
     for i in range(n):
@@ -195,7 +200,7 @@ def scale_by_momentum_mixture(
         m = jax.tree.map(lambda m, corr=corr: m / corr, m)
       if nesterov:
         m = jax.tree.map(lambda m, g, beta=beta, c=c: beta * m + c * g, m, g32)
-      w = alias.scalar_at(weights[i], s)
+      w = alias.scalar_at(coefficients[i], s)
       total = jax.tree.map(lambda a, m, w=w: a + w * m, total, m)
     out = jax.tree.map(lambda u, g: u.astype(g.dtype), total, updates)
     return out, ScaleByMomentumMixtureState(
@@ -208,8 +213,8 @@ def scale_by_momentum_mixture(
 def momentum_mixture(
   learning_rate: optax.ScalarOrSchedule,
   decays: Sequence[optax.ScalarOrSchedule],
-  weights: Sequence[optax.ScalarOrSchedule],
-  grad_weight: optax.ScalarOrSchedule = 0.0,
+  coefficients: Sequence[optax.ScalarOrSchedule],
+  grad_coefficient: optax.ScalarOrSchedule = 0.0,
   dampening: bool | Sequence[bool] = True,
   debias: bool | Sequence[bool] = False,
   nesterov: bool = False,
@@ -228,8 +233,8 @@ def momentum_mixture(
   Args:
     learning_rate: step size or schedule, ``>= 0``.
     decays: EMA decays in ``[0, 1)`` (or schedules).
-    weights: one weight per decay.
-    grad_weight: weight of the raw gradient.
+    coefficients: one mixing coefficient per decay.
+    grad_coefficient: coefficient of the raw gradient.
     dampening: bool or one per buffer.
     debias: bool or one per buffer.
     nesterov: Nesterov look-ahead.
@@ -243,7 +248,7 @@ def momentum_mixture(
   Example:
     >>> import jax.numpy as jnp, optax
     >>> from optax_ext import momentum
-    >>> tx = momentum.momentum_mixture(0.1, decays=(0.9,), weights=(1.0,),
+    >>> tx = momentum.momentum_mixture(0.1, decays=(0.9,), coefficients=(1.0,),
     ...                                dampening=False)
     >>> params = jnp.array([1.0])
     >>> u, _ = tx.update(jnp.array([2.0]), tx.init(params), params)
@@ -259,7 +264,13 @@ def momentum_mixture(
   validation.check_non_negative(where, 'weight_decay', weight_decay)
   return alias.with_decay_and_lr(
     scale_by_momentum_mixture(
-      decays, weights, grad_weight, dampening, debias, nesterov, mu_dtype
+      decays,
+      coefficients,
+      grad_coefficient,
+      dampening,
+      debias,
+      nesterov,
+      mu_dtype,
     ),
     learning_rate,
     weight_decay,

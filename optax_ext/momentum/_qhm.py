@@ -66,13 +66,13 @@ def scale_by_qhm(
   where = 'scale_by_qhm'
   validation.check_decay(where, 'decay', decay)
   validation.check_number(where, 'nu', nu, lower=0.0, upper=1.0)
-  grad_weight = (
+  grad_coefficient = (
     (lambda s: 1.0 - alias.scalar_at(nu, s)) if callable(nu) else (1.0 - nu)
   )
   return _mixture.scale_by_momentum_mixture(
     decays=(decay,),
-    weights=(nu,),
-    grad_weight=grad_weight,
+    coefficients=(nu,),
+    grad_coefficient=grad_coefficient,
     dampening=True,
     mu_dtype=mu_dtype,
   )
