@@ -263,3 +263,12 @@ def test_one_weight_decay_convention(name, params):
     assert other not in params, f'{name}: use `decouple_weight_decay`'
   if name not in OWN_WEIGHT_DECAY:
     assert 'mask' in params, f'{name}: takes weight_decay but no mask'
+
+
+@pytest.mark.parametrize('name', sorted(FACTORIES))
+def test_weights_are_per_member(name):
+  """A parameter called `weights` holds one weight per member (or task), so
+  only population rules take one; mixing coefficients are named so."""
+  params = inspect.signature(FACTORIES[name]).parameters
+  if 'weights' in params:
+    assert registry.BY_NAME[name].kind in ('aggregator', 'population'), name
