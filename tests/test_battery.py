@@ -4,76 +4,23 @@ import inspect
 
 from flax import nnx
 import jax
-from jax import lax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 import optax_ext
+from tests import helpers
 from tests import registry
 
 ENTRIES = [pytest.param(e, id=e.name) for e in registry.REGISTRY]
 
 
-def _params(dtype=jnp.float32):
-  return {
-    'w': jnp.array([1.0, -2.0, 3.0], dtype=dtype),
-    'b': jnp.array([[0.5, -0.5], [2.0, 0.0]], dtype=dtype),
-  }
-
-
-_TARGET = {
-  'w': jnp.array([-1.0, 0.5, 2.0]),
-  'b': jnp.array([[1.0, 1.0], [-1.0, 0.25]]),
-}
-
-
-def _parabola(params):
-  return sum(
-    jnp.sum(jnp.square(p.astype(jnp.float32) - t))
-    for p, t in zip(
-      jax.tree.leaves(params), jax.tree.leaves(_TARGET), strict=True
-    )
-  )
-
-
-def _rosenbrock(params):
-  x, y = params['xy'][0], params['xy'][1]
-  return jnp.square(1.0 - x) + 100.0 * jnp.square(y - x * x)
-
-
-def _run(entry, loss, params, lr, steps):
-  """Runs ``steps`` of the entry's optimiser on ``loss`` with lax.scan."""
-  opt = entry.optimizer(lr)
-
-  def step(carry, _):
-    p, s = carry
-    g = jax.grad(loss)(p)
-    u, s = opt.update(entry.oracle_input(g), s, p, **entry.extra_args(g))
-    return (optax.apply_updates(p, u), s), None
-
-  (params, _), _ = jax.jit(
-    lambda p: lax.scan(step, (p, opt.init(p)), length=steps)
-  )(params)
-  return params
-
-
-def _grads(params, i):
-  """A deterministic param-shaped gradient differing from step to step."""
-  return jax.tree.map(
-    lambda p: (
-      jnp.sin(jnp.arange(p.size, dtype=jnp.float32) + i).reshape(p.shape)
-    ).astype(p.dtype),
-    params,
-  )
-
-
 @pytest.mark.parametrize('entry', ENTRIES)
 def test_parabola_converges(entry):
-  params = _run(entry, _parabola, _params(), entry.lr, 500)
+  params = helpers.run(entry, helpers.parabola, helpers.params(), entry.lr, 500)
   for p, t in zip(
-    jax.tree.leaves(params), jax.tree.leaves(_TARGET), strict=True
+    jax.tree.leaves(params), jax.tree.leaves(helpers.TARGET), strict=True
   ):
     np.testing.assert_allclose(p, t, atol=1e-2)
 
@@ -81,16 +28,18 @@ def test_parabola_converges(entry):
 @pytest.mark.parametrize('entry', ENTRIES)
 def test_rosenbrock_converges(entry):
   lr, steps = entry.rosenbrock
-  params = _run(entry, _rosenbrock, {'xy': jnp.array([-1.0, 1.5])}, lr, steps)
+  params = helpers.run(
+    entry, helpers.rosenbrock, {'xy': jnp.array([-1.0, 1.5])}, lr, steps
+  )
   np.testing.assert_allclose(params['xy'], [1.0, 1.0], atol=2e-2)
 
 
 @pytest.mark.parametrize('entry', ENTRIES)
 def test_unknown_extra_args_are_ignored(entry):
   tx = entry.make()
-  params = _params()
+  params = helpers.params()
   state = tx.init(params)
-  grads = _grads(params, 0)
+  grads = helpers.grads(params, 0)
   g, extra = entry.oracle_input(grads), entry.extra_args(grads)
   u1, s1 = tx.update(g, state, params, **extra)
   u2, s2 = tx.update(
@@ -112,14 +61,14 @@ def test_inject_hyperparams_equivalence(entry):
   injected = optax.inject_hyperparams(
     entry.factory, static_args=entry.static_args
   )(**entry.kwargs)
-  params = _params()
+  params = helpers.params()
   s_plain, s_inj = plain.init(params), injected.init(params)
   assert set(entry.hyperparams) <= set(s_inj.hyperparams), (
     f'{entry.name}: inject_hyperparams exposes {sorted(s_inj.hyperparams)}, '
     f'expected at least {sorted(entry.hyperparams)}'
   )
   for i in range(3):
-    grads = _grads(params, i)
+    grads = helpers.grads(params, i)
     g, extra = entry.oracle_input(grads), entry.extra_args(grads)
     u_plain, s_plain = plain.update(g, s_plain, params, **extra)
     u_inj, s_inj = injected.update(g, s_inj, params, **extra)
@@ -141,13 +90,13 @@ def test_inject_hyperparams_equivalence(entry):
 def test_dtype_stability(entry, dtype):
   """Update dtype == grad dtype; state dtypes stable; lax.cond compiles."""
   tx = entry.make()
-  params = _params(dtype)
+  params = helpers.params(dtype)
   state = tx.init(params)
   state_dtypes = jax.tree.map(lambda x: jnp.asarray(x).dtype, state)
-  step = cond_step(entry, tx)
+  step = helpers.cond_step(entry, tx)
 
   for i in range(3):
-    grads = _grads(params, i)
+    grads = helpers.grads(params, i)
     updates, state = step(
       params, state, entry.oracle_input(grads), entry.extra_args(grads), i != 1
     )
@@ -159,21 +108,6 @@ def test_dtype_stability(entry, dtype):
     assert jax.tree.map(lambda x: jnp.asarray(x).dtype, state) == state_dtypes
     params = optax.apply_updates(params, updates)
     assert all(p.dtype == dtype for p in jax.tree.leaves(params))
-
-
-def cond_step(entry, tx):
-  """A jitted ``(p, s, g, extra, take)`` step: ``tx``'s update when ``take``,
-  else zero updates and the same state, through ``lax.cond``."""
-
-  @jax.jit
-  def step(p, s, g, extra, take):
-    def skip(s):
-      shaped_like = g if entry.kind == 'population' else p
-      return jax.tree.map(jnp.zeros_like, shaped_like), s
-
-    return lax.cond(take, lambda s: tx.update(g, s, p, **extra), skip, s)
-
-  return step
 
 
 def _counting_step(tx):
@@ -193,10 +127,10 @@ def _counting_step(tx):
 def test_compiles_once(entry):
   tx = entry.optimizer(0.01)
   step, traces = _counting_step(tx)
-  params = _params()
+  params = helpers.params()
   state = tx.init(params)
   for i in range(4):
-    grads = _grads(params, i)
+    grads = helpers.grads(params, i)
     params, state = step(
       params, state, entry.oracle_input(grads), entry.extra_args(grads)
     )
@@ -213,8 +147,8 @@ def test_multi_steps(entry):
   averages the aggregator's outputs rather than its (population) inputs.
   """
   every_k = 2
-  params = _params()
-  grads = [_grads(params, i) for i in range(every_k)]
+  params = helpers.params()
+  grads = [helpers.grads(params, i) for i in range(every_k)]
   inputs = [entry.oracle_input(g) for g in grads]
   extras = [entry.extra_args(g) for g in grads]
   if entry.takes_population:
@@ -250,7 +184,7 @@ def test_multi_steps(entry):
 @pytest.mark.parametrize('entry', ENTRIES)
 def test_init_on_shape_dtype_struct(entry):
   tx = entry.make()
-  params = _params()
+  params = helpers.params()
   abstract = jax.tree.map(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params
   )
@@ -263,19 +197,10 @@ def test_init_on_shape_dtype_struct(entry):
     assert a.shape == jnp.shape(c) and a.dtype == jnp.asarray(c).dtype
 
 
-class _Mlp(nnx.Module):
-  def __init__(self, rngs):
-    self.l1 = nnx.Linear(3, 4, rngs=rngs)
-    self.l2 = nnx.Linear(4, 1, rngs=rngs)
-
-  def __call__(self, x):
-    return self.l2(jax.nn.tanh(self.l1(x)))
-
-
 @pytest.mark.parametrize('entry', ENTRIES)
 def test_runs_inside_nnx_optimizer(entry):
   """nnx.Optimizer(model, tx, wrt=nnx.Param) gives the same as plain optax."""
-  model = _Mlp(nnx.Rngs(0))
+  model = helpers.Mlp(nnx.Rngs(0))
   tx = entry.optimizer(0.05)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   graphdef, params = nnx.split(model, nnx.Param)
@@ -324,7 +249,7 @@ def test_changing_injected_hyperparams_does_not_recompile(entry):
   if entry.kind == 'population':  # population -> population: aggregate it
     tx = optax.chain(tx, optax_ext.aggregate_by_mean())
   step, traces = _counting_step(tx)
-  params = _params()
+  params = helpers.params()
   state = tx.init(params)
   for i in range(3):
     if i:  # scale every injected value a little: same dtype and shape
@@ -336,7 +261,7 @@ def test_changing_injected_hyperparams_does_not_recompile(entry):
           if k in entry.hyperparams and jnp.issubdtype(v.dtype, jnp.floating)
         }
       )
-    grads = _grads(params, i)
+    grads = helpers.grads(params, i)
     params, state = step(
       params, state, entry.oracle_input(grads), entry.extra_args(grads)
     )
@@ -390,8 +315,8 @@ def test_schedules_are_evaluated_per_step(entry, name, a):
       optax.chain(t, optax_ext.aggregate_by_mean())
       for t in (scheduled, const_a, const_b)
     )
-  params = _params()
-  inputs = [_grads(params, i) for i in range(2)]
+  params = helpers.params()
+  inputs = [helpers.grads(params, i) for i in range(2)]
 
   def run(tx, switch_to=None):
     state = tx.init(params)

@@ -14,8 +14,8 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
+from tests import helpers
 from tests import registry
-from tests.test_battery import _Mlp  # the battery's nnx model
 
 ENTRIES = [pytest.param(e, id=e.name) for e in registry.REGISTRY]
 
@@ -138,16 +138,16 @@ def test_nnx_subset_names_exist():
 @pytest.mark.parametrize('entry', NNX_ENTRIES)
 def test_nnx_optimizer_resume_is_bitwise(entry, tmp_path):
   tx = entry.optimizer(0.05)
-  model = _Mlp(nnx.Rngs(0))
+  model = helpers.Mlp(nnx.Rngs(0))
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   _nnx_run(entry, model, optimizer, 0, 4)
   want = nnx.state((model, optimizer))
 
-  model = _Mlp(nnx.Rngs(0))
+  model = helpers.Mlp(nnx.Rngs(0))
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   _nnx_run(entry, model, optimizer, 0, 2)
   restored = _save_restore(tmp_path, nnx.state((model, optimizer)))
-  model = _Mlp(nnx.Rngs(1))  # different weights: all must come back
+  model = helpers.Mlp(nnx.Rngs(1))  # different weights: all must come back
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   nnx.update((model, optimizer), restored)
   _nnx_run(entry, model, optimizer, 2, 4)

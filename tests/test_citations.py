@@ -6,12 +6,12 @@ import pytest
 
 import optax_ext
 from optax_ext._src import citations
+from tests import helpers
 from tests import registry
-from tests import test_public_api
 
 
 def test_every_public_factory_has_a_citation():
-  for name in sorted(test_public_api.FACTORIES):
+  for name in sorted(helpers.FACTORIES):
     keys = optax_ext.citation_keys(name)
     assert keys, name
     bib = optax_ext.cite(name)
@@ -29,7 +29,7 @@ def test_every_registered_key_exists_in_the_bib():
 def test_registry_names_are_public_functions():
   public = {
     n
-    for m in test_public_api.MODULES
+    for m in helpers.MODULES
     for n in m.__all__
     if inspect.isfunction(getattr(m, n))
   } | {'optax_ext'}

@@ -30,8 +30,8 @@ import optax_ext
 from optax_ext import population
 from optax_ext import robust
 from optax_ext import variance
+from tests import helpers
 from tests import registry
-from tests import test_faults
 
 K = registry.NUM_MEMBERS  # 4 members
 
@@ -130,7 +130,12 @@ def test_aggregator_three_settings(entry):
 
 
 @pytest.mark.parametrize(
-  'entry', [e for e in POPULATION_ENTRIES if e.id in test_faults.ROBUST]
+  'entry',
+  [
+    e
+    for e in POPULATION_ENTRIES
+    if e.id in registry.with_property(lambda p: p.robust)
+  ],
 )
 def test_robust_faults_same_in_every_layout(entry):
   # NaN, Inf, a huge and a sign-flipped member: stacked == shard_map ==
@@ -163,7 +168,7 @@ def test_robust_faults_same_in_every_layout(entry):
       )
     ),
   }  # fmt: skip
-  for fault, corrupt in test_faults.FAULTS.items():
+  for fault, corrupt in helpers.FAULTS.items():
     bad = jax.tree.map(lambda x, c=corrupt: x.at[1].set(c(x[1])), pop)
     bad = jax.device_put(bad, NamedSharding(mesh, P('data')))
     want = layouts['stacked'](bad)

@@ -10,7 +10,7 @@ import pytest
 
 sphinx_inventory = pytest.importorskip('sphinx.util.inventory')
 
-from tests import test_public_api  # noqa: E402
+from tests import helpers  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def inventory(tmp_path_factory):
 
 
 def _public_names():
-  for mod in test_public_api.MODULES:
+  for mod in helpers.MODULES:
     for name in mod.__all__:
       obj = getattr(mod, name)
       if hasattr(obj, '__file__') and obj.__name__.startswith('optax_ext.'):
@@ -46,9 +46,7 @@ def test_every_public_symbol_is_documented(inventory):
   for module, name in _public_names():
     # Re-exports are documented where they are defined publicly.
     homes = {
-      f'{m.__name__}.{name}'
-      for m in test_public_api.MODULES
-      if name in m.__all__
+      f'{m.__name__}.{name}' for m in helpers.MODULES if name in m.__all__
     }
     if not homes & inventory:
       missing.append(f'{module}.{name}')
@@ -64,6 +62,6 @@ def test_family_pages_and_guides_exist(inventory):
     'api/optax_ext',
   ):
     assert page in inventory, page
-  for module in test_public_api.MODULES[1:]:
+  for module in helpers.MODULES[1:]:
     assert module.__name__ in inventory, module.__name__
   assert 'optax_ext.cite' in inventory

@@ -23,8 +23,8 @@ import numpy as np
 import optax
 import pytest
 
+from tests import helpers
 from tests import registry
-from tests import test_battery as battery
 
 # From the registry's properties (tests/registry.py, ``Properties``).
 ROBUST = set(registry.with_property(lambda p: p.robust))
@@ -37,13 +37,6 @@ ENTRIES = [
   for e in registry.REGISTRY
   if e.kind in ('aggregator', 'population')
 ]
-FAULTS = {
-  'nan': lambda x: jnp.full_like(x, jnp.nan),
-  'inf': lambda x: jnp.full_like(x, jnp.inf),
-  'huge': lambda x: jnp.full_like(x, 1e30),
-  'flip': lambda x: -100.0 * x,
-  'zero': jnp.zeros_like,
-}
 
 
 def _flat(tree):
@@ -67,7 +60,7 @@ def test_fault_is_bounded_or_propagated(entry):
     lambda g: _flat(tx.update(g, tx.init(params), params, **extra)[0])
   )
   honest = update(pop)
-  for fault, corrupt in FAULTS.items():
+  for fault, corrupt in helpers.FAULTS.items():
     bad = jax.tree.map(lambda x, c=corrupt: x.at[0].set(c(x[0])), pop)
     out = update(bad)
     finite = bool(jnp.all(jnp.isfinite(out)))
@@ -120,8 +113,8 @@ def test_apply_if_finite_composes(entry):
   """``optax.apply_if_finite`` around every param-shaped optimiser skips a
   NaN step without touching the inner state, then steps as the bare
   optimiser would."""
-  params = battery._params()
-  grads = battery._grads(params, 0)
+  params = helpers.params()
+  grads = helpers.grads(params, 0)
   bad = jax.tree.map(lambda g: g.at[(0,) * g.ndim].set(jnp.nan), grads)
   extra = entry.extra_args(grads)
   tx = optax.apply_if_finite(entry.optimizer(0.1), max_consecutive_errors=3)
@@ -155,8 +148,8 @@ def test_apply_if_finite_after_an_aggregator(entry):
   after them and checks the aggregate: a NaN member either is filtered
   (robust rules: a finite step) or makes the aggregate non-finite, and the
   step is then skipped with the optimiser's state untouched."""
-  params = battery._params()
-  grads = battery._grads(params, 0)
+  params = helpers.params()
+  grads = helpers.grads(params, 0)
   agg = entry.aggregator()
   tx = optax.chain(agg, optax.apply_if_finite(optax.sgd(0.1, momentum=0.9), 3))
   population = entry.oracle_input(grads)

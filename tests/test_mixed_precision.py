@@ -17,8 +17,8 @@ import numpy as np
 import optax
 import pytest
 
+from tests import helpers
 from tests import registry
-from tests import test_battery as battery
 
 MU_ENTRIES = [
   pytest.param(e, id=e.name)
@@ -66,7 +66,7 @@ def test_the_mu_dtype_battery_is_wide():
 def test_mu_dtype_none_is_float32_everywhere(entry):
   """One rule: the default ``mu_dtype=None`` stores float32 buffers, for
   bfloat16 params too."""
-  params = battery._params(jnp.bfloat16)
+  params = helpers.params(jnp.bfloat16)
   default = entry.make(mu_dtype=None).init(params)
   f32 = entry.make(mu_dtype=jnp.float32).init(params)
   assert _param_shaped_dtypes(default, params) == _param_shaped_dtypes(
@@ -78,7 +78,7 @@ def test_mu_dtype_none_is_float32_everywhere(entry):
 def test_mu_dtype_sets_the_storage_and_dtypes_stay_fixed(entry):
   """bf16 params: ``mu_dtype`` decides the buffers' dtype; jitted steps
   under ``lax.cond`` keep update and state dtypes."""
-  params = battery._params(jnp.bfloat16)
+  params = helpers.params(jnp.bfloat16)
   counts = {}
   for mu_dtype in (jnp.float32, jnp.bfloat16):
     state = entry.make(mu_dtype=mu_dtype).init(params)
@@ -88,10 +88,10 @@ def test_mu_dtype_sets_the_storage_and_dtypes_stay_fixed(entry):
   tx = entry.make(mu_dtype=jnp.bfloat16)
   state = tx.init(params)
   dtypes = jax.tree.map(lambda x: jnp.asarray(x).dtype, state)
-  step = battery.cond_step(entry, tx)
+  step = helpers.cond_step(entry, tx)
 
   for i in range(3):
-    grads = battery._grads(params, i)
+    grads = helpers.grads(params, i)
     updates, state = step(
       params, state, entry.oracle_input(grads), entry.extra_args(grads), i != 1
     )
@@ -105,13 +105,13 @@ def test_mu_dtype_sets_the_storage_and_dtypes_stay_fixed(entry):
 @pytest.mark.parametrize('entry', MU_ENTRIES)
 def test_bf16_buffers_track_the_float32_run(entry):
   """Same float32 params and gradients; only the buffers' storage differs."""
-  params = battery._params()
+  params = helpers.params()
   runs = {}
   for mu_dtype in (jnp.float32, jnp.bfloat16):
     opt = _with(entry, mu_dtype=mu_dtype).optimizer(0.01)
     p, s, out = params, opt.init(params), []
     for i in range(6):
-      g = battery._grads(p, i)
+      g = helpers.grads(p, i)
       u, s = opt.update(entry.oracle_input(g), s, p, **entry.extra_args(g))
       out.append(u)
       p = optax.apply_updates(p, u)
@@ -124,11 +124,9 @@ def test_bf16_buffers_track_the_float32_run(entry):
 @pytest.mark.parametrize('entry', MU_ENTRIES)
 def test_bf16_buffers_converge_on_the_parabola(entry):
   bf16 = _with(entry, mu_dtype=jnp.bfloat16)
-  params = battery._run(
-    bf16, battery._parabola, battery._params(), bf16.lr, 500
-  )
+  params = helpers.run(bf16, helpers.parabola, helpers.params(), bf16.lr, 500)
   for p, t in zip(
-    jax.tree.leaves(params), jax.tree.leaves(battery._TARGET), strict=True
+    jax.tree.leaves(params), jax.tree.leaves(helpers.TARGET), strict=True
   ):
     np.testing.assert_allclose(p, t, atol=2e-2)
 
@@ -148,7 +146,7 @@ def test_multi_steps_in_a_bf16_model(entry):
   updates = {}
   for dtype in (jnp.float32, jnp.bfloat16):
     params = jax.tree.map(
-      lambda p, d=dtype: p.astype(d), battery._params(jnp.bfloat16)
+      lambda p, d=dtype: p.astype(d), helpers.params(jnp.bfloat16)
     )
     if entry.takes_population:  # aggregate first, accumulate after
       tx = optax.chain(
@@ -161,7 +159,7 @@ def test_multi_steps_in_a_bf16_model(entry):
     step = jax.jit(lambda g, s, p, e, tx=tx: tx.update(g, s, p, **e))
     for i in range(every_k):
       # The same values in both runs: built in bfloat16, then cast.
-      g16 = battery._grads(battery._params(jnp.bfloat16), i)
+      g16 = helpers.grads(helpers.params(jnp.bfloat16), i)
       x = jax.tree.map(lambda v, d=dtype: v.astype(d), entry.oracle_input(g16))
       g = jax.tree.map(lambda v, d=dtype: v.astype(d), g16)
       u, state = step(x, state, params, entry.extra_args(g))

@@ -13,6 +13,7 @@ import pytest
 import optax_ext
 from optax_ext import alignment
 from optax_ext._src import linalg
+from tests import helpers
 from tests import registry
 
 J = jnp.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
@@ -47,23 +48,6 @@ WEIGHTINGS = {
   'sum': alignment.sum_weighting,
 }
 
-AGGREGATORS = {
-  'upgrad': alignment.aggregate_by_upgrad,
-  'dualproj': alignment.aggregate_by_dualproj,
-  'mgda': alignment.aggregate_by_mgda,
-  'pcgrad': functools.partial(alignment.aggregate_by_pcgrad, key=None),
-  'cagrad': alignment.aggregate_by_cagrad,
-  'aligned_mtl': alignment.aggregate_by_aligned_mtl,
-  'imtl_g': alignment.aggregate_by_imtl_g,
-  'config': alignment.aggregate_by_config,
-  'nash_mtl': functools.partial(alignment.aggregate_by_nash_mtl, max_norm=0.0),
-  'mean': functools.partial(
-    alignment.aggregate_by_weighting, alignment.mean_weighting
-  ),
-  'sum': functools.partial(
-    alignment.aggregate_by_weighting, alignment.sum_weighting
-  ),
-}
 
 # TorchJD's property table (spec 6.6) for the deterministic rules, from the
 # registry: (non-conflicting, linear under scaling, permutation-invariant).
@@ -73,25 +57,12 @@ PROPERTIES = {
 }
 
 
-@functools.cache
-def _jitted(name, kwargs_items):
-  tx = AGGREGATORS[name](**dict(kwargs_items))
-  return jax.jit(
-    lambda jac: tx.update(jac, tx.init(jnp.zeros(jac.shape[1:])))[0]
-  )
-
-
-def _aggregate(name, jac, **kwargs):
-  """The aggregator's output on ``jac`` (jitted once per rule and shape)."""
-  return _jitted(name, tuple(sorted(kwargs.items())))(jac)
-
-
 @pytest.mark.parametrize('name', sorted(GOLDEN))
 def test_golden_weights_and_outputs(name):
   weights, out = GOLDEN[name]
   # The spec's values are rounded to 4 decimals: atol 1e-4 (the issue's).
   np.testing.assert_allclose(WEIGHTINGS[name](G), weights, atol=1e-4)
-  np.testing.assert_allclose(_aggregate(name, J), out, atol=1e-4)
+  np.testing.assert_allclose(helpers.aggregate_tasks(name, J), out, atol=1e-4)
 
 
 def _random_jacobian(seed, k, d=20, conflicting=True):
@@ -109,7 +80,7 @@ def test_properties(name, k):
   kwargs = {'reg_eps': 1e-8} if name in ('upgrad', 'dualproj') else {}
   for seed in range(3):
     jac = _random_jacobian(seed + 10 * k, k)
-    out = _aggregate(name, jac, **kwargs)
+    out = helpers.aggregate_tasks(name, jac, **kwargs)
     assert bool(jnp.all(jnp.isfinite(out)))
     scale = float(jnp.linalg.norm(jac) * jnp.linalg.norm(out))
     projections = jac @ out
@@ -118,14 +89,17 @@ def test_properties(name, k):
     if linear:  # A(diag(c) J) is linear in c > 0
       c1 = jnp.asarray(np.random.default_rng(seed).uniform(0.5, 2, k))
       c2 = jnp.asarray(np.random.default_rng(seed + 1).uniform(0.5, 2, k))
-      a1 = _aggregate(name, c1[:, None] * jac, **kwargs)
-      a2 = _aggregate(name, c2[:, None] * jac, **kwargs)
-      a12 = _aggregate(name, (c1 + c2)[:, None] * jac, **kwargs)
+      a1 = helpers.aggregate_tasks(name, c1[:, None] * jac, **kwargs)
+      a2 = helpers.aggregate_tasks(name, c2[:, None] * jac, **kwargs)
+      a12 = helpers.aggregate_tasks(name, (c1 + c2)[:, None] * jac, **kwargs)
       np.testing.assert_allclose(a12, a1 + a2, rtol=1e-3, atol=1e-4 * scale)
     perm = np.random.default_rng(seed).permutation(k)
     if permutation:
       np.testing.assert_allclose(
-        _aggregate(name, jac[perm], **kwargs), out, rtol=2e-3, atol=1e-4
+        helpers.aggregate_tasks(name, jac[perm], **kwargs),
+        out,
+        rtol=2e-3,
+        atol=1e-4,
       )
 
 
@@ -165,7 +139,7 @@ def test_pcgrad_golden_values_with_chained_conflicts(k):
   # The inputs distinguish the algorithm from the planted bug.
   assert np.max(np.abs(ref - planted)) > 0.1
   np.testing.assert_allclose(
-    _aggregate('pcgrad', jnp.asarray(jac, jnp.float32)),
+    helpers.aggregate_tasks('pcgrad', jnp.asarray(jac, jnp.float32)),
     ref,
     rtol=1e-5,
     atol=1e-6,
@@ -173,7 +147,7 @@ def test_pcgrad_golden_values_with_chained_conflicts(k):
   for seed in range(3):
     jac = _random_jacobian(seed, 5, d=4)
     np.testing.assert_allclose(
-      _aggregate('pcgrad', jac),
+      helpers.aggregate_tasks('pcgrad', jac),
       _pcgrad_reference(jac),
       rtol=1e-4,
       atol=1e-5,
@@ -188,7 +162,10 @@ def test_pcgrad_fixed_order_is_not_permutation_invariant_keyed_is_random():
     # The reference itself depends on the order, by far more than rounding.
     assert np.max(np.abs(expected - _pcgrad_reference(jac))) > 0.05
     np.testing.assert_allclose(
-      _aggregate('pcgrad', permuted), expected, rtol=1e-5, atol=1e-6
+      helpers.aggregate_tasks('pcgrad', permuted),
+      expected,
+      rtol=1e-5,
+      atol=1e-6,
     )
   jac = _random_jacobian(0, 3)
   tx = alignment.aggregate_by_pcgrad(key=0)
@@ -201,7 +178,7 @@ def test_pcgrad_fixed_order_is_not_permutation_invariant_keyed_is_random():
   assert np.isfinite(np.asarray(b)).all()
 
 
-@pytest.mark.parametrize('name', sorted(AGGREGATORS))
+@pytest.mark.parametrize('name', sorted(helpers.MULTITASK_AGGREGATORS))
 def test_degenerate_input_is_finite(name):
   cases = {
     'zero': jnp.zeros((3, 4)),
@@ -214,9 +191,9 @@ def test_degenerate_input_is_finite(name):
   }
   for case, jac in cases.items():
     for scale in (1e-10, 1.0, 1e10):
-      out = _aggregate(name, scale * jac)
+      out = helpers.aggregate_tasks(name, scale * jac)
       assert bool(jnp.all(jnp.isfinite(out))), (name, case, scale, out)
-  assert bool(jnp.all(_aggregate(name, jnp.zeros((3, 4))) == 0))
+  assert bool(jnp.all(helpers.aggregate_tasks(name, jnp.zeros((3, 4))) == 0))
 
 
 @pytest.mark.parametrize(
@@ -235,21 +212,23 @@ def test_degenerate_input_is_finite(name):
 )
 def test_one_task_returns_its_gradient(name, factor):
   g = jnp.array([[1.0, -2.0, 3.0, 0.5]])
-  np.testing.assert_allclose(_aggregate(name, g), factor * g[0], rtol=2e-3)
+  np.testing.assert_allclose(
+    helpers.aggregate_tasks(name, g), factor * g[0], rtol=2e-3
+  )
 
 
-@pytest.mark.parametrize('name', sorted(AGGREGATORS))
+@pytest.mark.parametrize('name', sorted(helpers.MULTITASK_AGGREGATORS))
 def test_population_paths_agree(name, mesh):
   jac = _random_jacobian(7, 8, d=6)
-  ref = _aggregate(name, jac)
+  ref = helpers.aggregate_tasks(name, jac)
   named = optax_ext.PopulationAxes(axis=None, axis_name='tasks')
-  tx = AGGREGATORS[name](axes=named)
+  tx = helpers.MULTITASK_AGGREGATORS[name](axes=named)
   out = jax.vmap(
     lambda g: tx.update(g, tx.init(jnp.zeros(6)))[0], axis_name='tasks'
   )(jac)
   np.testing.assert_allclose(out[0], ref, rtol=1e-4, atol=1e-5)
   on_devices = optax_ext.PopulationAxes(axis=None, axis_name='data')
-  tx = AGGREGATORS[name](axes=on_devices)
+  tx = helpers.MULTITASK_AGGREGATORS[name](axes=on_devices)
   shard = jax.jit(
     jax.shard_map(
       lambda g: tx.update(g[0], tx.init(jnp.zeros(6)))[0],
@@ -261,9 +240,9 @@ def test_population_paths_agree(name, mesh):
   np.testing.assert_allclose(shard, ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize('name', sorted(AGGREGATORS))
+@pytest.mark.parametrize('name', sorted(helpers.MULTITASK_AGGREGATORS))
 def test_no_host_callbacks_and_no_retrace(name):
-  tx = AGGREGATORS[name]()
+  tx = helpers.MULTITASK_AGGREGATORS[name]()
   jaxpr = str(jax.make_jaxpr(lambda g: tx.update(g, tx.init(jnp.zeros(3))))(J))
   assert 'callback' not in jaxpr
   traces = []
@@ -416,14 +395,16 @@ def test_matches_torchjd_on_random_jacobians(name):
       want = agg(torch.tensor(jac, dtype=torch.float64)).numpy()
     except (ImportError, ModuleNotFoundError) as e:
       pytest.skip(f'torchjd {name} needs an optional dependency: {e}')
-    got = _aggregate(name, jnp.asarray(jac, jnp.float32))
+    got = helpers.aggregate_tasks(name, jnp.asarray(jac, jnp.float32))
     tol = 2e-3 if name == 'mgda' else 1e-3
     np.testing.assert_allclose(
       got, want, rtol=tol, atol=tol * np.linalg.norm(want)
     )
   if name == 'upgrad':  # the issue's fixed example, to 1e-4
     want = agg(torch.tensor(np.asarray(J), dtype=torch.float64)).numpy()
-    np.testing.assert_allclose(_aggregate(name, J), want, atol=1e-4)
+    np.testing.assert_allclose(
+      helpers.aggregate_tasks(name, J), want, atol=1e-4
+    )
 
 
 def _vector_loss(params, x):
@@ -526,7 +507,9 @@ def test_gradvac_first_step_is_pcgrad_and_targets_track_cosines():
   jac = _random_jacobian(4, 4)
   tx = alignment.aggregate_by_gradvac(num_tasks=4, key=None)
   out, state = tx.update(jac, tx.init(jnp.zeros(20)))
-  np.testing.assert_allclose(out, _aggregate('pcgrad', jac), rtol=1e-5)
+  np.testing.assert_allclose(
+    out, helpers.aggregate_tasks('pcgrad', jac), rtol=1e-5
+  )
   assert int(state.count) == 1
   assert float(jnp.max(jnp.abs(jnp.diag(state.phi_hat)))) == 0.0
   # A second step with the same gradients moves towards the targets.

@@ -16,6 +16,7 @@ import numpy as np
 
 import optax_ext
 from optax_ext import robust
+from tests import helpers
 from tests import registry
 
 AGGREGATORS = {
@@ -91,8 +92,6 @@ MULTITASK = {
 
 
 def _multitask(name, jac, scale):
-  from tests import test_multitask  # noqa: PLC0415  (jitted per shape)
-
   # TorchJD's absolute threshold, scaled with the Gramian here: UPGrad,
   # DualProj and Nash-MTL skip their solver below a Gramian trace of
   # norm_eps (default 1e-4; UPGrad/DualProj then return the mean). UPGrad
@@ -104,7 +103,7 @@ def _multitask(name, jac, scale):
     'dualproj': {'reg_eps': 1e-8, **fixed},
     'nash_mtl': fixed,
   }.get(name, {})
-  out = test_multitask._aggregate(name, jac, **kwargs)
+  out = helpers.aggregate_tasks(name, jac, **kwargs)
   return np.asarray(out, np.float64)
 
 

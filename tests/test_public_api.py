@@ -8,17 +8,14 @@ rule.
 """
 
 import ast
-import importlib
 import inspect
 import pathlib
-import pkgutil
-import typing
 
 import jax
-import optax
 import pytest
 
 import optax_ext
+from tests import helpers
 from tests import registry
 
 README = (pathlib.Path(__file__).resolve().parents[1] / 'README.md').read_text()
@@ -26,48 +23,13 @@ README = (pathlib.Path(__file__).resolve().parents[1] / 'README.md').read_text()
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _public_modules():
-  mods = [optax_ext]
-  for info in pkgutil.walk_packages(optax_ext.__path__, 'optax_ext.'):
-    if '._' in info.name or info.name.startswith('optax_ext._'):
-      continue
-    mods.append(importlib.import_module(info.name))
-  return mods
-
-
-MODULES = _public_modules()
-
-
-def _is_factory(obj) -> bool:
-  if not inspect.isfunction(obj):
-    return False
-  try:
-    ret = typing.get_type_hints(obj).get('return')
-  except Exception:  # noqa: BLE001 - unresolvable hints are not factories
-    return False
-  return inspect.isclass(ret) and issubclass(ret, optax.GradientTransformation)
-
-
-def _public_factories():
-  found = {}
-  for mod in MODULES:
-    for name in mod.__all__:
-      obj = getattr(mod, name)
-      if _is_factory(obj):
-        found[name] = obj
-  return found
-
-
-FACTORIES = _public_factories()
-
-
-@pytest.mark.parametrize('mod', MODULES, ids=lambda m: m.__name__)
+@pytest.mark.parametrize('mod', helpers.MODULES, ids=lambda m: m.__name__)
 def test_all_is_sorted_and_unique(mod):
   assert list(mod.__all__) == sorted(mod.__all__), mod.__name__
   assert len(set(mod.__all__)) == len(mod.__all__)
 
 
-@pytest.mark.parametrize('mod', MODULES, ids=lambda m: m.__name__)
+@pytest.mark.parametrize('mod', helpers.MODULES, ids=lambda m: m.__name__)
 def test_all_is_complete(mod):
   """Every public attribute is listed, and every listed name exists."""
   for name in mod.__all__:
@@ -89,7 +51,7 @@ def test_top_level_reexports_are_the_same_objects():
     obj = getattr(optax_ext, name)
     if inspect.ismodule(obj):  # optax_ext.lookahead is the subpackage
       continue
-    for mod in MODULES[1:]:
+    for mod in helpers.MODULES[1:]:
       if name in mod.__all__:
         assert getattr(mod, name) is obj
 
@@ -100,23 +62,23 @@ def test_version():
 
 def test_factories_found():
   # Guards the discovery itself: the foundation's two aggregators are found.
-  assert {'aggregate_by_mean', 'aggregate_by_sum'} <= set(FACTORIES)
+  assert {'aggregate_by_mean', 'aggregate_by_sum'} <= set(helpers.FACTORIES)
 
 
-@pytest.mark.parametrize('name', sorted(FACTORIES))
+@pytest.mark.parametrize('name', sorted(helpers.FACTORIES))
 def test_every_factory_is_in_the_registry(name):
   assert name in registry.BY_NAME, (
     f'{name} is public but not in tests/registry.py, so the battery does '
     'not cover it'
   )
-  assert registry.BY_NAME[name].factory is FACTORIES[name]
+  assert registry.BY_NAME[name].factory is helpers.FACTORIES[name]
 
 
 def test_registry_has_only_public_factories():
-  assert set(registry.BY_NAME) <= set(FACTORIES)
+  assert set(registry.BY_NAME) <= set(helpers.FACTORIES)
 
 
-@pytest.mark.parametrize('name', sorted(FACTORIES))
+@pytest.mark.parametrize('name', sorted(helpers.FACTORIES))
 def test_checklist(name):
   """A new factory is told what it still lacks: the registry entry, its
   properties (for population rules), its citation, the README row; the
@@ -136,9 +98,9 @@ def test_checklist(name):
   assert not missing, f'{name} needs: ' + '; '.join(missing)
 
 
-@pytest.mark.parametrize('name', sorted(FACTORIES))
+@pytest.mark.parametrize('name', sorted(helpers.FACTORIES))
 def test_factory_docstring(name):
-  doc = inspect.getdoc(FACTORIES[name]) or ''
+  doc = inspect.getdoc(helpers.FACTORIES[name]) or ''
   assert 'Example:' in doc and '>>>' in doc, f'{name}: no doctested Example'
   assert 'References:' in doc, f'{name}: no References section'
   assert 'Args:' in doc and 'Returns:' in doc, f'{name}: no Args/Returns'
@@ -170,7 +132,7 @@ def test_state_classes_follow_the_naming_rule(entry):
   params = {'w': jax.numpy.zeros(3), 'b': jax.numpy.zeros((2, 2))}
   exported = {
     getattr(m, n)
-    for m in MODULES
+    for m in helpers.MODULES
     for n in m.__all__
     if inspect.isclass(getattr(m, n))
   }
@@ -221,7 +183,7 @@ def test_references_are_written_in_the_docstrings():
 
 
 def _weight_decay_factories():
-  for name, fn in sorted(FACTORIES.items()):
+  for name, fn in sorted(helpers.FACTORIES.items()):
     params = inspect.signature(fn).parameters
     if 'weight_decay' in params:
       yield name, params
@@ -265,10 +227,10 @@ def test_one_weight_decay_convention(name, params):
     assert 'mask' in params, f'{name}: takes weight_decay but no mask'
 
 
-@pytest.mark.parametrize('name', sorted(FACTORIES))
+@pytest.mark.parametrize('name', sorted(helpers.FACTORIES))
 def test_weights_are_per_member(name):
   """A parameter called `weights` holds one weight per member (or task), so
   only population rules take one; mixing coefficients are named so."""
-  params = inspect.signature(FACTORIES[name]).parameters
+  params = inspect.signature(helpers.FACTORIES[name]).parameters
   if 'weights' in params:
     assert registry.BY_NAME[name].kind in ('aggregator', 'population'), name
