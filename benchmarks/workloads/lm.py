@@ -143,6 +143,7 @@ class Workload:
     idx = starts[:, None] + np.arange(cfg.context + 1)
     self.val_windows = jnp.asarray(self.val[idx].astype(np.int32))
     self.graphdef, _ = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
+    self._eval = jax.jit(self._mean_validation_loss)
 
   def init(self, seed: int):
     _, params = nnx.split(Transformer(self.cfg, rngs=nnx.Rngs(seed)))
@@ -167,15 +168,7 @@ class Workload:
     """Mean validation cross-entropy in bits per byte."""
     return float(self._eval(params)) / math.log(2.0)
 
-  @property
-  def _eval(self):
-    if not hasattr(self, '_eval_fn'):
-      windows = self.val_windows
-
-      @jax.jit
-      def fn(params):
-        chunks = windows.reshape(-1, self.cfg.batch_size, windows.shape[-1])
-        return jnp.mean(jax.lax.map(lambda b: self.loss(params, b), chunks))
-
-      object.__setattr__(self, '_eval_fn', fn)
-    return self._eval_fn
+  def _mean_validation_loss(self, params):
+    windows = self.val_windows
+    chunks = windows.reshape(-1, self.cfg.batch_size, windows.shape[-1])
+    return jnp.mean(jax.lax.map(lambda b: self.loss(params, b), chunks))

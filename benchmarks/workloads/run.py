@@ -44,6 +44,7 @@ import pathlib
 import platform
 import sys
 import time
+import types
 
 import digits
 import jax
@@ -299,19 +300,13 @@ def _plot(path, name, workload, result):
   plt.close(fig)
 
 
-class _Recorded:
-  """A workload's metric direction and name, for re-rendering."""
-
-  def __init__(self, name):
-    self.lower_is_better = name == 'lm'
-    self.metric = (
-      'validation bits per byte' if name == 'lm' else 'validation accuracy'
-    )
-
-
 def _render(base, name):
   data = json.loads(base.with_suffix('.json').read_text())
-  workload = _Recorded(name)
+  # The metric and its direction, as recorded by the run.
+  workload = types.SimpleNamespace(
+    metric=data['meta']['metric'],
+    lower_is_better=data['meta']['lower_is_better'],
+  )
   methods = [
     m for m in WORKLOADS[name]['methods'] if m.name in data['chosen_lr']
   ]
@@ -385,6 +380,8 @@ def main(argv=None):
       'seeds': seeds,
       'seconds': elapsed,
       'data': workload.info,
+      'metric': workload.metric,
+      'lower_is_better': workload.lower_is_better,
     }
     pathlib.Path(out).mkdir(parents=True, exist_ok=True)
     base = pathlib.Path(out) / name
