@@ -4,7 +4,10 @@ and steps. Tests import these instead of each other's privates."""
 import functools
 import importlib
 import inspect
+import os
 import pkgutil
+import subprocess
+import sys
 import typing
 
 from flax import nnx
@@ -15,6 +18,23 @@ import optax
 
 import optax_ext
 from optax_ext import alignment
+
+
+def run_script(path, *args, timeout=300):
+  """Runs a repository script on CPU in a fresh process; its stdout, or a
+  failure showing the end of its stderr."""
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  env.pop('XLA_FLAGS', None)
+  out = subprocess.run(
+    [sys.executable, str(path), *args],
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    env=env,
+    check=False,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out.stdout
 
 
 def public_modules():

@@ -1,30 +1,18 @@
 """The examples run as the README says (short settings)."""
 
-import os
 import pathlib
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from tests import helpers
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _run_example(name, *args, timeout=300):
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
-  env.pop('XLA_FLAGS', None)
-  out = subprocess.run(
-    [sys.executable, str(ROOT / 'examples' / name), *args],
-    capture_output=True,
-    text=True,
-    timeout=timeout,
-    env=env,
-    check=False,
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
-  return out.stdout
+  return helpers.run_script(ROOT / 'examples' / name, *args, timeout=timeout)
 
 
 def test_quickstart_learns_digits():
@@ -61,23 +49,9 @@ def test_large_batch_gsnr_smoke(tmp_path):
 
 
 def test_benchmarks_quick(tmp_path):
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
-  env.pop('XLA_FLAGS', None)
-  out = subprocess.run(
-    [
-      sys.executable,
-      str(ROOT / 'benchmarks' / 'run.py'),
-      '--quick',
-      '--out',
-      str(tmp_path),
-    ],
-    capture_output=True,
-    text=True,
-    timeout=300,
-    env=env,
-    check=False,
+  helpers.run_script(
+    ROOT / 'benchmarks' / 'run.py', '--quick', '--out', str(tmp_path)
   )
-  assert out.returncode == 0, out.stderr[-3000:]
   table = (tmp_path / 'quick.md').read_text()
   assert '| aggregate_by_gsnr | 8 |' in table
   assert '| upgrad | 8 |' in table and '| mgda | 8 |' in table

@@ -3,9 +3,7 @@ every method of a workload runs, values are finite, results are written in
 the documented layout; plus the protocol's choices on a fake workload."""
 
 import json
-import os
 import pathlib
-import subprocess
 import sys
 
 import jax
@@ -13,23 +11,14 @@ import jax.numpy as jnp
 import optax
 import pytest
 
+from tests import helpers
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKLOADS = ROOT / 'benchmarks' / 'workloads'
 
 
 def _run(*args, timeout=300):
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
-  env.pop('XLA_FLAGS', None)
-  out = subprocess.run(
-    [sys.executable, str(WORKLOADS / 'run.py'), *args],
-    capture_output=True,
-    text=True,
-    timeout=timeout,
-    env=env,
-    check=False,
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
-  return out.stdout
+  return helpers.run_script(WORKLOADS / 'run.py', *args, timeout=timeout)
 
 
 def test_lm_smoke_runs_every_method():
