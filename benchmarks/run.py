@@ -48,6 +48,7 @@ Writes JSON and a Markdown table under ``benchmarks/results/``::
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import pathlib
@@ -65,6 +66,7 @@ from optax_ext import adaptive
 from optax_ext import alignment
 from optax_ext import lookahead
 from optax_ext import momentum
+from optax_ext import privacy
 from optax_ext import pruning
 from optax_ext import robust
 from optax_ext import variance
@@ -127,20 +129,41 @@ AGGREGATORS = {
   'aggregate_by_sum': (optax_ext.aggregate_by_sum, 0, 0),
   'aggregate_by_gsnr': (variance.aggregate_by_gsnr, 0, 1),
   'coordinate_median': (robust.aggregate_by_coordinate_median, 0, 0),
-  'trimmed_mean(b=1)': (lambda: robust.aggregate_by_trimmed_mean(1), 0, 0),
-  'krum(f=0)': (lambda: robust.aggregate_by_krum(0), 0, 0),
+  'trimmed_mean(b=1)': (
+    functools.partial(robust.aggregate_by_trimmed_mean, 1),
+    0,
+    0,
+  ),
+  'krum(f=0)': (functools.partial(robust.aggregate_by_krum, 0), 0, 0),
   'geometric_median(1 iteration)': (
-    lambda: robust.aggregate_by_geometric_median(maxiter=1),
+    functools.partial(robust.aggregate_by_geometric_median, maxiter=1),
     0,
     0,
   ),
   'geometric_median(10 iterations)': (
-    lambda: robust.aggregate_by_geometric_median(maxiter=10, ftol=0.0),
+    functools.partial(
+      robust.aggregate_by_geometric_median, maxiter=10, ftol=0.0
+    ),
+    0,
+    0,
+  ),
+  'nearest_neighbours(f=1)': (
+    functools.partial(robust.aggregate_by_nearest_neighbours, 1),
+    0,
+    0,
+  ),
+  'clip_each_by_global_norm(1.0)': (
+    functools.partial(robust.clip_each_by_global_norm, 1.0),
+    0,
+    0,
+  ),
+  'private_mean(clip 1.0, noise 1.0)': (
+    functools.partial(privacy.aggregate_by_private_mean, 1.0, 1.0),
     0,
     0,
   ),
   'aggregate_by_gsnr(ema)': (
-    lambda: variance.aggregate_by_gsnr(ema_decay=0.9),
+    functools.partial(variance.aggregate_by_gsnr, ema_decay=0.9),
     1,
     1,
   ),
@@ -235,73 +258,103 @@ def weiszfeld_iteration_seconds(rows) -> dict[int, float]:
 # peer as (class name, kwargs) or None). Full optimisers (learning rate and
 # weight decay included), as they run in a training step.
 TRANSFORMS = {
-  'optax.sgd(momentum)': (lambda: optax.sgd(1e-3, momentum=0.9), None),
-  'optax.adamw': (lambda: optax.adamw(1e-3), None),
+  'optax.sgd(momentum)': (
+    functools.partial(optax.sgd, 1e-3, momentum=0.9),
+    None,
+  ),
+  'optax.adamw': (functools.partial(optax.adamw, 1e-3), None),
   'momentum_mixture(2 EMAs)': (
-    lambda: momentum.momentum_mixture(1e-3, (0.9, 0.99), (0.5, 0.5)),
+    functools.partial(momentum.momentum_mixture, 1e-3, (0.9, 0.99), (0.5, 0.5)),
     None,
   ),
   'qhm': (
-    lambda: momentum.qhm(1e-3),
+    functools.partial(momentum.qhm, 1e-3),
     ('QHM', {'lr': 1e-3, 'nu': 0.7, 'momentum': 0.999}),
   ),
-  'qhadam': (lambda: momentum.qhadam(1e-3), ('QHAdam', {'lr': 1e-3})),
-  'aggmo': (lambda: momentum.aggmo(1e-3), ('AggMo', {'lr': 1e-3})),
+  'qhadam': (
+    functools.partial(momentum.qhadam, 1e-3),
+    ('QHAdam', {'lr': 1e-3}),
+  ),
+  'aggmo': (functools.partial(momentum.aggmo, 1e-3), ('AggMo', {'lr': 1e-3})),
   'ademamix_with_warmup': (
-    lambda: momentum.ademamix_with_warmup(
-      1e-3, alpha_warmup_steps=1000, beta3_warmup_steps=1000
+    functools.partial(
+      momentum.ademamix_with_warmup,
+      1e-3,
+      alpha_warmup_steps=1000,
+      beta3_warmup_steps=1000,
     ),
     ('AdEMAMix', {'lr': 1e-3}),
   ),
-  'optax.contrib.ademamix': (lambda: optax.contrib.ademamix(1e-3), None),
-  'grams': (lambda: momentum.grams(1e-3), ('Grams', {'lr': 1e-3})),
-  'mars': (lambda: momentum.mars(1e-3), ('MARS', {'lr': 1e-3})),
-  'igt_sgd': (lambda: momentum.igt_sgd(1e-3), None),
-  'diffgrad': (lambda: adaptive.diffgrad(1e-3), ('DiffGrad', {'lr': 1e-3})),
+  'optax.contrib.ademamix': (
+    functools.partial(optax.contrib.ademamix, 1e-3),
+    None,
+  ),
+  'grams': (functools.partial(momentum.grams, 1e-3), ('Grams', {'lr': 1e-3})),
+  'mars': (functools.partial(momentum.mars, 1e-3), ('MARS', {'lr': 1e-3})),
+  'igt_sgd': (functools.partial(momentum.igt_sgd, 1e-3), None),
+  'diffgrad': (
+    functools.partial(adaptive.diffgrad, 1e-3),
+    ('DiffGrad', {'lr': 1e-3}),
+  ),
   'adamp': (
-    lambda: adaptive.adamp(1e-3, weight_decay=1e-2),
+    functools.partial(adaptive.adamp, 1e-3, weight_decay=1e-2),
     ('AdamP', {'lr': 1e-3, 'weight_decay': 1e-2}),
   ),
   'sgdp': (
-    lambda: adaptive.sgdp(0.1, momentum=0.9, weight_decay=1e-5),
+    functools.partial(adaptive.sgdp, 0.1, momentum=0.9, weight_decay=1e-5),
     ('SGDP', {'lr': 0.1, 'momentum': 0.9, 'weight_decay': 1e-5}),
   ),
-  'sgd_sai': (lambda: adaptive.sgd_sai(1e-2), ('SGDSaI', {'lr': 1e-2})),
-  'gravity': (lambda: adaptive.gravity(1e-2), ('Gravity', {'lr': 1e-2})),
-  'pnm': (lambda: momentum.pnm(1e-3), ('PNM', {'lr': 1e-3})),
-  'adapnm': (lambda: momentum.adapnm(1e-3), ('AdaPNM', {'lr': 1e-3})),
+  'sgd_sai': (
+    functools.partial(adaptive.sgd_sai, 1e-2),
+    ('SGDSaI', {'lr': 1e-2}),
+  ),
+  'gravity': (
+    functools.partial(adaptive.gravity, 1e-2),
+    ('Gravity', {'lr': 1e-2}),
+  ),
+  'pnm': (functools.partial(momentum.pnm, 1e-3), ('PNM', {'lr': 1e-3})),
+  'adapnm': (
+    functools.partial(momentum.adapnm, 1e-3),
+    ('AdaPNM', {'lr': 1e-3}),
+  ),
   'ranger21': (
-    lambda: momentum.ranger21(1e-3, num_iterations=10_000),
+    functools.partial(momentum.ranger21, 1e-3, num_iterations=10_000),
     ('Ranger21', {'lr': 1e-3, 'num_iterations': 10_000}),
   ),
-  'xgrad_sgd': (lambda: momentum.xgrad_sgd(1e-3), None),
-  'xgrad_adam': (lambda: momentum.xgrad_adam(1e-3), None),
-  'xgrad_adamw': (lambda: momentum.xgrad_adamw(1e-3), None),
-  'igt_adam': (lambda: momentum.igt_adam(1e-3), None),
+  'xgrad_sgd': (functools.partial(momentum.xgrad_sgd, 1e-3), None),
+  'xgrad_adam': (functools.partial(momentum.xgrad_adam, 1e-3), None),
+  'xgrad_adamw': (functools.partial(momentum.xgrad_adamw, 1e-3), None),
+  'igt_adam': (functools.partial(momentum.igt_adam, 1e-3), None),
   'optax.chain(clip_by_global_norm, adamw)': (
-    lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3)),
+    functools.partial(
+      optax.chain, optax.clip_by_global_norm(1.0), optax.adamw(1e-3)
+    ),
     None,
   ),
   'clip_by_norm_percentile + sgd(momentum)': (
-    lambda: optax.chain(
-      robust.clip_by_norm_percentile(), optax.sgd(1e-3, momentum=0.9)
+    functools.partial(
+      optax.chain,
+      robust.clip_by_norm_percentile(),
+      optax.sgd(1e-3, momentum=0.9),
     ),
     None,
   ),
   'median_tracking': (
-    lambda: robust.median_tracking(1e-3, threshold=1.0),
+    functools.partial(robust.median_tracking, 1e-3, threshold=1.0),
     None,
   ),
   'lookahead(sgd momentum)': (
-    lambda: lookahead.lookahead(optax.sgd(1e-3, momentum=0.9)),
+    functools.partial(lookahead.lookahead, optax.sgd(1e-3, momentum=0.9)),
     None,
   ),
   'multilayer_lookahead(2 layers)': (
-    lambda: lookahead.multilayer_lookahead(optax.sgd(1e-3, momentum=0.9)),
+    functools.partial(
+      lookahead.multilayer_lookahead, optax.sgd(1e-3, momentum=0.9)
+    ),
     None,
   ),
   'dpf(sgd momentum, 90%)': (
-    lambda: pruning.dpf(optax.sgd(1e-3, momentum=0.9), 0.9),
+    functools.partial(pruning.dpf, optax.sgd(1e-3, momentum=0.9), 0.9),
     None,
   ),
 }
@@ -420,7 +473,7 @@ MULTITASK = {
   'mgda': (alignment.aggregate_by_mgda, ('MGDA', {})),
   'dualproj': (alignment.aggregate_by_dualproj, ('DualProj', {})),
   'pcgrad': (
-    lambda: alignment.aggregate_by_pcgrad(key=0),
+    functools.partial(alignment.aggregate_by_pcgrad, key=0),
     ('PCGrad', {}),
   ),
   'cagrad': (alignment.aggregate_by_cagrad, ('CAGrad', {'c': 0.5})),
@@ -429,6 +482,35 @@ MULTITASK = {
   'config': (alignment.aggregate_by_config, ('ConFIG', {})),
   'nash_mtl': (alignment.aggregate_by_nash_mtl, ('NashMTL', {'n_tasks': 8})),
 }
+
+
+# The population train step (``--only train_step``): K = 8 members through
+# each aggregator, then AdamW.
+TRAIN_STEP_AGGREGATORS = {
+  'mean': optax_ext.aggregate_by_mean,
+  'gsnr': variance.aggregate_by_gsnr,
+  'coordinate_median': robust.aggregate_by_coordinate_median,
+  'trimmed_mean(b=1)': functools.partial(robust.aggregate_by_trimmed_mean, 1),
+  'krum(f=1)': functools.partial(robust.aggregate_by_krum, 1),
+  'geometric_median': robust.aggregate_by_geometric_median,
+  'centered_clipping(1.0)': functools.partial(
+    robust.aggregate_by_centered_clipping, 1.0
+  ),
+  **{name: factory for name, (factory, _) in MULTITASK.items()},
+}
+
+
+def benchmarked_factories() -> set:
+  """The functions the tables above time, unwrapped from ``partial``.
+
+  ``tests/project/test_public_api.py`` holds every public optimiser, robust
+  and multi-task aggregator of the test registry to a row here.
+  """
+  rows = [f for f, *_ in AGGREGATORS.values()]
+  rows += [f for f, _ in TRANSFORMS.values()]
+  rows += [f for f, _ in MULTITASK.values()]
+  rows += list(TRAIN_STEP_AGGREGATORS.values())
+  return {f.func if isinstance(f, functools.partial) else f for f in rows}
 
 
 def _torchjd_time(cls_name, kwargs, jac, repeats):
@@ -981,18 +1063,7 @@ def train_step_rows(quick, malloc='default'):
   import train_step  # noqa: PLC0415
 
   bw = bandwidths(1_000_000 if quick else 50_000_000, 5)
-  aggregators = {
-    'mean': optax_ext.aggregate_by_mean,
-    'gsnr': variance.aggregate_by_gsnr,
-    'coordinate_median': robust.aggregate_by_coordinate_median,
-    'trimmed_mean(b=1)': lambda: robust.aggregate_by_trimmed_mean(1),
-    'krum(f=1)': lambda: robust.aggregate_by_krum(1),
-    'geometric_median': robust.aggregate_by_geometric_median,
-    'centered_clipping(1.0)': lambda: robust.aggregate_by_centered_clipping(
-      1.0
-    ),
-    **{name: factory for name, (factory, _) in MULTITASK.items()},
-  }
+  aggregators = TRAIN_STEP_AGGREGATORS
   transforms = TRANSFORMS
   if quick:
     transforms = {n: TRANSFORMS[n] for n in ('optax.adamw', 'mars')}

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 import optax_ext
-from optax_ext import alignment
+from tests import registry
 
 
 def run_script(path, *args, timeout=300):
@@ -161,23 +161,20 @@ class Mlp(nnx.Module):
     return self.l2(jax.nn.tanh(self.l1(x)))
 
 
-# The multi-task aggregators by short name, as the multi-task tests use them.
+# The multi-task aggregators by short name (``upgrad`` for
+# ``aggregate_by_upgrad``), selected from the registry's ``multitask``
+# property, with the two test-only settings the property tests need: PCGrad
+# in its fixed task order and Nash-MTL without its update-norm cap.
+_MULTITASK_TEST_KWARGS = {
+  'pcgrad': {'key': None},
+  'nash_mtl': {'max_norm': 0.0},
+}
 MULTITASK_AGGREGATORS = {
-  'upgrad': alignment.aggregate_by_upgrad,
-  'dualproj': alignment.aggregate_by_dualproj,
-  'mgda': alignment.aggregate_by_mgda,
-  'pcgrad': functools.partial(alignment.aggregate_by_pcgrad, key=None),
-  'cagrad': alignment.aggregate_by_cagrad,
-  'aligned_mtl': alignment.aggregate_by_aligned_mtl,
-  'imtl_g': alignment.aggregate_by_imtl_g,
-  'config': alignment.aggregate_by_config,
-  'nash_mtl': functools.partial(alignment.aggregate_by_nash_mtl, max_norm=0.0),
-  'mean': functools.partial(
-    alignment.aggregate_by_weighting, alignment.mean_weighting
-  ),
-  'sum': functools.partial(
-    alignment.aggregate_by_weighting, alignment.sum_weighting
-  ),
+  short: functools.partial(
+    entry.factory, **entry.kwargs, **_MULTITASK_TEST_KWARGS.get(short, {})
+  )
+  for name, entry in registry.with_property(lambda p: p.multitask).items()
+  for short in [name.removeprefix('aggregate_by_')]
 }
 
 

@@ -709,7 +709,7 @@ _P = optax_ext.pruning
 REGISTRY += (
   Entry(
     # The battery differentiates at the dense params, so DPF acts as its
-    # inner optimiser there; its own behaviour is in tests/test_dpf.py.
+    # inner optimiser there; its own behaviour is in tests/pruning/test_dpf.py.
     name='dpf',
     factory=_P.dpf,
     kwargs={

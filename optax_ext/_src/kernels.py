@@ -32,7 +32,7 @@ or :func:`use` (a context manager, for tests and benchmarks):
 
 The choice is made when a function is traced: a function jitted under one
 mode keeps its compiled code (jit caches do not see this setting).
-Both paths are tested equal on CPU (``tests/test_kernels.py``).
+Both paths are tested equal on CPU (``tests/population/test_kernels.py``).
 """
 
 import contextlib

@@ -185,7 +185,7 @@ def test_robust_faults_same_in_every_layout(entry):
 
 def _collective_bytes(hlo_text):
   spec = importlib.util.spec_from_file_location(
-    'scale', pathlib.Path(__file__).parents[1] / 'benchmarks' / 'scale.py'
+    'scale', pathlib.Path(__file__).parents[2] / 'benchmarks' / 'scale.py'
   )
   scale = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(scale)

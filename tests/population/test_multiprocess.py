@@ -1,10 +1,10 @@
 """Two processes on localhost (``jax.distributed``, CPU collectives, 4
 devices each) train exactly as one process with 8 devices.
 
-The worker (``tests/multiprocess_worker.py``) runs a coordinate-median
-aggregator and GradAlign under ``jax.shard_map`` over the 8 global devices.
-The processes have a time-out and are killed on failure; a failure prints
-both processes' output.
+The worker (``tests/population/multiprocess_worker.py``) runs a
+coordinate-median aggregator and GradAlign under ``jax.shard_map`` over the 8
+global devices. The processes have a time-out and are killed on failure; a
+failure prints both processes' output.
 """
 
 import json
@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from tests import multiprocess_worker
+from tests.population import multiprocess_worker
 
 WORKER = pathlib.Path(multiprocess_worker.__file__)
 TIMEOUT_S = 180
@@ -34,7 +34,7 @@ def test_two_processes_match_one_process(tmp_path):
   env = {
     **os.environ,
     'JAX_PLATFORMS': 'cpu',
-    'PYTHONPATH': str(WORKER.parent.parent),
+    'PYTHONPATH': str(WORKER.parents[2]),
   }
   env.pop('XLA_FLAGS', None)
   procs = [

@@ -15,7 +15,7 @@ import pathlib
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 D = 1 << 16
 MODES = ('shard_map', 'jit')
 

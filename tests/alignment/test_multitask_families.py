@@ -1,11 +1,11 @@
 """Multi-task aggregators over named input families, float32 and float64.
 
-The families (``tests/matrices.py``) follow TorchJD's test inputs: random
-Jacobians of every rank, strongly and strictly weakly stationary ones (a
-non-negative combination of the tasks cancels) and non-weakly-stationary
-ones, at scales from 1e-10 to 1e10. Each rule is checked for the
-properties its docstring claims (one assert per property), plus regression
-tests for the defects found by running TorchJD's own suite against ours.
+The families (``tests/alignment/matrices.py``) follow TorchJD's test inputs:
+random Jacobians of every rank, strongly and strictly weakly stationary ones (a
+non-negative combination of the tasks cancels) and non-weakly-stationary ones,
+at scales from 1e-10 to 1e10. Each rule is checked for the properties its
+docstring claims (one assert per property), plus regression tests for the
+defects found by running TorchJD's own suite against ours.
 """
 
 import functools
@@ -19,7 +19,7 @@ import scipy.optimize
 from optax_ext import alignment
 from optax_ext._src import linalg
 from optax_ext.alignment import _cagrad
-from tests import matrices
+from tests.alignment import matrices
 
 # name -> (factory kwargs-bound, non-conflicting, linear under scaling,
 #          permutation-invariant, degree of positive homogeneity)

@@ -12,7 +12,7 @@ sphinx_inventory = pytest.importorskip('sphinx.util.inventory')
 
 from tests import helpers  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope='module')

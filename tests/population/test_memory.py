@@ -12,7 +12,7 @@ more than once (the contrast the lean path removes), with the same update.
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'bench'
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / 'bench'
                        'marks'))  # fmt: skip
 import memory  # noqa: E402
 

@@ -8,6 +8,8 @@ rule.
 """
 
 import ast
+import functools
+import importlib.util
 import inspect
 import pathlib
 
@@ -18,9 +20,9 @@ import optax_ext
 from tests import helpers
 from tests import registry
 
-README = (pathlib.Path(__file__).resolve().parents[1] / 'README.md').read_text()
+README = (pathlib.Path(__file__).resolve().parents[2] / 'README.md').read_text()
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize('mod', helpers.MODULES, ids=lambda m: m.__name__)
@@ -78,11 +80,30 @@ def test_registry_has_only_public_factories():
   assert set(registry.BY_NAME) <= set(helpers.FACTORIES)
 
 
+@functools.cache
+def _benchmarked():
+  """The factories ``benchmarks/run.py`` times (its rows' functions)."""
+  path = ROOT / 'benchmarks' / 'run.py'
+  spec = importlib.util.spec_from_file_location('benchmarks_run', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.benchmarked_factories()
+
+
+def _needs_benchmark(entry):
+  """Optimisers and robust or multi-task aggregators are benchmarked."""
+  props = entry.properties
+  return (entry.kind == 'param' and entry.alias) or (
+    props is not None and (props.robust or props.multitask is not None)
+  )
+
+
 @pytest.mark.parametrize('name', sorted(helpers.FACTORIES))
 def test_checklist(name):
   """A new factory is told what it still lacks: the registry entry, its
-  properties (for population rules), its citation, the README row; the
-  docs page is checked by test_docs (built with -W)."""
+  properties (for population rules), its citation, the README row, a
+  benchmark row (optimisers, robust and multi-task rules); the docs page
+  is checked by test_docs (built with -W)."""
   missing = []
   entry = registry.BY_NAME.get(name)
   if entry is None:
@@ -95,6 +116,9 @@ def test_checklist(name):
     missing.append('a citation in optax_ext/_src/citations.py')
   if f'`{name}`' not in README and f'.{name}`' not in README:
     missing.append('a row in the README methods table')
+  benchmarked = _benchmarked()
+  if entry and _needs_benchmark(entry) and entry.factory not in benchmarked:
+    missing.append('a row in a table of benchmarks/run.py')
   assert not missing, f'{name} needs: ' + '; '.join(missing)
 
 

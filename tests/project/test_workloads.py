@@ -13,7 +13,7 @@ import pytest
 
 from tests import helpers
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKLOADS = ROOT / 'benchmarks' / 'workloads'
 
 

@@ -13,7 +13,7 @@ import nbclient
 import pytest
 
 NOTEBOOKS = sorted(
-  (pathlib.Path(__file__).resolve().parents[1] / 'notebooks').glob('*.py')
+  (pathlib.Path(__file__).resolve().parents[2] / 'notebooks').glob('*.py')
 )
 
 

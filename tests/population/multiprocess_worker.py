@@ -1,12 +1,11 @@
 """One process of the two-process ``jax.distributed`` test.
 
-``python tests/multiprocess_worker.py --process-id I --num-processes 2
---port P --out FILE`` joins a CPU cluster of 2 processes with 4 devices
-each and runs :func:`run`, the same SPMD program ``test_multiprocess.py``
-runs in one process on 8 devices: 8 data-parallel workers (worker 7 sends
-corrupted gradients) train a linear model with the coordinate median, with
-Krum and, separately, with GradAlign. Process 0 writes the final parameters
-as JSON.
+``python tests/population/multiprocess_worker.py --process-id I --num-processes
+2 --port P --out FILE`` joins a CPU cluster of 2 processes with 4 devices each
+and runs :func:`run`, the same SPMD program ``test_multiprocess.py`` runs in one
+process on 8 devices: 8 data-parallel workers (worker 7 sends corrupted
+gradients) train a linear model with the coordinate median, with Krum and,
+separately, with GradAlign. Process 0 writes the final parameters as JSON.
 """
 
 import argparse

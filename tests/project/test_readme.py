@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 README = (ROOT / 'README.md').read_text()
 BLOCKS = re.findall(r'```python\n(.*?)```', README, flags=re.S)
 # The family notes moved from the README to the docs keep their examples

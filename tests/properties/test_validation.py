@@ -221,8 +221,8 @@ def test_stated_ranges_match_the_reviewed_table():
   A validator whose range changes (say a decay that starts accepting 1.0)
   would still pass the derived tests, so the stated ranges are compared
   with the reviewed table ``validation_ranges.txt``. After a deliberate
-  change, regenerate it with ``python -m tests.test_validation`` and review
-  the diff.
+  change, regenerate it with
+  ``python -m tests.properties.test_validation`` and review the diff.
   """
   assert _stated_ranges() == _RANGES_FILE.read_text()
 

@@ -5,7 +5,8 @@ installs both). pytorch_optimizer's AdamP/SGDP/PNM/AdaPNM follow the
 authors' code; its Gravity is the reference's port (its initial velocity is
 replaced by ours, drawn from another RNG). Not compared: DiffGrad (it applies
 the friction only with ``rectify=True``) and SGDSaI (no max normalisation);
-see the docstrings and ``tests/test_adaptive.py`` for the reference checks.
+see the docstrings and ``tests/adaptive/test_adaptive.py`` for the reference
+checks.
 """
 
 import numpy as np
