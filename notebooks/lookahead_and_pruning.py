@@ -93,8 +93,9 @@ tx = pruning.dpf(
 )
 s = tx.init(params)
 loss = lambda p: jnp.mean((x @ p['w'] - y) ** 2)  # noqa: E731
+step = jax.jit(lambda p, s: tx.update(jax.grad(loss)(p), s, p))
 for _ in range(60 if SMOKE else 400):
-  u, s = tx.update(jax.grad(loss)(params), s, params)
+  u, s = step(params, s)
   params = optax.apply_updates(params, u)
 pruned = pruning.dpf_pruned_params(params, s)
 print('sparsity', float(pruning.dpf_sparsity(s)))

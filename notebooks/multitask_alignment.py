@@ -44,6 +44,7 @@ if 'google.colab' in sys.modules:
 SMOKE = os.environ.get('OPTAX_EXT_SMOKE') == '1'
 
 # %%
+import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import optax
@@ -82,9 +83,10 @@ rules = {
 }
 for name, agg in rules.items():
   tx = optax.chain(agg, optax.sgd(0.05))
+  step = jax.jit(lambda p, s, tx=tx: tx.update(jacobian(p), s, p))
   p, s, path = p0, tx.init(p0), [p0]
   for _ in range(steps):
-    u, s = tx.update(jacobian(p), s, p)
+    u, s = step(p, s)
     p = optax.apply_updates(p, u)
     path.append(p)
   path = jnp.stack(path)

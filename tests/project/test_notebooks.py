@@ -1,9 +1,11 @@
 """The notebooks: jupytext pairs in sync, and each one runs (smoke mode).
 
 ``notebooks/*.py`` (percent format) are the reviewed sources; the
-``.ipynb`` next to each is generated with ``jupytext --to ipynb`` and must
-hold the same cells. Every notebook is executed in a fresh Python 3 kernel
-with ``OPTAX_EXT_SMOKE=1`` (small sizes) on CPU.
+``.ipynb`` next to each is generated, executed at full size with its
+outputs stored, by ``python notebooks/build.py`` (the docs gallery shows
+those outputs); it must hold the same cells. Every notebook is executed
+again in a fresh Python 3 kernel with ``OPTAX_EXT_SMOKE=1`` (small sizes) on
+CPU.
 """
 
 import pathlib
@@ -13,7 +15,11 @@ import nbclient
 import pytest
 
 NOTEBOOKS = sorted(
-  (pathlib.Path(__file__).resolve().parents[2] / 'notebooks').glob('*.py')
+  p
+  for p in (pathlib.Path(__file__).resolve().parents[2] / 'notebooks').glob(
+    '*.py'
+  )
+  if p.name != 'build.py'
 )
 
 
@@ -37,10 +43,24 @@ def test_there_is_a_notebook_per_family():
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.stem)
 def test_ipynb_is_in_sync_with_its_source(path):
   paired = path.with_suffix('.ipynb')
-  assert paired.exists(), f'run: jupytext --to ipynb {path}'
+  assert paired.exists(), f'run: python notebooks/build.py {path.stem}'
   assert _sources(jupytext.read(paired)) == _sources(jupytext.read(path)), (
-    f'{paired.name} is stale: run jupytext --to ipynb {path}'
+    f'{paired.name} is stale: run python notebooks/build.py {path.stem}'
   )
+
+
+@pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.stem)
+def test_ipynb_stores_its_outputs(path):
+  """Every code cell was executed, and the plots are stored for the docs."""
+  nb = jupytext.read(path.with_suffix('.ipynb'))
+  code = [c for c in nb.cells if c.cell_type == 'code']
+  assert all(c.get('execution_count') for c in code), (
+    f'run python notebooks/build.py {path.stem}'
+  )
+  outputs = [o for c in code for o in c.get('outputs', [])]
+  assert not [o for o in outputs if o.get('output_type') == 'error']
+  if 'plt.show()' in path.read_text():
+    assert any('image/png' in o.get('data', {}) for o in outputs)
 
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda p: p.stem)
