@@ -4,7 +4,8 @@ API pages are generated from the docstrings (Google style, reST maths) when
 the build starts: one page per family, its functions first (in ``__all__``
 order), then its states and types. Guides are Markdown (MyST); the notebooks
 are copied in as an examples gallery (myst-nb, with the outputs stored by
-``notebooks/build.py``; not executed here). Maths is rendered by a MathJax shipped with the build (no network).
+``notebooks/build.py``; not executed here). Maths is rendered by a MathJax
+shipped with the build (no network).
 ``tests/project/test_docs.py`` builds the site with warnings as errors and
 checks every public symbol is documented.
 """
