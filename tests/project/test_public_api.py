@@ -190,6 +190,40 @@ def test_error_messages_name_the_public_function():
   assert not wrong
 
 
+_COLLECTIVES = {
+  'psum',
+  'pmean',
+  'pmax',
+  'pmin',
+  'psum_scatter',
+  'all_gather',
+  'all_to_all',
+  'ppermute',
+  'pshuffle',
+  'axis_index',
+}
+
+
+def test_families_reach_collectives_only_through_population():
+  # DESIGN.md: a family never calls a collective over the population
+  # itself; ``optax_ext/_src/population.py`` (and its lean/kernel helpers)
+  # own them, so the named, sharded and lean layouts stay one code path.
+  calls = []
+  for path in sorted((ROOT / 'optax_ext').rglob('*.py')):
+    if path.parent.name == '_src':
+      continue
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Attribute) and node.attr in _COLLECTIVES:
+        calls.append(f'{path.relative_to(ROOT)}:{node.lineno} {node.attr}')
+      if isinstance(node, ast.ImportFrom) and node.module in ('jax.lax',):
+        calls += [
+          f'{path.relative_to(ROOT)}:{node.lineno} import {a.name}'
+          for a in node.names
+          if a.name in _COLLECTIVES
+        ]
+  assert not calls, calls
+
+
 # Docstrings assembled at import time: allowed only for a shared maths
 # fragment (the VRGD aliases share scale_by_gsnr's description).
 DOCSTRINGS_FILLED_AT_IMPORT = {'optax_ext/variance/_vrgd.py'}
