@@ -1,5 +1,6 @@
 """Shared test helpers: the public API's discovery, the battery's problems
-and steps. Tests import these instead of each other's privates."""
+and steps, the member faults, and one assert function per property of an
+aggregator. Tests import these instead of each other's privates."""
 
 import functools
 import importlib
@@ -14,6 +15,7 @@ from flax import nnx
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import optax_ext
@@ -189,3 +191,87 @@ def _jitted_tasks(name, kwargs_items):
 def aggregate_tasks(name, jac, **kwargs):
   """The aggregator's output on ``jac`` (jitted once per rule and shape)."""
   return _jitted_tasks(name, tuple(sorted(kwargs.items())))(jac)
+
+
+# --- One assert per property ------------------------------------------------
+# ``aggregate`` maps a stacked population (an array or a pytree of
+# ``[K, ...]`` leaves) to its param-shaped update; the tolerances are the
+# caller's (``rtol``/``atol`` as ``np.testing.assert_allclose``), and
+# ``context`` is added to the failure message.
+
+
+def _assert_trees_close(actual, desired, what, context, **tol):
+  message = f'{what} {context}'.strip()
+  jax.tree.map(
+    lambda a, d: np.testing.assert_allclose(a, d, err_msg=message, **tol),
+    actual,
+    desired,
+  )
+
+
+def assert_permutation_invariant(
+  aggregate, population, perm, context='', **tol
+):
+  """``A(x[perm]) = A(x)``: the members' order does not matter."""
+  _assert_trees_close(
+    aggregate(jax.tree.map(lambda x: x[perm], population)),
+    aggregate(population),
+    'permutation invariance',
+    context,
+    **tol,
+  )
+
+
+def assert_homogeneous(aggregate, population, c, degree=1, context='', **tol):
+  """``A(c x) = c^degree A(x)`` for the positive scale ``c``."""
+  _assert_trees_close(
+    aggregate(jax.tree.map(lambda x: c * x, population)),
+    jax.tree.map(lambda u: c**degree * u, aggregate(population)),
+    f'homogeneity of degree {degree}',
+    context,
+    **tol,
+  )
+
+
+def assert_translation_equivariant(
+  aggregate, population, shift, context='', **tol
+):
+  """``A(x + s) = A(x) + s`` for a param-shaped shift ``s``."""
+  _assert_trees_close(
+    aggregate(jax.tree.map(lambda x, s: x + s, population, shift)),
+    jax.tree.map(lambda u, s: u + s, aggregate(population), shift),
+    'translation equivariance',
+    context,
+    **tol,
+  )
+
+
+def assert_returns_identical_members(aggregate, member, k, context='', **tol):
+  """``K`` copies of one member aggregate to that member."""
+  same = jax.tree.map(lambda m: jnp.repeat(m[None], k, axis=0), member)
+  _assert_trees_close(
+    aggregate(same), member, 'identical members', context, **tol
+  )
+
+
+def assert_linear_under_scaling(aggregate, jac, c1, c2, context='', **tol):
+  """``A(diag(c1 + c2) J) = A(diag(c1) J) + A(diag(c2) J)`` for task
+  scalings ``c1, c2 > 0`` (TorchJD's "linear under scaling")."""
+
+  def scaled(c):
+    return aggregate(c[:, None] * jac)
+
+  _assert_trees_close(
+    scaled(c1 + c2),
+    scaled(c1) + scaled(c2),
+    'linearity under scaling',
+    context,
+    **tol,
+  )
+
+
+def assert_non_conflicting(jac, update, atol, context=''):
+  """``<g_i, u> >= -atol`` for every task row ``g_i``: the update does not
+  increase any task's loss to first order."""
+  proj = np.asarray(jac, np.float64) @ np.asarray(update, np.float64)
+  assert np.min(proj) >= -atol, f'non-conflict {context}: {proj}, {atol}'

@@ -19,6 +19,7 @@ import scipy.optimize
 from optax_ext import alignment
 from optax_ext._src import linalg
 from optax_ext.alignment import _cagrad
+from tests import helpers
 from tests.alignment import matrices
 
 # name -> (factory kwargs-bound, non-conflicting, linear under scaling,
@@ -109,10 +110,9 @@ def _non_conflicting(jac, out, tol, degree=1):
   this ``J`` (``|J|^degree``; at a stationary point ``u`` is ~0 and ``J u``
   is rounding noise of that size).
   """
-  proj = jac @ out
   norm = np.linalg.norm(jac)
   scale = norm * max(np.linalg.norm(out), norm**degree)
-  assert np.min(proj) >= -tol * scale, proj
+  helpers.assert_non_conflicting(jac, out, tol * scale)
 
 
 @pytest.mark.parametrize('dtype', sorted(DTYPES))
@@ -123,33 +123,26 @@ def test_claimed_properties_over_the_families(name, dtype):
   # f32 rounding in a K x K solve grows with the Gramian's conditioning.
   loose = 20 * TOL[dtype] if dtype == 'float32' else TOL[dtype]
   loose = max(loose, RIDGE_TOL.get(name, 0.0))
+
+  def aggregate(jac):
+    return _aggregate(name, jac, dtype)
+
   for case, jac in FAMILY:
-    out = _aggregate(name, jac, dtype)
-    norm = np.linalg.norm(jac)
+    out = aggregate(jac)
+    tol = {'rtol': loose, 'atol': loose * np.linalg.norm(jac)}
     assert np.all(np.isfinite(out)), (case, out)
     assert out.shape == jac.shape[1:]
     if non_conflicting:
       _non_conflicting(jac, out, loose, degree)
     if permutation:
       perm = rng.permutation(jac.shape[0])
-      np.testing.assert_allclose(
-        _aggregate(name, jac[perm], dtype),
-        out,
-        rtol=loose,
-        atol=loose * norm,
-        err_msg=f'{name} {case}: permutation',
+      helpers.assert_permutation_invariant(
+        aggregate, jac, perm, f'{name} {case}', **tol
       )
     if linear:
       c1, c2 = rng.uniform(0.1, 1, (2, jac.shape[0]))
-      a1 = _aggregate(name, c1[:, None] * jac, dtype)
-      a2 = _aggregate(name, c2[:, None] * jac, dtype)
-      a12 = _aggregate(name, (c1 + c2)[:, None] * jac, dtype)
-      np.testing.assert_allclose(
-        a12,
-        a1 + a2,
-        rtol=loose,
-        atol=loose * norm,
-        err_msg=f'{name} {case}: linear under scaling',
+      helpers.assert_linear_under_scaling(
+        aggregate, jac, c1, c2, f'{name} {case}', **tol
       )
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from optax_ext import population as pop
 from optax_ext import robust as R
+from tests import helpers
 
 SPEC = jnp.array([[0.0], [1.0], [2.5], [3.0], [100.0]])
 
@@ -98,32 +99,33 @@ def _population(k=9, seed=0, spread=0.1):
   )
 
 
+def _stateless(name):
+  tx = AGGREGATORS[name]()
+  return lambda g: _agg(tx, g)[0]
+
+
 @pytest.mark.parametrize('name', sorted(AGGREGATORS))
 def test_permutation_invariance(name):
-  g = _population()
   perm = np.random.default_rng(1).permutation(9)
-  u1, _ = _agg(AGGREGATORS[name](), g)
-  u2, _ = _agg(AGGREGATORS[name](), jax.tree.map(lambda x: x[perm], g))
-  jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-    u1,
-    u2,
+  helpers.assert_permutation_invariant(
+    _stateless(name), _population(), perm, rtol=1e-5, atol=1e-6
   )
 
 
 @pytest.mark.parametrize('name', sorted(AGGREGATORS))
 def test_identical_members_are_returned(name):
-  one = _population(1)
-  g = jax.tree.map(lambda x: jnp.repeat(x, 9, axis=0), one)
   tx = AGGREGATORS[name]()
-  u, state = _agg(tx, g)
-  if name == 'cc':  # centered clipping moves from its previous aggregate
-    for _ in range(20):
-      u, state = _agg(tx, g, state)
-  jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(a, b[0], rtol=1e-5, atol=1e-6),
-    u,
-    one,
+
+  def aggregate(g):
+    u, state = _agg(tx, g)
+    if name == 'cc':  # centered clipping moves from its previous aggregate
+      for _ in range(20):
+        u, state = _agg(tx, g, state)
+    return u
+
+  one = jax.tree.map(lambda x: x[0], _population(1))
+  helpers.assert_returns_identical_members(
+    aggregate, one, 9, rtol=1e-5, atol=1e-6
   )
 
 
@@ -131,13 +133,8 @@ def test_identical_members_are_returned(name):
   'name', ['median', 'trimmed', 'krum', 'multi_krum', 'nna']
 )
 def test_positive_homogeneity(name):
-  g = _population()
-  u1, _ = _agg(AGGREGATORS[name](), g)
-  u2, _ = _agg(AGGREGATORS[name](), jax.tree.map(lambda x: 3.0 * x, g))
-  jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(3.0 * a, b, rtol=1e-5, atol=1e-5),
-    u1,
-    u2,
+  helpers.assert_homogeneous(
+    _stateless(name), _population(), 3.0, rtol=1e-5, atol=1e-5
   )
 
 
