@@ -17,13 +17,15 @@
 * :func:`dpf`, :class:`DPFState`: the wrapper (dense weights, periodic
   magnitude mask, gradients taken at the pruned point);
 * :func:`dpf_pruned_params`, :func:`dpf_sparsity`: the pruned weights and the
-  realised sparsity;
+  realised sparsity; :func:`dpf_refresh`: the mask refresh outside the
+  train step;
 * :func:`cubic_sparsity_schedule`: the gradual (cubic) sparsity ramp.
 """
 
 from optax_ext.pruning._dpf import cubic_sparsity_schedule
 from optax_ext.pruning._dpf import dpf
 from optax_ext.pruning._dpf import dpf_pruned_params
+from optax_ext.pruning._dpf import dpf_refresh
 from optax_ext.pruning._dpf import dpf_sparsity
 from optax_ext.pruning._dpf import DPFState
 
@@ -32,5 +34,6 @@ __all__ = (
   'cubic_sparsity_schedule',
   'dpf',
   'dpf_pruned_params',
+  'dpf_refresh',
   'dpf_sparsity',
 )

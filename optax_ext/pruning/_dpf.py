@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import kernels
 from optax_ext._src import validation
 
 _SCOPES = ('global', 'layerwise')
@@ -192,6 +193,35 @@ def _kth_largest_by_bisection(leaves, n_keep: jax.Array) -> jax.Array:
   return lax.bitcast_convert_type(lo, jnp.float32)
 
 
+def _keep_by_count(mags, n_keep: jax.Array) -> list[jax.Array]:
+  """:func:`_keep_by_rank` over leaves without sorting (the same masks).
+
+  The ``n_keep``-th largest magnitude by bisection (NaN ranked last, as a
+  key below every magnitude), every larger magnitude kept, and the ties at
+  it kept in flat order (a running count over the leaves) up to
+  ``n_keep``. XLA:CPU sorts 5.8M floats in about 2.3 s; this takes 32
+  counting passes and one running count.
+  """
+  keys = [jnp.where(jnp.isnan(m), -1.0, m) for m in mags]
+
+  def count(tau):
+    return sum(jnp.sum(k >= tau, dtype=jnp.int32) for k in keys)
+
+  tau = _kth_largest_by_bisection(keys, n_keep)
+  tau = jnp.where(count(jnp.float32(jnp.inf)) >= n_keep, jnp.inf, tau)
+  tau = jnp.where(count(jnp.float32(0.0)) < n_keep, -1.0, tau)
+  greater = sum(jnp.sum(k > tau, dtype=jnp.int32) for k in keys)
+  needed = n_keep - greater
+  out, before = [], jnp.int32(0)
+  for k in keys:
+    ties = (k == tau).reshape(-1)
+    rank = before + jnp.cumsum(ties, dtype=jnp.int32)
+    keep = (k.reshape(-1) > tau) | (ties & (rank <= needed))
+    out.append(keep.reshape(k.shape) & (n_keep > 0))
+    before = rank[-1] if rank.size else before
+  return out
+
+
 def _masks(leaves, sparsity, scope, method) -> list[jax.Array]:
   """Keep-masks (bool, leaf-shaped) for the prunable ``leaves``."""
   mags = [jnp.abs(x.astype(jnp.float32)) for x in leaves]
@@ -205,7 +235,9 @@ def _masks(leaves, sparsity, scope, method) -> list[jax.Array]:
   for group in groups:
     size = sum(m.size for m in group)
     k = n_keep(size)
-    if method == 'sort':
+    if method == 'sort' and kernels.cpu_tuned():
+      out.extend(_keep_by_count(group, k))
+    elif method == 'sort':
       flat = jnp.concatenate([m.reshape(-1) for m in group])
       keep = _keep_by_rank(flat, k)
       start = 0
@@ -226,6 +258,7 @@ def dpf(
   scope: str = 'global',
   prunable: Callable[[Any, jax.Array], bool] | Any | None = None,
   threshold_method: str = 'sort',
+  refresh_in_update: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Dynamic pruning with feedback around an optimiser ``inner``.
 
@@ -270,7 +303,15 @@ def dpf(
     not biases or norms; consider excluding the classifier).
 
   Cost: one bool mask per prunable weight plus the inner state; a sort (or
-  31 passes) every ``update_every`` steps.
+  31 passes) every ``update_every`` steps. Inside a jitted train step with
+  donated params, the refresh's ``lax.cond`` makes XLA copy every prunable
+  weight on every step, taken or not (it reads the weights that the step
+  then overwrites in place; on a 2-core CPU the MLP of
+  ``docs/benchmarks.md`` ran 1.44x ``optax.adamw``). With
+  ``refresh_in_update=False`` the update never refreshes the mask and the
+  training loop calls :func:`dpf_refresh` (its own jitted function) after
+  every ``update_every``-th step instead: the same masks, no branch in the
+  step.
 
   Args:
     inner: the optimiser of the dense weights, with its learning rate.
@@ -283,6 +324,9 @@ def dpf(
       also works inside ``optax.inject_hyperparams``, which takes callables
       for schedules); default ``leaf.ndim >= 2``.
     threshold_method: ``'sort'`` or ``'bisect'``.
+    refresh_in_update: refresh the mask inside ``update`` (default); with
+      ``False`` the loop calls :func:`dpf_refresh` after every
+      ``update_every``-th update.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -317,6 +361,10 @@ def dpf(
   validation.check_integer(where, 'update_every', update_every, lower=1)
   validation.check_one_of(where, 'scope', scope, _SCOPES)
   validation.check_one_of(where, 'threshold_method', threshold_method, _METHODS)
+  if not isinstance(refresh_in_update, bool):
+    raise ValueError(
+      f'{where}: `refresh_in_update` must be a bool, got {refresh_in_update!r}.'
+    )
   prunable = _default_prunable if prunable is None else prunable
   inner = optax.with_extra_args_support(inner)
 
@@ -340,24 +388,100 @@ def dpf(
       updates, state.inner_state, params, **extra_args
     )
     count = optax.safe_int32_increment(state.count)
+    if not refresh_in_update:
+      return u, state._replace(count=count, inner_state=inner_state)
+    post_step = jax.tree.map(
+      lambda p, d: p.astype(jnp.float32) + d.astype(jnp.float32), params, u
+    )
     flags = _prunable_flags(where, params, prunable)
-
-    def refresh(old_mask):
-      new = jax.tree.map(
-        lambda p, d: p.astype(jnp.float32) + d.astype(jnp.float32), params, u
-      )
-      leaves, treedef = jax.tree.flatten(new)
-      chosen = [x for x, f in zip(leaves, flags, strict=True) if f]
-      level = alias.scalar_at(sparsity, count)
-      fresh = iter(_masks(chosen, level, scope, threshold_method))
-      old = jax.tree.leaves(old_mask)
-      out = [next(fresh) if f else o for o, f in zip(old, flags, strict=True)]
-      return jax.tree.unflatten(treedef, out)
-
-    mask = lax.cond(count % update_every == 0, refresh, lambda m: m, state.mask)
+    mask = lax.cond(
+      count % update_every == 0,
+      lambda old: refreshed(post_step, old, count, flags),
+      lambda old: old,
+      state.mask,
+    )
     return u, DPFState(count=count, mask=mask, inner_state=inner_state)
 
+  def refreshed(weights, old_mask, count, flags):
+    """The masks of ``weights`` (post-step) at step ``count``."""
+    leaves, treedef = jax.tree.flatten(weights)
+    chosen = [x for x, f in zip(leaves, flags, strict=True) if f]
+    level = alias.scalar_at(sparsity, count)
+    fresh = iter(_masks(chosen, level, scope, threshold_method))
+    old = treedef.flatten_up_to(old_mask)
+    out = [next(fresh) if f else o for o, f in zip(old, flags, strict=True)]
+    return jax.tree.unflatten(treedef, out)
+
+  def refresh_fn(opt_state, params):
+    node = alias.find_state('dpf_refresh', opt_state, DPFState)
+    flags = _prunable_flags('dpf_refresh', params, prunable)
+    mask = refreshed(params, node.mask, node.count, flags)
+    return _replace_state(opt_state, node._replace(mask=mask))
+
+  update_fn.dpf_refresh = refresh_fn
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _replace_state(opt_state, node):
+  return jax.tree.map(
+    lambda s: node if isinstance(s, DPFState) else s,
+    opt_state,
+    is_leaf=lambda s: isinstance(s, DPFState),
+  )
+
+
+def dpf_refresh(
+  tx: optax.GradientTransformation,
+  opt_state: optax.OptState,
+  params: optax.Params,
+) -> optax.OptState:
+  """Refreshes the mask of a :func:`dpf` state from the current weights.
+
+  For ``dpf(..., refresh_in_update=False)``: call it after every
+  ``update_every``-th update (``count % update_every == 0``), with the
+  params after ``apply_updates``; the mask is then the one the update would
+  have computed inside its step (the same weights, sparsity target and
+  step count). Jit it on its own, outside the train step.
+
+  Args:
+    tx: the transformation :func:`dpf` returned (not a wrapper of it).
+    opt_state: an optimiser state holding exactly one :class:`DPFState`
+      (``tx``'s own or a chain's).
+    params: the dense weights after the step.
+
+  Returns:
+    ``opt_state`` with that :class:`DPFState`'s mask refreshed.
+
+  Raises:
+    ValueError: if ``tx`` is not a :func:`dpf` transformation.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> from optax_ext import pruning
+    >>> tx = pruning.dpf(optax.sgd(0.1), 0.5, update_every=1,
+    ...                  refresh_in_update=False)
+    >>> refresh = jax.jit(lambda s, p: pruning.dpf_refresh(tx, s, p))
+    >>> params = {'w': jnp.array([[1.0, -0.1], [0.2, -2.0]])}
+    >>> state = tx.init(params)
+    >>> grads = {'w': jnp.zeros((2, 2))}
+    >>> updates, state = tx.update(grads, state, params)
+    >>> params = optax.apply_updates(params, updates)
+    >>> state = refresh(state, params)  # count 1 % update_every 1 == 0
+    >>> pruning.dpf_pruned_params(params, state)['w']
+    Array([[ 1.,  0.],
+           [ 0., -2.]], dtype=float32)
+
+  References:
+    Lin et al., `Dynamic Model Pruning with Feedback
+    <https://arxiv.org/abs/2006.07253>`_, ICLR 2020.
+  """
+  refresh = getattr(getattr(tx, 'update', None), 'dpf_refresh', None)
+  if refresh is None:
+    raise ValueError(
+      'dpf_refresh: `tx` must be the transformation returned by dpf (not a '
+      f'chain or wrapper of it), got {type(tx).__name__}.'
+    )
+  return refresh(opt_state, params)
 
 
 def dpf_pruned_params(

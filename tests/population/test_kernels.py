@@ -21,10 +21,12 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from optax_ext import adaptive
 from optax_ext import population
+from optax_ext import pruning
 from optax_ext import robust
 from optax_ext._src import kernels
 from optax_ext._src import numerics
@@ -142,3 +144,26 @@ def test_adamp_projection():
   state = tx.init(params)
   tuned, plain = _both(lambda g, p: tx.update(g, state, p)[0], grads, params)
   np.testing.assert_allclose(tuned['w'], plain['w'], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize('scope', ['global', 'layerwise'])
+@pytest.mark.parametrize('sparsity', [0.0, 0.3, 0.9, 0.999])
+def test_dpf_masks_by_count_equal_the_sort(scope, sparsity):
+  # Exact counts with ties kept by position: ties, NaN (ranked last) and
+  # infinite magnitudes included.
+  rng = np.random.default_rng(2)
+  w = np.round(rng.normal(size=(40, 30)), 1).astype(np.float32)
+  v = np.round(rng.normal(size=(30, 7)), 1).astype(np.float32)
+  w[0, :5], v[3, 2], v[4, :3] = np.nan, np.inf, 0.0
+  params = {'w': jnp.asarray(w), 'v': jnp.asarray(v)}
+  tx = pruning.dpf(optax.sgd(0.0), sparsity, update_every=1, scope=scope)
+  state = tx.init(params)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  tuned, plain = _both(
+    lambda g, p: tx.update(g, state, p)[1].mask, zeros, params
+  )
+  for name in params:
+    np.testing.assert_array_equal(tuned[name], plain[name])
+  if sparsity == 0.9:  # exact count, NaN pruned first
+    kept = sum(int(jnp.sum(tuned[n])) for n in params)
+    assert kept == (1410 - round(0.9 * 1410) if scope == 'global' else 120 + 21)

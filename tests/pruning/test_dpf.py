@@ -291,3 +291,73 @@ def test_nnx_recipe_matches_the_plain_optax_loop():
   assert float(pruning.dpf_sparsity(optimizer.opt_state)) == pytest.approx(
     0.6, abs=0.02
   )
+
+
+@pytest.mark.parametrize('scope', ['global', 'layerwise'])
+@pytest.mark.parametrize('method', ['sort', 'bisect'])
+def test_refresh_outside_the_step_gives_the_same_masks(scope, method):
+  # Unjitted, so both compute the post-step weights with the same addition.
+  kwargs = {
+    'sparsity': pruning.cubic_sparsity_schedule(0.8, 12),
+    'update_every': 3,
+    'scope': scope,
+    'threshold_method': method,
+  }
+  inside = pruning.dpf(optax.sgd(0.05, momentum=0.9), **kwargs)
+  outside = pruning.dpf(
+    optax.sgd(0.05, momentum=0.9), **kwargs, refresh_in_update=False
+  )
+  chain = optax.chain(optax.identity(), outside)
+  p1 = p2 = p3 = _params()
+  s1, s2, s3 = inside.init(p1), outside.init(p2), chain.init(p3)
+  for step in range(1, 14):
+    g1 = jax.grad(_loss)(pruning.dpf_pruned_params(p1, s1))
+    u1, s1 = inside.update(g1, s1, p1)
+    p1 = optax.apply_updates(p1, u1)
+    g2 = jax.grad(_loss)(pruning.dpf_pruned_params(p2, s2))
+    u2, s2 = outside.update(g2, s2, p2)
+    p2 = optax.apply_updates(p2, u2)
+    g3 = jax.grad(_loss)(pruning.dpf_pruned_params(p3, s3))
+    u3, s3 = chain.update(g3, s3, p3)
+    p3 = optax.apply_updates(p3, u3)
+    if step % 3 == 0:
+      s2 = pruning.dpf_refresh(outside, s2, p2)
+      s3 = pruning.dpf_refresh(outside, s3, p3)
+    for a, b in ((s1.mask, s2.mask), (s1.mask, s3[1].mask), (p1, p2)):
+      jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert float(pruning.dpf_sparsity(s2)) > 0.5
+
+
+def test_refresh_outside_the_step_needs_the_dpf_transformation():
+  tx = pruning.dpf(optax.sgd(0.1), 0.5, refresh_in_update=False)
+  state = tx.init(_params())
+  with pytest.raises(ValueError, match='dpf_refresh: `tx` must be'):
+    pruning.dpf_refresh(optax.chain(tx), state, _params())
+  with pytest.raises(ValueError, match='`refresh_in_update` must be a bool'):
+    pruning.dpf(optax.sgd(0.1), 0.5, refresh_in_update=1)
+
+
+def test_refresh_outside_the_step_removes_the_branch():
+  # The compiled train step (params and state donated): with the refresh
+  # inside it has the branch (on the benchmark's MLP XLA copies the
+  # prunable weights before it on every step); outside it has none.
+  params = _params()
+
+  def hlo(tx):
+    def step(params, state):
+      grads = jax.grad(_loss)(pruning.dpf_pruned_params(params, state))
+      u, state = tx.update(grads, state, params)
+      return optax.apply_updates(params, u), state
+
+    compiled = (
+      jax.jit(step, donate_argnums=(0, 1))
+      .lower(params, tx.init(params))
+      .compile()
+    )
+    return compiled.as_text()
+
+  inside = hlo(pruning.dpf(optax.sgd(0.1, momentum=0.9), 0.5))
+  outside = hlo(
+    pruning.dpf(optax.sgd(0.1, momentum=0.9), 0.5, refresh_in_update=False)
+  )
+  assert 'conditional(' in inside and 'conditional(' not in outside

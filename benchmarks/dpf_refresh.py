@@ -1,0 +1,151 @@
+"""DPF inside a real train step: the refresh steps, not only the median.
+
+``python benchmarks/dpf_refresh.py`` trains the MLP of ``--only
+train_step`` (784-2048-2048-10, batch 128, params and state donated) with
+SGD-momentum alone and inside ``pruning.dpf`` (90% sparsity, refresh every
+16 steps): the mask refresh in the update (``'sort'`` and ``'bisect'``)
+and outside it (``refresh_in_update=False`` plus a separately jitted
+``dpf_refresh`` every 16 steps), all in one run, round-robin; also the
+``'sort'`` refresh through ``jnp.argsort`` (the plain kernel GPUs and TPUs
+trace; XLA:CPU's sort is the slow part there). A median hides
+the refresh steps, so the table gives the mean step (what a training run
+pays) and the slowest. Writes ``benchmarks/results/dpf_refresh.{json,md}``.
+"""
+
+import datetime
+import json
+import pathlib
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optax_ext import pruning
+from optax_ext._src import kernels
+
+RESULTS = pathlib.Path(__file__).parent / 'results'
+SHAPES = {
+  'w1': (784, 2048),
+  'b1': (2048,),
+  'w2': (2048, 2048),
+  'w3': (2048, 10),
+}
+EVERY, STEPS, WARMUP = 16, 64, 4
+
+
+def _loss(params, x):
+  h = jax.nn.relu(x @ params['w1'] + params['b1'])
+  h = jax.nn.relu(h @ params['w2'])
+  return jnp.mean((h @ params['w3']) ** 2)
+
+
+def main():
+  rng = np.random.default_rng(0)
+  params0 = {
+    k: jnp.asarray(0.02 * rng.normal(size=s), jnp.float32)
+    for k, s in SHAPES.items()
+  }
+  x = jnp.asarray(rng.normal(size=(128, 784)), jnp.float32)
+
+  def inner():
+    return optax.sgd(1e-3, momentum=0.9)
+
+  outside = pruning.dpf(
+    inner(), 0.9, update_every=EVERY, refresh_in_update=False
+  )
+  txs = {
+    'sgd(momentum)': inner(),
+    "dpf, refresh in the update ('sort')": pruning.dpf(
+      inner(), 0.9, update_every=EVERY
+    ),
+    "dpf, refresh in the update ('sort' as argsort, the plain kernel)": (
+      pruning.dpf(inner(), 0.9, update_every=EVERY)
+    ),
+    "dpf, refresh in the update ('bisect')": pruning.dpf(
+      inner(), 0.9, update_every=EVERY, threshold_method='bisect'
+    ),
+    'dpf, refresh_in_update=False + dpf_refresh': outside,
+  }
+  steps, states, params = {}, {}, {}
+  for name, tx in txs.items():
+    pruned = name != 'sgd(momentum)'
+
+    def step(p, s, tx=tx, pruned=pruned):
+      w = pruning.dpf_pruned_params(p, s) if pruned else p
+      u, s = tx.update(jax.grad(_loss)(w, x), s, p)
+      return optax.apply_updates(p, u), s
+
+    params[name] = jax.tree.map(jnp.copy, params0)
+    states[name] = tx.init(params[name])
+    with kernels.use('plain' if 'plain kernel' in name else 'auto'):
+      steps[name] = (
+        jax.jit(step, donate_argnums=(0, 1))
+        .lower(params[name], states[name])
+        .compile()
+      )
+  refresh = (
+    jax.jit(lambda s, p: pruning.dpf_refresh(outside, s, p), donate_argnums=0)
+    .lower(outside.init(params0), params0)
+    .compile()
+  )
+  times = {name: [] for name in txs}
+  for i in range(1, STEPS + 1):
+    for name in txs:
+      start = time.perf_counter()
+      params[name], states[name] = steps[name](params[name], states[name])
+      if name == 'dpf, refresh_in_update=False + dpf_refresh' and (
+        i % EVERY == 0
+      ):
+        states[name] = refresh(states[name], params[name])
+      jax.block_until_ready((params[name], states[name]))
+      times[name].append(time.perf_counter() - start)
+  base = float(np.mean(times['sgd(momentum)'][WARMUP:]))
+  rows = []
+  for name, ts in times.items():
+    t = np.asarray(ts[WARMUP:]) * 1e3
+    rows.append(
+      {
+        'method': name,
+        'mean_ms': float(t.mean()),
+        'median_ms': float(np.median(t)),
+        'max_ms': float(t.max()),
+        'x_sgd_mean': float(t.mean()) / (base * 1e3),
+      }
+    )
+  meta = {
+    'date': datetime.date.today().isoformat(),
+    'command': 'python benchmarks/dpf_refresh.py',
+    'machine': f'{platform.processor() or platform.machine()}, '
+    f'{jax.device_count()} {jax.default_backend()} device(s), '
+    f'jax {jax.__version__}',
+    'steps': STEPS - WARMUP,
+    'update_every': EVERY,
+  }
+  RESULTS.mkdir(exist_ok=True)
+  (RESULTS / 'dpf_refresh.json').write_text(
+    json.dumps({'meta': meta, 'rows': rows}, indent=1) + '\n'
+  )
+  lines = [
+    f'# DPF inside a train step ({meta["date"]}, `{meta["command"]}`)',
+    '',
+    f'{meta["machine"]}; {meta["steps"]} steps after {WARMUP} warm-up, mask '
+    f'refresh every {EVERY} steps (the refresh steps are in the mean).',
+    '',
+    '| method | mean step (ms) | x sgd(momentum), mean | median (ms) | '
+    'slowest (ms) |',
+    '|---|---:|---:|---:|---:|',
+  ]
+  lines += [
+    f'| {r["method"]} | {r["mean_ms"]:.2f} | {r["x_sgd_mean"]:.2f} | '
+    f'{r["median_ms"]:.2f} | {r["max_ms"]:.1f} |'
+    for r in rows
+  ]
+  (RESULTS / 'dpf_refresh.md').write_text('\n'.join(lines) + '\n')
+  print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+  main()
