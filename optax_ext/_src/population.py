@@ -539,6 +539,24 @@ def norms(
   return out[0] if axes.axis is None else out
 
 
+def all_norms(
+  population: Population,
+  axes: PopulationAxes | None = None,
+  *,
+  center: optax.Params | None = None,
+) -> jax.Array:
+  """:func:`norms` of all ``K`` members, ``[K]`` on every index.
+
+  On a named axis the local norms are gathered (``K`` floats per index).
+  """
+  axes = _axes(axes)
+  local = norms(population, axes, center=center)
+  if not axes.is_named:
+    return local
+  member_axis = None if axes.axis is None else 0
+  return gather(local, PopulationAxes(member_axis, axes.axis_name))
+
+
 def _gather_leaf(x: jax.Array, axes: PopulationAxes) -> jax.Array:
   """All ``K`` members of one named-axis leaf, stacked on axis 0."""
   local = x if axes.axis is None else _leading(x, axes.axis)

@@ -43,7 +43,7 @@ class AggregateByPrivateMeanState(NamedTuple):
 def _clipped_sum(population, axes, max_norm):
   """``sum_k g_k min(1, max_norm / ||g_k||)`` without materialising the
   clipped members (one weighted sum; non-finite members weigh 0)."""
-  norms = pop_lib.gather(pop_lib.norms(population, axes), axes)
+  norms = pop_lib.all_norms(population, axes)
   factors, _ = pop_lib.clip_factors(norms, max_norm)
   return pop_lib.combine(population, factors, axes, skip_zero_weights=True)
 

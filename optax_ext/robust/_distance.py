@@ -22,6 +22,7 @@ from jax import lax
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import aggregation
 from optax_ext._src import alias
 from optax_ext._src import base
 from optax_ext._src import lean
@@ -31,9 +32,8 @@ from optax_ext._src import validation
 
 def _finite_members(population, axes) -> jax.Array:
   """bool [K]: whether every coordinate of each member is finite."""
-  local = pop_lib.norms(population, axes)  # NaN/Inf norm <=> non-finite
-  all_norms = pop_lib.gather(local, axes) if axes.is_named else local
-  return jnp.isfinite(all_norms)
+  # A NaN/Inf norm <=> a non-finite member.
+  return jnp.isfinite(pop_lib.all_norms(population, axes))
 
 
 def _squared_distances(population, axes) -> jax.Array:
@@ -145,11 +145,8 @@ def aggregate_by_krum(
   where = 'aggregate_by_krum'
   validation.check_integer(where, 'num_byzantine', num_byzantine, lower=0)
   validation.check_integer(where, 'num_selected', num_selected, lower=1)
-  axes = base.resolve_axes(where, axes)
 
-  def update_fn(updates, state, params=None, **extra_args):
-    updates = base.population_arg(where, updates, extra_args)
-    base.check_population(where, updates, params, axes, lean_ok=True)
+  def reduce(updates, axes):
     k = pop_lib.size(updates, axes)
     if k <= 2 * num_byzantine + 2:
       raise ValueError(
@@ -166,9 +163,9 @@ def aggregate_by_krum(
     scores = jnp.sum(nearest, axis=1)
     order = jnp.argsort(scores, stable=True)
     chosen = jnp.zeros((k,), jnp.bool_).at[order[:num_selected]].set(True)
-    return _mean_of(updates, chosen, axes), state
+    return _mean_of(updates, chosen, axes)
 
-  return base.Aggregator(lambda params: optax.EmptyState(), update_fn)
+  return aggregation.reducing_aggregator(where, reduce, axes, lean_ok=True)
 
 
 class GeometricMedianState(NamedTuple):
@@ -270,8 +267,7 @@ def geometric_median(
   f32 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float32), tree)
 
   def distances(z):
-    local = pop_lib.norms(population, axes, center=z)
-    d = pop_lib.gather(local, axes) if axes.is_named else local
+    d = pop_lib.all_norms(population, axes, center=z)
     return jnp.where(finite, d, 0.0)
 
   def norm(tree):
@@ -575,12 +571,9 @@ def aggregate_by_nearest_neighbours(
   validation.check_integer(where, 'num_byzantine', num_byzantine, lower=0)
   if pivot is not None:
     validation.check_callable(where, 'pivot', pivot)
-  axes = base.resolve_axes(where, axes)
   pivot_fn = pivot or (lambda g, a: pop_lib.median(g, a, nan_as_outlier=True))
 
-  def update_fn(updates, state, params=None, **extra_args):
-    updates = base.population_arg(where, updates, extra_args)
-    base.check_population(where, updates, params, axes, lean_ok=True)
+  def reduce(updates, axes):
     if pivot is None and lean.is_lean(updates):
       raise lean.unsupported(where, 'the default pivot (the coordinate median)')
     k = pop_lib.size(updates, axes)
@@ -589,14 +582,13 @@ def aggregate_by_nearest_neighbours(
         f'{where}: `num_byzantine` must be < K={k}, got {num_byzantine}.'
       )
     center = pivot_fn(updates, axes)
-    local = pop_lib.norms(updates, axes, center=center)
-    d = pop_lib.gather(local, axes) if axes.is_named else local
+    d = pop_lib.all_norms(updates, axes, center=center)
     d = jnp.where(jnp.isfinite(d), d, jnp.inf)
     order = jnp.argsort(d, stable=True)
     chosen = jnp.zeros((k,), jnp.bool_).at[order[: k - num_byzantine]].set(True)
-    return _mean_of(updates, chosen, axes), state
+    return _mean_of(updates, chosen, axes)
 
-  return base.Aggregator(lambda params: optax.EmptyState(), update_fn)
+  return aggregation.reducing_aggregator(where, reduce, axes, lean_ok=True)
 
 
 def _nearest_neighbour_mix(where, updates, num_byzantine, axes):
