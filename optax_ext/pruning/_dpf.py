@@ -199,8 +199,8 @@ def _keep_by_count(mags, n_keep: jax.Array) -> list[jax.Array]:
   The ``n_keep``-th largest magnitude by bisection (NaN ranked last, as a
   key below every magnitude), every larger magnitude kept, and the ties at
   it kept in flat order (a running count over the leaves) up to
-  ``n_keep``. XLA:CPU sorts 5.8M floats in about 2.3 s; this takes 32
-  counting passes and one running count.
+  ``n_keep``: 32 counting passes and one running count, where XLA:CPU's
+  sort of every magnitude is far slower (``docs/benchmarks.md``).
   """
   keys = [jnp.where(jnp.isnan(m), -1.0, m) for m in mags]
 
@@ -304,10 +304,9 @@ def dpf(
 
   Cost: one bool mask per prunable weight plus the inner state; a sort (or
   31 passes) every ``update_every`` steps. Inside a jitted train step with
-  donated params, the refresh's ``lax.cond`` makes XLA copy every prunable
-  weight on every step, taken or not (it reads the weights that the step
-  then overwrites in place; on a 2-core CPU the MLP of
-  ``docs/benchmarks.md`` ran 1.44x ``optax.adamw``). With
+  donated params, the refresh's ``lax.cond`` can make XLA copy the
+  prunable weights on every step, taken or not (it reads the weights that
+  the step then overwrites in place; ``docs/benchmarks.md``). With
   ``refresh_in_update=False`` the update never refreshes the mask and the
   training loop calls :func:`dpf_refresh` (its own jitted function) after
   every ``update_every``-th step instead: the same masks, no branch in the
@@ -390,15 +389,18 @@ def dpf(
     count = optax.safe_int32_increment(state.count)
     if not refresh_in_update:
       return u, state._replace(count=count, inner_state=inner_state)
-    post_step = jax.tree.map(
-      lambda p, d: p.astype(jnp.float32) + d.astype(jnp.float32), params, u
-    )
     flags = _prunable_flags(where, params, prunable)
+
+    def refresh(old_mask):
+      # The post-step weights, computed inside the branch (an operand
+      # computed outside it would be materialised on every step).
+      post_step = jax.tree.map(
+        lambda p, d: p.astype(jnp.float32) + d.astype(jnp.float32), params, u
+      )
+      return refreshed(post_step, old_mask, count, flags)
+
     mask = lax.cond(
-      count % update_every == 0,
-      lambda old: refreshed(post_step, old, count, flags),
-      lambda old: old,
-      state.mask,
+      count % update_every == 0, refresh, lambda old: old, state.mask
     )
     return u, DPFState(count=count, mask=mask, inner_state=inner_state)
 
