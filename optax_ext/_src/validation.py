@@ -146,6 +146,12 @@ def check_same_length(
     )
 
 
+def check_bool(where: str, name: str, value: Any) -> None:
+  """Checks that a flag is a Python bool (not 0/1 or an array)."""
+  if not isinstance(value, bool):
+    _fail(where, name, 'a bool', value, TypeError)
+
+
 def check_callable(where: str, name: str, value: Any) -> None:
   """Checks that a hyper-parameter is callable."""
   if not callable(value):

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import validation
+
 _F32 = jnp.float32
 
 
@@ -82,11 +84,9 @@ def cautious(
       f'{where}: `inner` must be an optax.GradientTransformation, got '
       f'{type(inner).__name__}.'
     )
-  if not isinstance(updates_oppose_gradient, bool):
-    raise TypeError(
-      f'{where}: `updates_oppose_gradient` must be a bool, got '
-      f'{updates_oppose_gradient!r}.'
-    )
+  validation.check_bool(
+    where, 'updates_oppose_gradient', updates_oppose_gradient
+  )
   inner = optax.with_extra_args_support(inner)
 
   def mask(u, g):

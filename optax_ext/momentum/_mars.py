@@ -134,8 +134,7 @@ def scale_by_mars(
   validation.check_non_negative(where, 'gamma', gamma)
   validation.check_non_negative(where, 'eps', eps)
   validation.check_one_of(where, 'variant', variant, _VARIANTS)
-  if not isinstance(exact, bool):
-    raise TypeError(f'{where}: `exact` must be a bool, got {exact!r}.')
+  validation.check_bool(where, 'exact', exact)
   keep_nu = variant != 'lion'
   mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
 

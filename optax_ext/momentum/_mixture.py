@@ -159,8 +159,7 @@ def scale_by_momentum_mixture(
   validation.check_number(where, 'grad_coefficient', grad_coefficient)
   if mu_dtype is not None:
     mu_dtype = validation.state_dtype(where, 'mu_dtype', mu_dtype)
-  if not isinstance(nesterov, bool):
-    raise TypeError(f'{where}: `nesterov` must be a bool, got {nesterov!r}.')
+  validation.check_bool(where, 'nesterov', nesterov)
   stored = tuple(not _is_static_zero(d) for d in decays)
 
   def init_fn(params):

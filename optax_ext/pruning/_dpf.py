@@ -199,7 +199,7 @@ def _keep_by_count(mags, n_keep: jax.Array) -> list[jax.Array]:
   The ``n_keep``-th largest magnitude by bisection (NaN ranked last, as a
   key below every magnitude), every larger magnitude kept, and the ties at
   it kept in flat order (a running count over the leaves) up to
-  ``n_keep``: 32 counting passes and one running count, where XLA:CPU's
+  ``n_keep``: 34 counting passes and one running count, where XLA:CPU's
   sort of every magnitude is far slower (``docs/benchmarks.md``).
   """
   keys = [jnp.where(jnp.isnan(m), -1.0, m) for m in mags]
@@ -359,10 +359,7 @@ def dpf(
   validation.check_integer(where, 'update_every', update_every, lower=1)
   validation.check_one_of(where, 'scope', scope, _SCOPES)
   validation.check_one_of(where, 'threshold_method', threshold_method, _METHODS)
-  if not isinstance(refresh_in_update, bool):
-    raise ValueError(
-      f'{where}: `refresh_in_update` must be a bool, got {refresh_in_update!r}.'
-    )
+  validation.check_bool(where, 'refresh_in_update', refresh_in_update)
   prunable = _default_prunable if prunable is None else prunable
   inner = optax.with_extra_args_support(inner)
 

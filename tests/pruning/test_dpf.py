@@ -333,7 +333,7 @@ def test_refresh_outside_the_step_needs_the_dpf_transformation():
   state = tx.init(_params())
   with pytest.raises(ValueError, match='dpf_refresh: `tx` must be'):
     pruning.dpf_refresh(optax.chain(tx), state, _params())
-  with pytest.raises(ValueError, match='`refresh_in_update` must be a bool'):
+  with pytest.raises(TypeError, match='`refresh_in_update` must be a bool'):
     pruning.dpf(optax.sgd(0.1), 0.5, refresh_in_update=1)
 
 
