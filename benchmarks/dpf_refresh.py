@@ -22,33 +22,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import train_step
 
 from optax_ext import pruning
 from optax_ext._src import kernels
 
 RESULTS = pathlib.Path(__file__).parent / 'results'
-SHAPES = {
-  'w1': (784, 2048),
-  'b1': (2048,),
-  'w2': (2048, 2048),
-  'w3': (2048, 10),
-}
 EVERY, STEPS, WARMUP = 16, 64, 4
 
 
-def _loss(params, x):
-  h = jax.nn.relu(x @ params['w1'] + params['b1'])
-  h = jax.nn.relu(h @ params['w2'])
-  return jnp.mean((h @ params['w3']) ** 2)
-
-
 def main():
-  rng = np.random.default_rng(0)
-  params0 = {
-    k: jnp.asarray(0.02 * rng.normal(size=s), jnp.float32)
-    for k, s in SHAPES.items()
-  }
-  x = jnp.asarray(rng.normal(size=(128, 784)), jnp.float32)
+  params0, loss, batch = train_step.mlp()
 
   def inner():
     return optax.sgd(1e-3, momentum=0.9)
@@ -75,7 +59,7 @@ def main():
 
     def step(p, s, tx=tx, pruned=pruned):
       w = pruning.dpf_pruned_params(p, s) if pruned else p
-      u, s = tx.update(jax.grad(_loss)(w, x), s, p)
+      u, s = tx.update(jax.grad(loss)(w, batch), s, p)
       return optax.apply_updates(p, u), s
 
     params[name] = jax.tree.map(jnp.copy, params0)
