@@ -310,17 +310,17 @@ def test_refresh_outside_the_step_gives_the_same_masks(scope, method):
   chain = optax.chain(optax.identity(), outside)
   p1 = p2 = p3 = _params()
   s1, s2, s3 = inside.init(p1), outside.init(p2), chain.init(p3)
-  for step in range(1, 14):
-    g1 = jax.grad(_loss)(pruning.dpf_pruned_params(p1, s1))
-    u1, s1 = inside.update(g1, s1, p1)
-    p1 = optax.apply_updates(p1, u1)
-    g2 = jax.grad(_loss)(pruning.dpf_pruned_params(p2, s2))
-    u2, s2 = outside.update(g2, s2, p2)
-    p2 = optax.apply_updates(p2, u2)
-    g3 = jax.grad(_loss)(pruning.dpf_pruned_params(p3, s3))
-    u3, s3 = chain.update(g3, s3, p3)
-    p3 = optax.apply_updates(p3, u3)
-    if step % 3 == 0:
+
+  def step(tx, params, state):
+    grads = jax.grad(_loss)(pruning.dpf_pruned_params(params, state))
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  for count in range(1, 14):
+    p1, s1 = step(inside, p1, s1)
+    p2, s2 = step(outside, p2, s2)
+    p3, s3 = step(chain, p3, s3)
+    if count % 3 == 0:
       s2 = pruning.dpf_refresh(outside, s2, p2)
       s3 = pruning.dpf_refresh(outside, s3, p3)
     for a, b in ((s1.mask, s2.mask), (s1.mask, s3[1].mask), (p1, p2)):
