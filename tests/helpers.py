@@ -4,8 +4,10 @@ aggregator. Tests import these instead of each other's privates."""
 
 import functools
 import importlib
+import importlib.util
 import inspect
 import os
+import pathlib
 import pkgutil
 import subprocess
 import sys
@@ -37,6 +39,18 @@ def run_script(path, *args, timeout=300):
   )
   assert out.returncode == 0, out.stderr[-3000:]
   return out.stdout
+
+
+@functools.cache
+def benchmark_module(name):
+  """``benchmarks/<name>.py`` imported as a module (once per process)."""
+  path = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'
+  spec = importlib.util.spec_from_file_location(
+    f'benchmarks_{name}', path / f'{name}.py'
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def public_modules():

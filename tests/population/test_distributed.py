@@ -14,8 +14,6 @@
 """
 
 import functools
-import importlib.util
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -184,11 +182,7 @@ def test_robust_faults_same_in_every_layout(entry):
 
 
 def _collective_bytes(hlo_text):
-  spec = importlib.util.spec_from_file_location(
-    'scale', pathlib.Path(__file__).parents[2] / 'benchmarks' / 'scale.py'
-  )
-  scale = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(scale)
+  scale = helpers.benchmark_module('scale')
   return sum(scale.collective_bytes(hlo_text).values())
 
 

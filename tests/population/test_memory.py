@@ -9,12 +9,9 @@ target), the vmapped one above K / 2 D for the rules that read the stack
 more than once (the contrast the lean path removes), with the same update.
 """
 
-import pathlib
-import sys
+from tests import helpers
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / 'bench'
-                       'marks'))  # fmt: skip
-import memory  # noqa: E402
+memory = helpers.benchmark_module('memory')
 
 H1, H2, K, PER = 256, 192, 8, 8
 

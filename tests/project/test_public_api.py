@@ -8,8 +8,6 @@ rule.
 """
 
 import ast
-import functools
-import importlib.util
 import inspect
 import pathlib
 
@@ -80,16 +78,6 @@ def test_registry_has_only_public_factories():
   assert set(registry.BY_NAME) <= set(helpers.FACTORIES)
 
 
-@functools.cache
-def _benchmarked():
-  """The factories ``benchmarks/run.py`` times (its rows' functions)."""
-  path = ROOT / 'benchmarks' / 'run.py'
-  spec = importlib.util.spec_from_file_location('benchmarks_run', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.benchmarked_factories()
-
-
 def _needs_benchmark(entry):
   """Optimisers and robust or multi-task aggregators are benchmarked."""
   props = entry.properties
@@ -116,7 +104,7 @@ def test_checklist(name):
     missing.append('a citation in optax_ext/_src/citations.py')
   if f'`{name}`' not in README and f'.{name}`' not in README:
     missing.append('a row in the README methods table')
-  benchmarked = _benchmarked()
+  benchmarked = helpers.benchmark_module('run').benchmarked_factories()
   if entry and _needs_benchmark(entry) and entry.factory not in benchmarked:
     missing.append('a row in a table of benchmarks/run.py')
   assert not missing, f'{name} needs: ' + '; '.join(missing)
