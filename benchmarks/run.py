@@ -1069,7 +1069,7 @@ def train_step_rows(quick, malloc='default'):
     transforms = {n: TRANSFORMS[n] for n in ('optax.adamw', 'mars')}
     aggregators = {n: aggregators[n] for n in ('mean', 'upgrad')}
   rows = train_step.measure(
-    transforms, aggregators, bw, rounds=2 if quick else 5, malloc=malloc
+    transforms, aggregators, bw, rounds=2 if quick else 8, malloc=malloc
   )
   return rows, bw
 
