@@ -352,7 +352,8 @@ def markdown(rows, meta):
     torch_t = r['torch_seconds']
     lines.append(
       f'| {r["name"]} | {r["seconds"] * 1e3:.2f} | {r["x_adamw"]:.2f} | '
-      f'{r["mean_x_adamw"]:.2f} | {r["x_sgd"]:.2f} | {r["overhead_seconds"] * 1e3:.2f} | '
+      f'{r["mean_x_adamw"]:.2f} | {r["x_sgd"]:.2f} | '
+      f'{r["overhead_seconds"] * 1e3:.2f} | '
       f'{r["bound_seconds"] * 1e3:.2f} | {kept(r, "x_adamw")} | '
       f'{kept(r, "overhead_seconds", 1e3)} | '
       f'{r["state_bytes_per_param"]:.1f} | '
