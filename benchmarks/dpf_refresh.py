@@ -9,9 +9,11 @@ and outside it (``refresh_in_update=False`` plus a separately jitted
 ``'sort'`` refresh through ``jnp.argsort`` (the plain kernel GPUs and TPUs
 trace; XLA:CPU's sort is the slow part there). A median hides
 the refresh steps, so the table gives the mean step (what a training run
-pays) and the slowest. Writes ``benchmarks/results/dpf_refresh.{json,md}``.
+pays) and the slowest. Writes ``benchmarks/results/dpf_refresh.{json,md}``
+(``--quick``: a small MLP and 12 steps, for CI, written to ``--out``).
 """
 
+import argparse
 import datetime
 import json
 import pathlib
@@ -31,25 +33,34 @@ RESULTS = pathlib.Path(__file__).parent / 'results'
 EVERY, STEPS, WARMUP = 16, 64, 4
 
 
-def main():
-  params0, loss, batch = train_step.mlp()
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--quick', action='store_true', help='smoke run (CI)')
+  parser.add_argument('--out', default=str(RESULTS), help='results folder')
+  args = parser.parse_args(argv)
+  every, steps_total, warmup = (
+    (4, 12, 2) if args.quick else (EVERY, STEPS, WARMUP)
+  )
+  params0, loss, batch = train_step.mlp(
+    (64, 128, 128, 10) if args.quick else train_step.SIZES
+  )
 
   def inner():
     return optax.sgd(1e-3, momentum=0.9)
 
   outside = pruning.dpf(
-    inner(), 0.9, update_every=EVERY, refresh_in_update=False
+    inner(), 0.9, update_every=every, refresh_in_update=False
   )
   txs = {
     'sgd(momentum)': inner(),
     "dpf, refresh in the update ('sort')": pruning.dpf(
-      inner(), 0.9, update_every=EVERY
+      inner(), 0.9, update_every=every
     ),
     "dpf, refresh in the update ('sort' as argsort, the plain kernel)": (
-      pruning.dpf(inner(), 0.9, update_every=EVERY)
+      pruning.dpf(inner(), 0.9, update_every=every)
     ),
     "dpf, refresh in the update ('bisect')": pruning.dpf(
-      inner(), 0.9, update_every=EVERY, threshold_method='bisect'
+      inner(), 0.9, update_every=every, threshold_method='bisect'
     ),
     'dpf, refresh_in_update=False + dpf_refresh': outside,
   }
@@ -76,20 +87,20 @@ def main():
     .compile()
   )
   times = {name: [] for name in txs}
-  for i in range(1, STEPS + 1):
+  for i in range(1, steps_total + 1):
     for name in txs:
       start = time.perf_counter()
       params[name], states[name] = steps[name](params[name], states[name])
       if name == 'dpf, refresh_in_update=False + dpf_refresh' and (
-        i % EVERY == 0
+        i % every == 0
       ):
         states[name] = refresh(states[name], params[name])
       jax.block_until_ready((params[name], states[name]))
       times[name].append(time.perf_counter() - start)
-  base = float(np.mean(times['sgd(momentum)'][WARMUP:]))
+  base = float(np.mean(times['sgd(momentum)'][warmup:]))
   rows = []
   for name, ts in times.items():
-    t = np.asarray(ts[WARMUP:]) * 1e3
+    t = np.asarray(ts[warmup:]) * 1e3
     rows.append(
       {
         'method': name,
@@ -105,18 +116,20 @@ def main():
     'machine': f'{platform.processor() or platform.machine()}, '
     f'{jax.device_count()} {jax.default_backend()} device(s), '
     f'jax {jax.__version__}',
-    'steps': STEPS - WARMUP,
-    'update_every': EVERY,
+    'steps': steps_total - warmup,
+    'update_every': every,
+    'quick': args.quick,
   }
-  RESULTS.mkdir(exist_ok=True)
-  (RESULTS / 'dpf_refresh.json').write_text(
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / 'dpf_refresh.json').write_text(
     json.dumps({'meta': meta, 'rows': rows}, indent=1) + '\n'
   )
   lines = [
     f'# DPF inside a train step ({meta["date"]}, `{meta["command"]}`)',
     '',
-    f'{meta["machine"]}; {meta["steps"]} steps after {WARMUP} warm-up, mask '
-    f'refresh every {EVERY} steps (the refresh steps are in the mean).',
+    f'{meta["machine"]}; {meta["steps"]} steps after {warmup} warm-up, mask '
+    f'refresh every {every} steps (the refresh steps are in the mean).',
     '',
     '| method | mean step (ms) | x sgd(momentum), mean | median (ms) | '
     'slowest (ms) |',
@@ -127,7 +140,7 @@ def main():
     f'{r["median_ms"]:.2f} | {r["max_ms"]:.1f} |'
     for r in rows
   ]
-  (RESULTS / 'dpf_refresh.md').write_text('\n'.join(lines) + '\n')
+  (out / 'dpf_refresh.md').write_text('\n'.join(lines) + '\n')
   print('\n'.join(lines))
 
 

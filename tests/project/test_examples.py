@@ -1,5 +1,6 @@
 """The examples run as the README says (short settings)."""
 
+import json
 import pathlib
 import re
 
@@ -57,6 +58,17 @@ def test_benchmarks_quick(tmp_path):
   assert '| upgrad | 8 |' in table and '| mgda | 8 |' in table
   assert (tmp_path / 'quick.json').exists()
   assert (tmp_path / 'quick.png').stat().st_size > 10_000
+
+
+def test_dpf_refresh_benchmark_quick(tmp_path):
+  helpers.run_script(
+    ROOT / 'benchmarks' / 'dpf_refresh.py', '--quick', '--out', str(tmp_path)
+  )
+  table = (tmp_path / 'dpf_refresh.md').read_text()
+  assert '| sgd(momentum) |' in table, table
+  assert '| dpf, refresh_in_update=False + dpf_refresh |' in table, table
+  rows = json.loads((tmp_path / 'dpf_refresh.json').read_text())['rows']
+  assert len(rows) == 5 and all(r['mean_ms'] > 0 for r in rows), rows
 
 
 def test_momentum_mixtures_smoke(tmp_path):
