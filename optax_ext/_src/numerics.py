@@ -62,6 +62,8 @@ def tree_common_accumulation_dtype(tree) -> jnp.dtype:
 
 
 _GROUP = 64  # members summed in one straight-line fusion
+# Up to this many local members, XLA:CPU code may be written member by member.
+STRAIGHT_LINE_MEMBERS = _GROUP
 _MAX_STATIC_GROUPS = 4  # beyond 4 * 64 members, loop over groups
 
 

@@ -1414,6 +1414,79 @@ def scale_members(
   return jax.tree.map(one, population)
 
 
+def mean_of_scaled_deviations(
+  population: Population,
+  center: optax.Params,
+  factors: jax.Array,
+  roots: jax.Array,
+  axes: PopulationAxes | None = None,
+) -> optax.Params:
+  r""":math:`\frac1K \sum_k c_k (g_k - z)`, clipped as :func:`scale_members`.
+
+  The same value as ``mean(scale_members(deviations(population, center),
+  factors, roots))``. On XLA:CPU with up to 64 members stacked locally it is
+  written member by member (each scaled deviation added where it is made,
+  in the members' order, as :func:`mean` adds them): XLA:CPU writes a
+  whole-population product out before a reduction over more than 8 member
+  slices, so the composition above holds one or two ``[K, D]`` temporaries
+  (centered clipping at ``K = 16``, ``D = 1M``: 64 MB and 62 ms for three
+  iterations). Elsewhere it is that composition.
+
+  Args:
+    population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named), in a
+      float dtype.
+    center: a param-shaped tree :math:`z`.
+    factors: the local members' factors :math:`c_k`, from
+      :func:`clip_factors` (``[k]``, or a scalar when ``axes.axis is
+      None``).
+    roots: their square roots, the same shape.
+    axes: where the members live.
+
+  Returns:
+    A param-shaped tree in each leaf's dtype, identical on every index of
+    the named axis.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext._src import population as pop_lib
+    >>> pop = jnp.array([[3., 4.], [1., 0.]])
+    >>> c, r = pop_lib.clip_factors(jnp.array([5.0, 1.0]), 1.0)
+    >>> pop_lib.mean_of_scaled_deviations(pop, jnp.zeros(2), c, r)
+    Array([0.8, 0.4], dtype=float32)
+  """
+  axes = _axes(axes)
+  k_local = local_size(population, axes)
+  stacked = axes.axis is not None and not lean.is_lean(population)
+  if not (
+    stacked
+    and kernels.cpu_tuned()
+    and k_local <= numerics.STRAIGHT_LINE_MEMBERS
+  ):
+    devs = deviations(population, center, axes)
+    return mean(scale_members(devs, factors, roots, axes), axes)
+  factors = jnp.asarray(factors, jnp.float32)
+  roots = jnp.asarray(roots, jnp.float32)
+  k = size(population, axes)
+
+  def one(x, z):
+    z = jnp.asarray(z).astype(x.dtype)
+    members = _leading(x, axes.axis)
+    acc = numerics.accumulation_dtype(x.dtype)
+    total = None
+    for i in range(k_local):
+      y = members[i] - z
+      y = jnp.where(roots[i] == 0, jnp.zeros([], x.dtype), y)
+      y = y.astype(jnp.float32)
+      scaled = jnp.where(
+        factors[i] >= 1e-30, y * factors[i], (y * roots[i]) * roots[i]
+      ).astype(x.dtype)
+      scaled = scaled.astype(acc)
+      total = scaled if total is None else total + scaled
+    return (_psum(total, axes) / k).astype(x.dtype)
+
+  return jax.tree.map(one, population, center)
+
+
 def dots(
   population: Population,
   vector: optax.Params,

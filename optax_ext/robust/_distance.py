@@ -831,14 +831,16 @@ def aggregate_by_centered_clipping(
       )
 
     def step(_, v):
-      offsets = pop_lib.deviations(
-        jax.tree.map(lambda x: x.astype(jnp.float32), updates), v, axes
-      )
       factors, roots = pop_lib.clip_factors(
         pop_lib.norms(updates, axes, center=v), tau
       )
-      clipped = pop_lib.scale_members(offsets, factors, roots, axes)
-      shift = pop_lib.mean(clipped, axes)
+      shift = pop_lib.mean_of_scaled_deviations(
+        jax.tree.map(lambda x: x.astype(jnp.float32), updates),
+        v,
+        factors,
+        roots,
+        axes,
+      )
       return jax.tree.map(jnp.add, v, shift)
 
     v = lax.fori_loop(0, iterations, step, state.center)

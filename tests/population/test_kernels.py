@@ -30,6 +30,7 @@ from optax_ext import pruning
 from optax_ext import robust
 from optax_ext._src import kernels
 from optax_ext._src import numerics
+from optax_ext._src import population as pop_lib
 
 
 def _both(fn, *args):
@@ -133,6 +134,29 @@ def test_combine_skipping_zero_weights(k):
     lambda x, w: population.combine(x, w, skip_zero_weights=True), x, w
   )
   np.testing.assert_allclose(tuned, plain, rtol=1e-6)
+
+
+@pytest.mark.parametrize('k', [4, 16, 33])
+def test_mean_of_scaled_deviations(k):
+  # Faulty members (NaN, +-Inf: norm not finite, root 0) are zeroed; a huge
+  # member (3e38) takes the tiny-factor path; the rest are clipped or kept.
+  x = np.array(_population(k))
+  x[k - 2] = 3e38
+  x = jnp.asarray(x)
+  center = jnp.asarray(np.linspace(-1, 1, x.shape[1]), jnp.float32)
+
+  def fn(x, center):
+    norms = pop_lib.norms(x, center=center)
+    factors, roots = pop_lib.clip_factors(norms, 2.0)
+    return pop_lib.mean_of_scaled_deviations(x, center, factors, roots)
+
+  tuned, plain = _both(fn, x, center)
+  assert np.all(np.isfinite(tuned))
+  np.testing.assert_allclose(tuned, plain, rtol=1e-6, atol=1e-7)
+  tx = robust.aggregate_by_centered_clipping(2.0, 3)
+  state = tx.init(jnp.zeros(x.shape[1:]))
+  tuned, plain = _both(lambda x: tx.update(x, state)[0], x)
+  np.testing.assert_allclose(tuned, plain, rtol=1e-6, atol=1e-7)
 
 
 def test_adamp_projection():
