@@ -37,7 +37,9 @@ BOUNDS = {
   # D at N = 16).
   ('aggregate_by_krum', 'jit', 'temp_bytes'): 3.2,
   ('aggregate_by_nearest_neighbours', 'jit', 'temp_bytes'): 3.2,
-  ('aggregate_by_centered_clipping', 'jit', 'temp_bytes'): 3.2,
+  # Centered clipping's member-by-member mean on XLA:CPU holds one more
+  # D / N accumulator besides: 3.25 D at N = 8, 2.13 D at N = 16.
+  ('aggregate_by_centered_clipping', 'jit', 'temp_bytes'): 3.3,
 }
 
 
