@@ -1408,10 +1408,15 @@ def scale_members(
       shape = [1] * x.ndim
       shape[axes.axis] = -1
       c, r = c.reshape(shape), r.reshape(shape)
-    y = jnp.where(r == 0, jnp.zeros([], x.dtype), x).astype(jnp.float32)
-    return jnp.where(c >= 1e-30, y * c, (y * r) * r).astype(x.dtype)
+    return _clip_scaled(x, c, r)
 
   return jax.tree.map(one, population)
+
+
+def _clip_scaled(x: jax.Array, c: jax.Array, r: jax.Array) -> jax.Array:
+  """``c x`` (``(x r) r`` below 1e-30; 0 where ``r == 0``), in ``x.dtype``."""
+  y = jnp.where(r == 0, jnp.zeros([], x.dtype), x).astype(jnp.float32)
+  return jnp.where(c >= 1e-30, y * c, (y * r) * r).astype(x.dtype)
 
 
 def mean_of_scaled_deviations(
@@ -1474,13 +1479,7 @@ def mean_of_scaled_deviations(
     acc = numerics.accumulation_dtype(x.dtype)
     total = None
     for i in range(k_local):
-      y = members[i] - z
-      y = jnp.where(roots[i] == 0, jnp.zeros([], x.dtype), y)
-      y = y.astype(jnp.float32)
-      scaled = jnp.where(
-        factors[i] >= 1e-30, y * factors[i], (y * roots[i]) * roots[i]
-      ).astype(x.dtype)
-      scaled = scaled.astype(acc)
+      scaled = _clip_scaled(members[i] - z, factors[i], roots[i]).astype(acc)
       total = scaled if total is None else total + scaled
     return (_psum(total, axes) / k).astype(x.dtype)
 
