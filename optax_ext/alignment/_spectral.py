@@ -116,7 +116,9 @@ def config_weighting(
   :math:`v = U^+p`, :math:`\hat v = v/\|v\|`, update :math:`(\sum_k\langle
   g_k, \hat v\rangle)\hat v`. Equivalently :math:`c = (D^{-1}GD^{-1})^+p`,
   :math:`b = D^{-1}c`, weights :math:`(\mathbb 1^\top Gb / b^\top Gb)\,b`;
-  zero rows get zero weight.
+  zero rows get zero weight. When :math:`UU^+p` (the part of :math:`p` the
+  unit rows can reach) is below :math:`\sqrt{\epsilon}\,\|p\|` of the
+  solve dtype, :math:`v` vanishes and the weights are 0.
 
   Args:
     gramian: float32 ``[K, K]``.
@@ -144,10 +146,19 @@ def config_weighting(
   nonzero = diag > 1e-12 * jnp.maximum(scale, 1e-30)
   d_inv = jnp.where(nonzero, 1.0 / jnp.sqrt(jnp.where(nonzero, diag, 1.0)), 0.0)
   unit_gram = d_inv[:, None] * g * d_inv[None, :]
-  b = d_inv * (linalg.symmetric_pinv(unit_gram) @ p)
+  c = linalg.symmetric_pinv(unit_gram) @ p
+  # U v = U U^+ p = A A^+ p is p's part in the range of the unit rows; when
+  # it vanishes next to p, v = U^+ p is 0 in exact arithmetic and its
+  # computed direction rounding noise (rank-1 rows of both signs with
+  # balanced preferences): the update is then defined as 0. The test is
+  # scale-free (A has a unit diagonal) and invariant to positive row scalings
+  # and permutations, so linearity and permutation invariance keep holding.
+  in_range = jnp.linalg.norm(unit_gram @ c)
+  degenerate = in_range <= jnp.sqrt(jnp.finfo(g.dtype).eps) * jnp.linalg.norm(p)
+  b = d_inv * c
   gb = g @ b
   denom = b @ gb
-  ok = denom > 1e-30
+  ok = (denom > 1e-30) & ~degenerate
   return jnp.where(ok, (jnp.sum(gb) / jnp.where(ok, denom, 1.0)) * b, 0.0)
 
 
@@ -268,6 +279,15 @@ def aggregate_by_config(
     linearity under scaling therefore hold to ~5e-4 of the output's norm on
     rank-deficient inputs (TorchJD's suite asks 1e-4); a float64
     population is solved in float64 and holds them to ~1e-9.
+
+  .. note::
+    Where :math:`v = U^+p` vanishes (e.g. rank-1 task gradients of both
+    signs whose unit rows cancel under :math:`p`: no direction is preferred)
+    its normalisation is 0/0 and the official code normalises rounding
+    noise, so its output depends on the CPU's rounding. Here the update is
+    0 there (TorchJD's float64 result is ~0 too): detected when
+    :math:`\|UU^+p\| \le \sqrt{\epsilon}\,\|p\|` in the solve dtype, a
+    test unchanged by positive task scalings and permutations.
 
   Args:
     preferences: ``[K]`` (default ones).

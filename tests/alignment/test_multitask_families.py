@@ -172,6 +172,59 @@ def test_homogeneous_from_1e_minus_10_to_1e10(name, dtype):
     )
 
 
+# Relative rounding the property tests' inputs may carry on another CPU
+# (a different BLAS or FMA contraction): a few units in the last place.
+ULPS = {'float32': 4 * 2.0**-23, 'float64': 4 * 2.0**-52}
+
+
+@pytest.mark.parametrize('dtype', sorted(DTYPES))
+@pytest.mark.parametrize('name', sorted(RULES))
+def test_output_does_not_depend_on_input_rounding(name, dtype):
+  """Each output moves by no more than the property tests' tolerance when
+  every input entry moves by a few ulps, so their verdicts cannot depend on
+  the CPU's rounding.
+
+  Regression: ConFIG normalised rounding noise on a rank-1 Jacobian with rows
+  of both signs (``normal4x3r1``: ``U^+ p`` is 0), and the linearity test
+  failed on another CPU by a factor 1.92.
+  """
+  degree = RULES[name][4]
+  tol = max(50 * TOL[dtype], RIDGE_TOL.get(name, 0.0))
+  rng = np.random.default_rng(11)
+  for case, jac in FAMILY:
+    out = _aggregate(name, jac, dtype)
+    for _ in range(2):
+      noise = 1 + ULPS[dtype] * rng.standard_normal(jac.shape)
+      np.testing.assert_allclose(
+        _aggregate(name, jac * noise, dtype),
+        out,
+        rtol=0,
+        atol=tol * np.linalg.norm(jac) ** degree,
+        err_msg=f'{name} {case}',
+      )
+
+
+@pytest.mark.parametrize('dtype', sorted(DTYPES))
+def test_config_is_zero_where_its_direction_vanishes(dtype):
+  """Rank-1 rows of both signs whose unit rows cancel under ``p = 1``:
+  ``v = U^+ p = 0``; the update is 0 whatever the rounding (it was
+  normalised noise)."""
+  x = np.array([0.3, -0.1, 0.5])
+  rng = np.random.default_rng(12)
+  for signs in ([1, -1], [2, -3, 0.5, -1], [1, 1, -1, -1]):
+    jac = np.asarray(signs, np.float64)[:, None] * x
+    for _ in range(4):
+      noise = 1 + ULPS[dtype] * rng.standard_normal(jac.shape)
+      out = _aggregate('config', jac * noise, dtype)
+      np.testing.assert_array_equal(out, 0.0, err_msg=str(signs))
+  # One sign more on one side: U^+ p = x / |x| (up to scale), the update
+  # is the sum of the rows (all are along x).
+  jac = np.array([1.0, -2.0, 0.5])[:, None] * x
+  np.testing.assert_allclose(
+    _aggregate('config', jac, dtype), jac.sum(0), rtol=1e-4, atol=1e-6
+  )
+
+
 def _cagrad_dual_reference(g_hat, c, w_ours):
   """SciPy SLSQP in float64, from the mean and from our solution."""
   k = g_hat.shape[0]
