@@ -90,7 +90,8 @@ def cagrad_weighting(
   minimiser is scale-free; :func:`cagrad_dual`). The correction is zero,
   leaving the mean, when :math:`\sqrt{w^{*\top}\hat G w^*} <`
   ``norm_eps`` (near Pareto stationarity; a threshold relative to the
-  Jacobian's scale, as TorchJD's). ``rescale`` 1 divides by :math:`1 +
+  Jacobian's scale), or zero weights when :math:`c \ge 1` (see
+  :func:`aggregate_by_cagrad`). ``rescale`` 1 divides by :math:`1 +
   c^2`, 2 by :math:`1 + c` (the official code's options; TorchJD: none).
 
   Args:
@@ -120,7 +121,12 @@ def cagrad_weighting(
   sqrt_phi = c * jnp.sqrt(jnp.maximum(mean @ g_hat @ mean, 0.0))
   ok = (gw_norm >= norm_eps) & (gw_norm > 0)
   scale = jnp.where(ok, sqrt_phi / jnp.where(ok, gw_norm, 1.0), 0.0)
-  weights = mean + scale * w_star
+  # Degenerate (0 is in the hull of the task gradients, to norm_eps): every
+  # update has some task with <g_k, u> <= 0, so the primal optimum is 0.
+  # With c >= 1 the ball |u - g_0| <= c |g_0| holds u = 0, which attains it;
+  # with c < 1 it does not, and the official code's mean is kept.
+  base_weights = jnp.where(ok | (c < 1.0), mean, jnp.zeros_like(mean))
+  weights = base_weights + scale * w_star
   divisor = jnp.where(rescale == 1, 1.0 + c**2, 1.0)
   divisor = jnp.where(rescale == 2, 1.0 + c, divisor)
   return (weights / divisor).astype(g.dtype)
@@ -146,8 +152,8 @@ def aggregate_by_cagrad(
   Properties (TorchJD's): weighted, permutation-invariant; not linear
   under scaling; non-conflicting for :math:`c \ge 1` (at the dual optimum
   :math:`\min_k\langle g_k, u\rangle = f(w^*) \ge (c - 1)\|g_0\|
-  \|g_w\| \ge 0`), not for :math:`c < 1`, except where the correction
-  degenerates.
+  \|g_w\| \ge 0`, and 0 where the correction degenerates), not for
+  :math:`c < 1`.
 
   .. note::
     The official code solves the dual with SciPy's SLSQP and TorchJD with
@@ -162,9 +168,21 @@ def aggregate_by_cagrad(
   .. note::
     When the correction degenerates (:math:`\|J^\top w^*\|` below
     ``norm_eps`` relative to :math:`\sqrt{\mathrm{tr}\,G}`, i.e. near a
-    Pareto-stationary point) the update is the mean :math:`g_0`, as the
-    official code's (it divides by :math:`\|g_w\| + 10^{-4}`); TorchJD
-    returns 0 there.
+    Pareto-stationary point) the dual's :math:`\hat g_w` has no direction.
+    For :math:`c \ge 1` the update is 0, as TorchJD's: a non-negative
+    combination of the tasks then (nearly) cancels, so no update improves
+    every task, and 0 lies in the ball :math:`\|u - g_0\| \le c\|g_0\|`
+    and attains the primal optimum (the mean would conflict). For
+    :math:`c < 1` the ball excludes 0 and the update is the mean
+    :math:`g_0`, as the official code's (it divides by :math:`\|g_w\| +
+    10^{-4}`).
+
+  .. note::
+    TorchJD also returns 0 when :math:`\mathrm{tr}\,G` is below its
+    ``norm_eps`` (an absolute threshold: every Jacobian of norm below
+    :math:`10^{-2}`); here every threshold is relative, so
+    :math:`A(tJ) = tA(J)` at every scale :math:`t` (tested from
+    :math:`10^{-10}` to :math:`10^{10}`).
 
   Args:
     c: :math:`c \ge 0`.
