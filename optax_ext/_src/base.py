@@ -89,8 +89,10 @@ def check_population(
         f'{where}: the Microbatches params and the params have different '
         'tree structures.'
       )
-  elif params is not None:
-    _check_against_params(where, population, params, axes)
+  else:
+    if params is not None:
+      _check_against_params(where, population, params, axes)
+    _check_varies_over_axis(where, population, axes)
   try:
     return pop_lib.local_size(population, axes)
   except ValueError as e:
@@ -117,6 +119,46 @@ def population_arg(where: str, updates: Any, extra_args: dict) -> Any:
       f'got {type(given).__name__}.'
     )
   return given
+
+
+def _check_varies_over_axis(where, population, axes) -> None:
+  """Under ``jax.shard_map``, every leaf must vary over the members' axis.
+
+  With shard_map's varying-manual-axes typing (``check_vma=True``, the
+  default) a value that does not vary over a manual axis is the same on
+  every device by construction: a "population" of identical members. That
+  is what ``jax.grad`` of a per-device loss returns for replicated params
+  (the transpose of their implicit broadcast is a ``psum``), so every member
+  would be the all-reduced gradient and a robust rule would silently return
+  the mean. ``lax.axis_index`` varies over every axis whose typing is on;
+  under ``vmap``/``pmap`` or ``check_vma=False`` nothing is typed and
+  nothing can be told.
+  """
+  if axes.axis_name is None:
+    return
+  names = axes.axis_name
+  names = tuple(names) if isinstance(names, (tuple, list)) else (names,)
+  manual = set(getattr(jax.sharding.get_abstract_mesh(), 'manual_axes', ()))
+  varying = pop_lib._varying_axes  # pylint: disable=protected-access
+  typed = {
+    n for n in names if n in manual and n in varying(jax.lax.axis_index(n))
+  }
+  if not typed:
+    return
+  for path, leaf in jax.tree_util.tree_leaves_with_path(population):
+    missing = typed - varying(leaf)
+    if missing:
+      name = sorted(missing)[0]
+      raise ValueError(
+        f'{where}: population leaf {jax.tree_util.keystr(path) or "(root)"} '
+        f'does not vary over the named axis {name!r} under jax.shard_map, '
+        'so every device holds the same member. This is what jax.grad '
+        'returns for replicated params: their per-device gradients come '
+        'back already summed over the devices. Mark the params as varying '
+        'before taking the gradient: '
+        '`params = optax_ext.population.vary_like(params, local_batch)`, '
+        'then `jax.grad(loss)(params, local_batch)`.'
+      )
 
 
 def _check_against_params(where, population, params, axes) -> None:

@@ -1629,9 +1629,12 @@ def grad_population(
     with ``loss`` written for one example;
   * per-task: ``jax.jacrev(vector_loss)(params)`` where ``vector_loss`` returns
     one loss per task, giving leaves ``[T, *param.shape]``;
-  * per-device: ``jax.grad(loss)(params, local_batch)`` inside
-    ``jax.shard_map`` over a mesh axis ``'data'``, aggregated with
-    ``PopulationAxes(axis=None, axis_name='data')``.
+  * per-device: inside ``jax.shard_map`` over a mesh axis ``'data'``,
+    ``p = population.vary_like(params, local_batch)`` then
+    ``jax.grad(loss)(p, local_batch)``, aggregated with
+    ``PopulationAxes(axis=None, axis_name='data')``. Without
+    :func:`vary_like` the gradient of replicated params comes back summed
+    over the devices (every member the same); the aggregators raise then.
 
   Args:
     loss_fn: the loss, differentiated with respect to its first argument.
