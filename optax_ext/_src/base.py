@@ -90,6 +90,7 @@ def check_population(
         'tree structures.'
       )
   else:
+    _check_floating(where, population)
     if params is not None:
       _check_against_params(where, population, params, axes)
     _check_varies_over_axis(where, population, axes)
@@ -119,6 +120,20 @@ def population_arg(where: str, updates: Any, extra_args: dict) -> Any:
       f'got {type(given).__name__}.'
     )
   return given
+
+
+def _check_floating(where, population) -> None:
+  """Gradients are floating point: an integer (or bool) population would be
+  truncated by a mean and has no infinity for the order statistics."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(population):
+    dtype = jnp.result_type(leaf)
+    if not jnp.issubdtype(dtype, jnp.floating):
+      raise TypeError(
+        f'{where}: population leaf {jax.tree_util.keystr(path) or "(root)"} '
+        f'has dtype {dtype}; a gradient population must be floating point. '
+        'Cast it first: `jax.tree.map(lambda g, p: g.astype(p.dtype), '
+        'population, params)`.'
+      )
 
 
 def _check_varies_over_axis(where, population, axes) -> None:

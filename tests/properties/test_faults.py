@@ -101,6 +101,28 @@ def test_empty_population_raises_naming_the_function(entry):
     )
 
 
+@pytest.mark.standard_promotion
+@pytest.mark.parametrize(
+  'entry', [p for p in ENTRIES if p.values[0].layouts]
+)  # a wrapper's inner aggregator names itself
+def test_integer_population_raises_a_type_error(entry):
+  """Regression: the mean of an int32 population truncated (members 0 and 1
+  gave 0, an int update for float params) and the order statistics raised
+  ``OverflowError: cannot convert float infinity to integer``."""
+  params = {'w': jnp.ones(6), 'b': jnp.ones(2)}
+  grads = jax.tree.map(lambda p: 0.3 * p, params)
+  ints = jax.tree.map(
+    lambda x: jnp.round(10 * x).astype(jnp.int32), entry.population(grads)
+  )
+  tx = entry.aggregator()
+  extra = entry.extra_args(grads)
+  where = entry.name.split('.')[-1]
+  with pytest.raises(TypeError, match=rf'{where}:.*int32.*floating point'):
+    jax.eval_shape(
+      lambda g: tx.update(g, tx.init(params), params, **extra), ints
+    )
+
+
 PARAM_ENTRIES = [
   pytest.param(e, id=e.name)
   for e in registry.REGISTRY
