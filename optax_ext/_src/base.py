@@ -87,7 +87,12 @@ def check_population(
     ):
       raise ValueError(
         f'{where}: the Microbatches params and the params have different '
-        'tree structures.'
+        'tree structures.\n  Microbatches params: '
+        f'{jax.tree.structure(population.params)}\n  params: '
+        f'{jax.tree.structure(params)}\nBuild the population at the params '
+        'the optimiser updates; with flax.nnx those are pure arrays: '
+        '`population.microbatches(loss_fn, nnx.as_pure(nnx.state(model, '
+        'nnx.Param)), batch, k)`.'
       )
   else:
     _check_floating(where, population)
@@ -201,11 +206,21 @@ def _check_against_params(where, population, params, axes) -> None:
       expected = str(p_shape[:a] + ('K',) + p_shape[a:]).replace("'", '')
       layout = f'members on axis {a}'
     if not ok:
+      hint = (
+        ' It arrived param-shaped: something before the aggregator reduced '
+        'it, such as optax.MultiSteps wrapped around the aggregator or a '
+        'transform ahead of it in the chain. The aggregator must come first '
+        'and outermost; wrap what follows it instead: '
+        '`optax.chain(aggregator, optax.MultiSteps(tx, k)'
+        '.gradient_transformation())`.'
+        if axes.axis is not None and g_shape == p_shape
+        else ' An aggregator must come first in a chain and receive the '
+        'population as its updates.'
+      )
       raise ValueError(
-        f'{where}: population leaf {jax.tree_util.keystr(path)} has shape '
-        f'{g_shape} but params have shape {p_shape}; with {layout} the '
-        f'population leaf must have shape {expected}. An aggregator must '
-        'come first in a chain and receive the population as its updates.'
+        f'{where}: population leaf {jax.tree_util.keystr(path) or "(root)"} '
+        f'has shape {g_shape} but params have shape {p_shape}; with {layout} '
+        f'the population leaf must have shape {expected}.{hint}'
       )
 
 

@@ -37,6 +37,7 @@ a coordinate (median, trimmed mean, sorting, GradDrop) raise.
 import builtins
 from collections.abc import Callable
 import dataclasses
+import sys
 from typing import Any
 
 import jax
@@ -53,9 +54,11 @@ _F32 = jnp.float32
 class Microbatches:
   """A population given by microbatch losses (see :func:`microbatches`).
 
-  Not a pytree on purpose: build it inside the jitted step and hand it to an
-  aggregator, so a transform that does not support it fails instead of
-  mapping over its fields.
+  Not an array tree on purpose: build it inside the jitted step and hand it
+  to an aggregator. Anything else that tries to read it as arrays (an optax
+  transform before the aggregator, ``optax.MultiSteps`` around it, a
+  ``nnx.Optimizer.update``'s positional gradient) gets a ``TypeError`` that
+  says where it goes, instead of failing inside another library.
 
   Attributes:
     loss_fn: ``(params, microbatch) -> scalar`` loss.
@@ -70,12 +73,37 @@ class Microbatches:
   batch: optax.Params
   scales: jax.Array | None = None
 
+  def __getattr__(self, name: str):
+    # Only called for attributes the dataclass does not have: an array
+    # attribute (``.real``, ``.dtype``, JAX's ``__jax_array__`` probe when a
+    # jnp function or a lax.cond operand meets it, flax's filters asking for
+    # ``.type``) asked for by code that took the population for an array. A
+    # TypeError, unlike an AttributeError, passes through getattr's default
+    # and hasattr, so that code stops here with the fix.
+    if name.startswith('__') and name != '__jax_array__':
+      raise AttributeError(name)
+    raise TypeError(misplaced(f'(asked for its `{name}` attribute) '))
+
   def with_scales(self, scales: jax.Array) -> 'Microbatches':
     """The same population with member ``k`` multiplied by ``scales[k]``."""
     scales = jnp.asarray(scales, _F32)
     if self.scales is not None:
       scales = scales * self.scales
     return dataclasses.replace(self, scales=scales)
+
+
+def misplaced(detail: str = '') -> str:
+  """Where a :class:`Microbatches` goes, for code that met it elsewhere."""
+  return (
+    'A Microbatches population (optax_ext.population.microbatches) '
+    f'{detail}is not an array tree: only an optax_ext aggregator or '
+    'population transform reads it. Build it inside the jitted step and '
+    'pass it straight to the aggregator, which comes first in the chain '
+    'and outside any wrapper (wrap what follows it instead: '
+    '`optax.chain(aggregator, optax.MultiSteps(tx, k)'
+    '.gradient_transformation())`). With flax.nnx pass it as '
+    '`optimizer.update(model, grads, population=microbatches)`.'
+  )
 
 
 def microbatches(
@@ -149,7 +177,32 @@ def microbatches(
   from optax_ext._src import population as pop_lib  # noqa: PLC0415
 
   params = pop_lib.vary_like(params, batch)
+  _refuse_flax_graph_traversal()
   return Microbatches(loss_fn, params, split)
+
+
+def _refuse_flatten(population):
+  raise TypeError(misplaced('(given where flax.nnx expects a graph state) '))
+
+
+def _refuse_flax_graph_traversal() -> None:
+  """``nnx.Optimizer.update(model, microbatches)`` traverses its positional
+  gradient as a flax graph (and fails with an IndexError at the root):
+  registered as a flax graph node whose flattening raises, the population
+  stops there with the fix. Done once, and only when the user already
+  imported ``flax.nnx`` (flax is not a dependency). ``nnx.as_pure`` of the
+  ``population=`` keyword maps with JAX's tree functions, where
+  ``Microbatches`` stays a leaf.
+  """
+  graph = getattr(sys.modules.get('flax.nnx'), 'graph', None)
+  register = getattr(graph, 'register_graph_node_type', None)
+  registry = getattr(graph, 'GRAPH_REGISTRY', None)
+  if register is None or registry is None or Microbatches in registry:
+    return
+  unused = lambda *args: None
+  register(
+    Microbatches, _refuse_flatten, unused, unused, unused, unused, unused
+  )
 
 
 def split_batch(where: str, batch: Any, num: int, name: str) -> Any:
