@@ -17,9 +17,12 @@
 Every public factory validates its concrete hyper-parameters when it is
 called, so that a wrong value fails loudly at the call site rather than
 producing a silently wrong optimiser. Traced values (inside ``jax.jit`` or
-``optax.inject_hyperparams``) and schedules (callables) are skipped: they are
-only known at run time, and validating them would break
-``inject_hyperparams``.
+``optax.inject_hyperparams``) are skipped: they are only known at run time,
+and validating them would break ``inject_hyperparams``. A schedule (a
+callable of the step count) is probed at construction on a spread of steps
+(:data:`SCHEDULE_PROBE_STEPS`) and each concrete value range-checked: inside
+the jitted step a value cannot raise, so a schedule leaving the range after
+the last probed step is not caught.
 
 All messages share one style::
 
@@ -50,6 +53,44 @@ def _fail(
   raise exc(f'{where}: `{name}` must be {expected}, got {value!r}.')
 
 
+# Steps at which a schedule is evaluated at construction (the count starts
+# at 0; warm-ups and decays change over 1e2-1e6 steps).
+SCHEDULE_PROBE_STEPS = (0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+
+
+def _in_range(scalar, lower, upper, lower_inclusive, upper_inclusive):
+  ok = True
+  if lower is not None:
+    ok &= scalar >= lower if lower_inclusive else scalar > lower
+  if upper is not None:
+    ok &= scalar <= upper if upper_inclusive else scalar < upper
+  return ok
+
+
+def _check_schedule(where, name, schedule, expected, bounds) -> None:
+  """Range-checks a schedule's concrete values at the probe steps.
+
+  A schedule that cannot be called on a concrete step (it needs a traced
+  count, or raises) or returns a non-scalar or traced value is left to run
+  time: this check only rejects values it can see.
+  """
+  for step in SCHEDULE_PROBE_STEPS:
+    try:
+      out = schedule(np.int32(step))
+    except Exception:  # noqa: BLE001 - a schedule's own failure, not ours
+      return
+    if isinstance(out, jax.core.Tracer):
+      return
+    scalar = _as_python_scalar(out)
+    if isinstance(scalar, bool) or not isinstance(scalar, numbers.Real):
+      return
+    if math.isnan(scalar) or not _in_range(scalar, *bounds):
+      raise ValueError(
+        f'{where}: `{name}` must be {expected} at every step; the schedule '
+        f'given returns {scalar!r} at step {step}.'
+      )
+
+
 def check_number(
   where: str,
   name: str,
@@ -67,7 +108,8 @@ def check_number(
     where: name of the public factory, used in the message.
     name: name of the hyper-parameter.
     value: the value received. Tracers are skipped; callables (schedules) are
-      skipped when ``allow_schedule`` and rejected otherwise.
+      probed at :data:`SCHEDULE_PROBE_STEPS` when ``allow_schedule`` and
+      rejected otherwise.
     lower: lower bound or ``None`` for no bound.
     upper: upper bound or ``None`` for no bound.
     lower_inclusive: whether ``value == lower`` is allowed.
@@ -79,8 +121,10 @@ def check_number(
     ValueError: if the value is NaN or outside the range.
   """
   expected = _describe_range(lower, upper, lower_inclusive, upper_inclusive)
+  bounds = (lower, upper, lower_inclusive, upper_inclusive)
   if callable(value):
     if allow_schedule:
+      _check_schedule(where, name, value, f'a number {expected}', bounds)
       return
     _fail(where, name, f'a number {expected}', value, TypeError)
   if isinstance(value, jax.core.Tracer):
@@ -90,12 +134,7 @@ def check_number(
     _fail(where, name, f'a real number {expected}', value, TypeError)
   if math.isnan(scalar):
     _fail(where, name, f'a number {expected}', value)
-  ok = True
-  if lower is not None:
-    ok &= scalar >= lower if lower_inclusive else scalar > lower
-  if upper is not None:
-    ok &= scalar <= upper if upper_inclusive else scalar < upper
-  if not ok:
+  if not _in_range(scalar, *bounds):
     _fail(where, name, expected, value)
 
 

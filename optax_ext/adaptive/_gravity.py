@@ -170,7 +170,11 @@ def gravity(
   where = 'gravity'
   validation.check_number(where, 'alpha', alpha, lower=0.0)
   if callable(learning_rate):
+    # Any value >= 0 along the way (a decay to 0 is fine); > 0 at step 0,
+    # where it sets the initial noise scale.
+    validation.check_non_negative(where, 'learning_rate', learning_rate)
     lr0 = learning_rate(0)
+    validation.check_positive(where, 'learning_rate(0)', lr0)
   else:
     validation.check_positive(where, 'learning_rate', learning_rate)
     lr0 = learning_rate

@@ -334,6 +334,7 @@ def ranger21(
     allow_schedule=False,
   )
   if callable(learning_rate):
+    validation.check_non_negative(where, 'learning_rate', learning_rate)
     rate = learning_rate
   else:
     if num_iterations is None:

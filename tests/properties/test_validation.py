@@ -22,6 +22,7 @@ import numbers
 import pathlib
 import re
 
+import jax.numpy as jnp
 import pytest
 
 from tests import registry
@@ -133,6 +134,45 @@ def test_out_of_range_values_are_rejected(entry, name, match):
     else:
       stated = f'in {match["left"]}{match["lower"]}, {match["upper"]}'
     assert stated in message, message  # the same range as the NaN message
+
+
+@pytest.mark.parametrize(
+  'entry,name,match', [p for p in RANGED if p.values[2]['kind'] != 'an integer']
+)
+def test_out_of_range_schedules_are_rejected(entry, name, match):
+  """A schedule whose value leaves the range is rejected at construction
+  (its values are probed), or schedules are not accepted at all.
+
+  Regression: ``qhadam(0.1, b1=lambda c: 1.5)`` ran.
+  """
+  for value in _outside(match):
+    if (entry.name, name, value) in SCHEDULE_MAY_REACH:
+      continue
+
+    # In range for the first steps, out of it later (a warm-up gone wrong).
+    def schedule(count, value=value):
+      return jnp.where(count < 50, _inside(match), value)
+
+    with pytest.raises((ValueError, TypeError)) as info:
+      entry.make(**{name: schedule})
+    assert f'`{name}` must be' in str(info.value), str(info.value)
+
+
+# A schedule may take this value after step 0, with the reason.
+SCHEDULE_MAY_REACH = {
+  # Only lr(0) > 0 is needed (it sets the initial noise scale); a decay to
+  # 0 afterwards is a normal schedule.
+  ('gravity', 'learning_rate', 0.0),
+}
+
+
+def _inside(match):
+  """A value strictly inside the stated range."""
+  if match['op'] in ('>=', '>'):
+    return float(match['value']) + 0.25
+  if match['op'] in ('<=', '<'):
+    return float(match['value']) - 0.25
+  return 0.5 * (float(match['lower']) + float(match['upper']))
 
 
 @pytest.mark.parametrize('entry,name,match', RANGED)
