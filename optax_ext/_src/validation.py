@@ -191,6 +191,26 @@ def check_bool(where: str, name: str, value: Any) -> None:
     _fail(where, name, 'a bool', value, TypeError)
 
 
+def check_preferences(where: str, value: Any, name='preferences') -> None:
+  """``None`` or a 1-D array of finite numbers ``>= 0``, not all 0.
+
+  A multi-task rule's preference vector weights the tasks' gradients: a
+  negative entry would reverse a task, a NaN make every update NaN.
+  Traced values are skipped.
+  """
+  if value is None or isinstance(value, jax.core.Tracer):
+    return
+  expected = 'a 1-D array of finite numbers >= 0, not all 0'
+  try:
+    arr = np.asarray(value, dtype=np.float64)
+  except (TypeError, ValueError):
+    _fail(where, name, expected, value, TypeError)
+  if arr.ndim != 1 or arr.size == 0:
+    _fail(where, name, f'{expected} (shape [K])', value)
+  if not np.all(np.isfinite(arr)) or np.any(arr < 0) or not np.any(arr > 0):
+    _fail(where, name, expected, value)
+
+
 def check_callable(where: str, name: str, value: Any) -> None:
   """Checks that a hyper-parameter is callable."""
   if not callable(value):

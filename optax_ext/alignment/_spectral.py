@@ -162,14 +162,6 @@ def config_weighting(
   return jnp.where(ok, (jnp.sum(gb) / jnp.where(ok, denom, 1.0)) * b, 0.0)
 
 
-def _prefs_check(where, preferences):
-  if preferences is not None and jnp.ndim(preferences) != 1:
-    raise ValueError(
-      f'{where}: `preferences` must be 1-D [K], got shape '
-      f'{jnp.shape(preferences)}.'
-    )
-
-
 def aggregate_by_aligned_mtl(
   preferences: jax.Array | None = None,
   scale_mode: str = 'min',
@@ -212,7 +204,7 @@ def aggregate_by_aligned_mtl(
   """
   where = 'aggregate_by_aligned_mtl'
   validation.check_one_of(where, 'scale_mode', scale_mode, _SCALES)
-  _prefs_check(where, preferences)
+  validation.check_preferences(where, preferences)
   return _weighting.weighted_aggregator(
     where, lambda g: aligned_mtl_weighting(g, preferences, scale_mode), axes
   )
@@ -309,7 +301,7 @@ def aggregate_by_config(
     Liu et al., `ConFIG: Towards Conflict-free Training of Physics Informed
     Neural Networks <https://arxiv.org/abs/2408.11104>`_, ICLR 2025.
   """
-  _prefs_check('aggregate_by_config', preferences)
+  validation.check_preferences('aggregate_by_config', preferences)
   return _weighting.weighted_aggregator(
     'aggregate_by_config', lambda g: config_weighting(g, preferences), axes
   )

@@ -165,6 +165,7 @@ def aggregate_by_upgrad(
   """
   where = 'aggregate_by_upgrad'
   _check(where, norm_eps, reg_eps)
+  validation.check_preferences(where, preferences)
   return _weighting.weighted_aggregator(
     where,
     lambda g: upgrad_weighting(g, preferences, norm_eps, reg_eps),
@@ -214,6 +215,7 @@ def aggregate_by_dualproj(
   """
   where = 'aggregate_by_dualproj'
   _check(where, norm_eps, reg_eps)
+  validation.check_preferences(where, preferences)
   return _weighting.weighted_aggregator(
     where,
     lambda g: dualproj_weighting(g, preferences, norm_eps, reg_eps),

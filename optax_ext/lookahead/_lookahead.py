@@ -105,6 +105,7 @@ def lookahead(
     if params is None:
       raise ValueError(f'{where}: `params` (the fast weights) are required.')
     u, count, inner_state, (slow,) = _multilayer.lookahead_step(
+      where,
       inner,
       [sync_period],
       [slow_step_size],

@@ -15,6 +15,7 @@
 """Multilayer Lookahead: Lookahead nested, its slow weights in the state."""
 
 from collections.abc import Sequence
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -103,7 +104,61 @@ def init_slow(params, slow_dtype, n: int) -> tuple[optax.Params, ...]:
   )
 
 
+def _not_outermost(where) -> None:
+  raise ValueError(
+    f'{where}: the params at the start of a Lookahead period are not the '
+    'slow weights it restarted them from: something after Lookahead changed '
+    'its updates (Lookahead not outermost in the chain, e.g. a scale or '
+    'weight decay chained after it), or the params were changed outside '
+    'the optimiser. Make Lookahead the outermost transform: '
+    '`lookahead(optax.chain(..., inner_optimiser))`.'
+  )
+
+
+def check_outermost(where, at_restart, params, slow, updates) -> None:
+  """Raises (from the device, through a callback) when Lookahead is not
+  outermost.
+
+  At the start of every period (and at step 0) the params must be the
+  innermost slow weights, up to the rounding of ``p + (s - p)`` in the
+  params', slow copy's and gradients' dtypes; a transform after Lookahead
+  changes the applied update and breaks that, which otherwise drifts
+  silently. The check runs inside a ``lax.cond`` taken only at the period's
+  first step, and the host callback only when it fails.
+  """
+
+  def mismatch():
+    bad = jnp.asarray(False)
+    dtypes = {jnp.result_type(g) for g in jax.tree.leaves(updates)}
+    low = max(
+      (
+        float(jnp.finfo(d).eps)
+        for d in dtypes
+        if jnp.issubdtype(d, jnp.floating)
+      ),
+      default=0.0,
+    )
+    leaves = zip(jax.tree.leaves(params), jax.tree.leaves(slow), strict=True)
+    for p, s in leaves:
+      eps = max(
+        float(jnp.finfo(p.dtype).eps), float(jnp.finfo(s.dtype).eps), low
+      )
+      p32, s32 = p.astype(jnp.float32), s.astype(jnp.float32)
+      tol = (
+        8 * eps * (jnp.abs(p32) + jnp.abs(s32)) + jnp.finfo(jnp.float32).tiny
+      )
+      bad |= jnp.any(jnp.abs(p32 - s32) > tol)
+    return bad
+
+  def report():
+    jax.debug.callback(functools.partial(_not_outermost, where))
+
+  failed = jax.lax.cond(at_restart, mismatch, lambda: jnp.asarray(False))
+  jax.lax.cond(failed, report, lambda: None)
+
+
 def lookahead_step(
+  where,
   inner,
   periods,
   slow_step_sizes,
@@ -126,6 +181,7 @@ def lookahead_step(
   copying both buffers (a conditional, or two outputs that each read the
   other's old value, made XLA copy them every step).
   """
+  check_outermost(where, count % periods[0] == 0, params, slows[0], updates)
   u, inner_state = inner.update(updates, inner_state, params, **extra_args)
   c = count + 1
   syncs = [c % p == 0 for p in periods]
@@ -279,6 +335,7 @@ def multilayer_lookahead(
     if params is None:
       raise ValueError(f'{where}: `params` (the fast weights) are required.')
     u, count, inner_state, slows = lookahead_step(
+      where,
       inner,
       periods,
       slow_step_sizes,

@@ -338,6 +338,27 @@ def test_bad_hyperparameters_raise(factory, kwargs, exc, match):
     factory(**kwargs)
 
 
+@pytest.mark.parametrize(
+  'factory',
+  [
+    alignment.aggregate_by_upgrad,
+    alignment.aggregate_by_dualproj,
+    alignment.aggregate_by_aligned_mtl,
+    alignment.aggregate_by_config,
+  ],
+)
+@pytest.mark.parametrize(
+  'preferences',
+  [[1.0, -1.0], [float('nan'), 1.0], [0.0, 0.0], [1.0, float('inf')], []],
+  ids=['negative', 'nan', 'zeros', 'inf', 'empty'],
+)
+def test_bad_preferences_raise(factory, preferences):
+  """Regression: ``preferences=[1, -1]`` gave [1, 0, 0] and ``[nan, 1]`` a
+  NaN update, silently."""
+  with pytest.raises(ValueError, match=r'`preferences` must be .*>= 0'):
+    factory(preferences=preferences)
+
+
 def test_population_shape_errors():
   tx = alignment.aggregate_by_upgrad()
   with pytest.raises(ValueError, match='population leaf'):

@@ -284,3 +284,36 @@ def test_update_without_params_raises():
   state = tx.init(jnp.zeros(2))
   with pytest.raises(ValueError, match='`params`'):
     tx.update(jnp.zeros(2), state)
+
+
+@pytest.mark.parametrize(
+  'make, where',
+  [
+    (lambda: lookahead.lookahead(optax.sgd(0.1), sync_period=2), 'lookahead'),
+    (
+      lambda: lookahead.multilayer_lookahead(
+        optax.sgd(0.1), sync_periods=(2, 4), slow_step_sizes=(0.5, 0.5)
+      ),
+      'multilayer_lookahead',
+    ),
+  ],
+)
+def test_not_outermost_raises_at_the_next_period(make, where):
+  """Regression: a transform chained after Lookahead (its docstring says it
+  must be outermost) changed the applied update and drifted silently."""
+  params = jnp.array([1.0, -2.0, 3.0])
+  grads = jnp.array([0.5, 0.25, -1.0])
+
+  def run(tx, steps):
+    state = tx.init(params)
+    p = params
+    step = jax.jit(tx.update)
+    for _ in range(steps):
+      u, state = step(grads, state, p)
+      p = optax.apply_updates(p, u)
+    return jax.block_until_ready(p)
+
+  run(make(), 8)  # outermost: fine over several periods
+  run(optax.chain(optax.clip_by_global_norm(1.0), make()), 8)  # before: fine
+  with pytest.raises(Exception, match=rf'{where}: .*not the slow weights'):
+    run(optax.chain(make(), optax.scale(0.5)), 4)
