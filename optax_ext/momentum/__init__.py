@@ -40,6 +40,7 @@ from optax_ext.momentum._aggmo import aggmo
 from optax_ext.momentum._aggmo import aggmo_decays
 from optax_ext.momentum._aggmo import scale_by_aggmo
 from optax_ext.momentum._cautious import cautious
+from optax_ext.momentum._cautious import CautiousState
 from optax_ext.momentum._cluster import cluster_igt
 from optax_ext.momentum._cluster import ClusterIgtState
 from optax_ext.momentum._cluster import scale_by_cluster_momentum
@@ -80,6 +81,7 @@ from optax_ext.momentum._xgrad import XgradState
 
 __all__ = (
   'AdemamixScheduleState',
+  'CautiousState',
   'ClusterIgtState',
   'IgtState',
   'ScaleByAdapnmState',

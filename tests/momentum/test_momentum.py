@@ -764,3 +764,58 @@ def test_cautious_masks_disagreeing_coordinates_per_leaf():
       np.testing.assert_allclose(y, want, rtol=1e-6)
   with pytest.raises(TypeError, match='inner'):
     M.cautious(lambda g: g)
+
+
+@pytest.mark.standard_promotion  # optax.adamw
+@pytest.mark.parametrize('schedule', [False, True])
+def test_cautious_adamw_with_decay_matches_the_papers_c_adamw(schedule):
+  """A NumPy transcription of C-AdamW (Liang et al. 2024, Algorithm 1 with
+  the authors' decoupled decay ``p <- p (1 - lr wd)`` outside the mask),
+  over several steps, with exactly-zero gradient coordinates (a dead unit:
+  ``m g = 0`` is masked, the comparison is strict) and both signs.
+
+  Regression: the decay was masked and rescaled with the step
+  (``cautious(lion(0.1, wd=0.5))`` from p = [1, 1], g = [1, -1] gave
+  [0.9, 1.0333] where pytorch_optimizer gives [0.88333, 1.01667]).
+  """
+  lr0, wd, b1, b2, eps = 0.05, 0.3, 0.9, 0.999, 1e-8
+  lr = (lambda c: lr0 / (1.0 + c)) if schedule else lr0
+  tx = M.cautious(
+    optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=0.0),
+    weight_decay=wd,
+    learning_rate=lr,
+  )
+  rng = np.random.default_rng(3)
+  p = rng.normal(size=(4, 5)).astype(np.float32)
+  params = jnp.asarray(p)
+  state = tx.init(params)
+  m = np.zeros_like(p, np.float64)
+  v = np.zeros_like(p, np.float64)
+  p = p.astype(np.float64)
+  for t in range(1, 6):
+    g = rng.normal(size=p.shape).astype(np.float32)
+    g[0] = 0.0  # a dead unit: exact zeros
+    g[1, :2] = -g[1, :2]
+    u, state = tx.update(jnp.asarray(g), state, params)
+    params = optax.apply_updates(params, u)
+    rate = lr(t - 1) if schedule else lr0
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g.astype(np.float64) ** 2
+    mhat, vhat = m / (1 - b1**t), v / (1 - b2**t)
+    phi = (m * g > 0).astype(np.float64)
+    step = mhat / (np.sqrt(vhat) + eps) * phi * (phi.size / (phi.sum() + 1))
+    p = p * (1 - rate * wd) - rate * step
+    np.testing.assert_allclose(params, p, rtol=2e-5, atol=2e-6, err_msg=t)
+  # mask=False everywhere: no decay at all.
+  plain = M.cautious(optax.sgd(0.1))
+  masked = M.cautious(
+    optax.sgd(0.1), weight_decay=0.5, learning_rate=0.1, mask=lambda p: False
+  )
+  g, w = jnp.array([1.0, -2.0]), jnp.array([3.0, 4.0])
+  np.testing.assert_array_equal(
+    masked.update(g, masked.init(w), w)[0], plain.update(g, plain.init(w), w)[0]
+  )
+  with pytest.raises(ValueError, match='`learning_rate` is required'):
+    M.cautious(optax.sgd(0.1), weight_decay=0.1)
+  with pytest.raises(ValueError, match='`weight_decay` must be'):
+    M.cautious(optax.sgd(0.1), weight_decay=-0.1, learning_rate=0.1)

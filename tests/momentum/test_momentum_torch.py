@@ -103,6 +103,19 @@ CASES = [
     {'lr': 0.01, 'betas': (0.9, 0.99), 'cautious': True},
     lambda: M.cautious(optax.lion(0.01, b1=0.9, b2=0.99, weight_decay=0.0)),
   ),
+  (
+    # Decoupled weight decay outside the mask (pytorch_optimizer multiplies
+    # the params by 1 - lr * wd before the masked step). Regression: the
+    # decay was masked and rescaled with the step.
+    'cautious_lion_decay',
+    po.Lion,
+    {'lr': 0.01, 'betas': (0.9, 0.99), 'weight_decay': 0.5, 'cautious': True},
+    lambda: M.cautious(
+      optax.lion(0.01, b1=0.9, b2=0.99, weight_decay=0.0),
+      weight_decay=0.5,
+      learning_rate=0.01,
+    ),
+  ),
 ]
 
 
