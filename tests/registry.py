@@ -37,12 +37,13 @@ def symmetric_population(grads, num_members: int = NUM_MEMBERS):
   trimmed mean, geometric median of a symmetric set) return ``g`` exactly.
   """
   assert num_members % 2 == 0
-  half = jnp.arange(1, num_members // 2 + 1, dtype=jnp.float32)
+  half = jnp.arange(1, num_members // 2 + 1)
   offsets = jnp.stack([half, -half], axis=1).reshape(-1)
 
   def one(g):
-    d = jnp.cos(jnp.arange(g.size, dtype=jnp.float32) + 1.0).reshape(g.shape)
-    pop = g[None].astype(jnp.float32) + offsets.reshape(
+    acc = jnp.promote_types(g.dtype, jnp.float32)  # float64 stays float64
+    d = jnp.cos(jnp.arange(g.size, dtype=acc) + 1.0).reshape(g.shape)
+    pop = g[None].astype(acc) + offsets.astype(acc).reshape(
       (-1,) + (1,) * g.ndim
     ) * (0.1 * d[None])
     return pop.astype(g.dtype)
@@ -738,12 +739,13 @@ def aligned_population(grads, scales=(0.5, 1.0, 1.5, 2.0)):
   stop wherever the members' convex hull contains zero, short of the
   optimum, which is their purpose, not a defect.
   """
-  a = jnp.asarray(scales, jnp.float32)
 
   def one(g):
-    return (
-      a.reshape((-1,) + (1,) * g.ndim) * g[None].astype(jnp.float32)
-    ).astype(g.dtype)
+    acc = jnp.promote_types(g.dtype, jnp.float32)  # float64 stays float64
+    a = jnp.asarray(scales, acc)
+    return (a.reshape((-1,) + (1,) * g.ndim) * g[None].astype(acc)).astype(
+      g.dtype
+    )
 
   return jax.tree.map(one, grads)
 

@@ -882,16 +882,18 @@ def mix(
     axes: where the members live.
 
   Returns:
-    A population with the same layout and dtypes (mixed in float32).
+    A population with the same layout and dtypes (mixed in float32, float64
+    for float64 leaves).
   """
   axes = _axes(axes)
   k_local = local_size(population, axes)
   if lean.is_lean(population):
     raise lean.unsupported('mix', 'mixing the members')
-  m_acc = jnp.asarray(matrix, jnp.float32)
+  acc = numerics.tree_common_accumulation_dtype(population)
+  m_acc = jnp.asarray(matrix, acc)
 
   def clean(x):
-    y = x.astype(jnp.float32)
+    y = x.astype(acc)
     return jnp.where(jnp.isfinite(y), y, 0.0)
 
   def one(x):
@@ -1350,8 +1352,10 @@ def clip_factors(norms_: jax.Array, max_norm) -> tuple[jax.Array, jax.Array]:
   subnormal, and flushed to 0 by XLA:CPU, above :math:`\tau \cdot 8.5
   \times 10^{37}`). Pass both to :func:`scale_members`.
   """
-  tau = jnp.asarray(max_norm, jnp.float32)
-  n = jnp.asarray(norms_, jnp.float32)
+  # In the norms' dtype (float64 for a float64 population), at least float32.
+  n = jnp.asarray(norms_)
+  n = n.astype(jnp.promote_types(n.dtype, jnp.float32))
+  tau = jnp.asarray(max_norm, n.dtype)
   finite = jnp.isfinite(n)
   factor = jnp.minimum(1.0, tau / jnp.maximum(n, 1e-30))
   root = jnp.minimum(1.0, jnp.sqrt(tau) / jnp.sqrt(jnp.maximum(n, 1e-30)))
@@ -1399,8 +1403,7 @@ def scale_members(
   local_size(population, axes)
   if lean.is_lean(population):  # clip_each uses Microbatches.with_scales
     raise lean.unsupported('scale_members', 'scaling members in place')
-  factors = jnp.asarray(factors, jnp.float32)
-  roots = jnp.asarray(roots, jnp.float32)
+  factors, roots = jnp.asarray(factors), jnp.asarray(roots)
 
   def one(x):
     c, r = factors, roots
@@ -1415,7 +1418,9 @@ def scale_members(
 
 def _clip_scaled(x: jax.Array, c: jax.Array, r: jax.Array) -> jax.Array:
   """``c x`` (``(x r) r`` below 1e-30; 0 where ``r == 0``), in ``x.dtype``."""
-  y = jnp.where(r == 0, jnp.zeros([], x.dtype), x).astype(jnp.float32)
+  acc = jnp.promote_types(numerics.accumulation_dtype(x.dtype), c.dtype)
+  y = jnp.where(r == 0, jnp.zeros([], x.dtype), x).astype(acc)
+  c, r = c.astype(acc), r.astype(acc)
   return jnp.where(c >= 1e-30, y * c, (y * r) * r).astype(x.dtype)
 
 
@@ -1469,8 +1474,7 @@ def mean_of_scaled_deviations(
   ):
     devs = deviations(population, center, axes)
     return mean(scale_members(devs, factors, roots, axes), axes)
-  factors = jnp.asarray(factors, jnp.float32)
-  roots = jnp.asarray(roots, jnp.float32)
+  factors, roots = jnp.asarray(factors), jnp.asarray(roots)
   k = size(population, axes)
 
   def one(x, z):

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
@@ -115,13 +116,15 @@ def aggregate_by_graddrop(
       u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(
         index.reshape(-1)
       ).reshape(index.shape)
-      members = members.astype(jnp.float32)
+      members = members.astype(numerics.accumulation_dtype(members.dtype))
       total = jnp.sum(members, axis=0)
       magnitude = jnp.sum(jnp.abs(members), axis=0)
       purity = 0.5 * (1.0 + total / (magnitude + eps))
       keep = ((purity > u) & (members > 0)) | ((purity < u) & (members < 0))
       lk = leak_all.reshape((-1,) + (1,) * purity.ndim)
-      factor = lk + (1.0 - lk) * keep.astype(jnp.float32)
+      factor = lk.astype(members.dtype) + (1.0 - lk.astype(members.dtype)) * (
+        keep.astype(members.dtype)
+      )
       out = jnp.sum(factor * members, axis=0)
       # A non-finite member would be dropped silently under jit (XLA turns
       # the 0/1 factor into a select): propagate it through the total.

@@ -19,9 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import numerics
 from optax_ext._src import validation
-
-_F32 = jnp.float32
 
 
 def prograd(
@@ -95,10 +94,12 @@ def prograd(
       updates,
       'the general-direction gradients',
     )
-    lam = jnp.asarray(projection_strength, _F32)
     ds = jax.tree.leaves(updates)
-    gs = [g.astype(_F32) for g in jax.tree.leaves(general_grads)]
-    dots = [jnp.vdot(d.astype(_F32), g) for d, g in zip(ds, gs, strict=True)]
+    # float64 inputs are projected in float64 (float32 otherwise).
+    acc = numerics.tree_common_accumulation_dtype((updates, general_grads))
+    lam = jnp.asarray(projection_strength, acc)
+    gs = [g.astype(acc) for g in jax.tree.leaves(general_grads)]
+    dots = [jnp.vdot(d.astype(acc), g) for d, g in zip(ds, gs, strict=True)]
     sqs = [jnp.vdot(g, g) for g in gs]
     if not per_leaf:
       dots = [sum(dots)] * len(ds)
@@ -107,7 +108,7 @@ def prograd(
     def one(d, g, dot, sq):
       conflict = (dot < 0) & (sq > 0)
       coef = jnp.where(conflict, lam * dot / jnp.where(sq > 0, sq, 1.0), 0.0)
-      return (d.astype(_F32) - coef * g).astype(d.dtype)
+      return (d.astype(acc) - coef * g).astype(d.dtype)
 
     out = [one(*args) for args in zip(ds, gs, dots, sqs, strict=True)]
     return jax.tree.unflatten(jax.tree.structure(updates), out), state

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import numerics
 from optax_ext._src import validation
 
 _F32 = jnp.float32
@@ -150,10 +151,11 @@ def cautious(
   inner = optax.with_extra_args_support(inner)
 
   def keep_agreeing(u, g):
-    prod = u.astype(_F32) * g.astype(_F32)
-    keep = (prod < 0 if updates_oppose_gradient else prod > 0).astype(_F32)
+    acc = numerics.accumulation_dtype(u.dtype)  # float64 stays float64
+    prod = u.astype(acc) * g.astype(acc)
+    keep = (prod < 0 if updates_oppose_gradient else prod > 0).astype(acc)
     scale = keep.size / (jnp.sum(keep) + 1.0)
-    return (u.astype(_F32) * keep * scale).astype(u.dtype)
+    return (u.astype(acc) * keep * scale).astype(u.dtype)
 
   def init_fn(params):
     return CautiousState(jnp.zeros([], jnp.int32), inner.init(params))
@@ -176,8 +178,9 @@ def cautious(
         chosen = jax.tree.map(lambda _: True, params)
 
       def decay(u, p, on):
-        d = step * p.astype(_F32)
-        return (u.astype(_F32) - jnp.where(on, d, 0.0)).astype(u.dtype)
+        acc = numerics.accumulation_dtype(u.dtype)
+        d = step.astype(acc) * p.astype(acc)
+        return (u.astype(acc) - jnp.where(on, d, 0.0)).astype(u.dtype)
 
       out = jax.tree.map(decay, out, params, chosen)
     count = optax.safe_increment(state.count)

@@ -22,6 +22,7 @@ import optax
 
 from optax_ext._src import base
 from optax_ext._src import lean
+from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
@@ -170,10 +171,13 @@ def aggregate_by_private_mean(
     )
 
     def noised_leaf(i, x):
-      x = x.astype(jnp.float32)
+      # float64 sums stay float64 (float32 otherwise); the noise is drawn
+      # in that dtype.
+      x = x.astype(numerics.accumulation_dtype(x.dtype))
       if not no_noise:
         key = jax.random.fold_in(step_key, i)
-        x = x + std * jax.random.normal(key, x.shape)
+        noise = jax.random.normal(key, x.shape, x.dtype)
+        x = x + jnp.asarray(std, x.dtype) * noise
       return x / k
 
     noised = [noised_leaf(i, x) for i, x in enumerate(leaves)]

@@ -26,6 +26,7 @@ from optax_ext._src import aggregation
 from optax_ext._src import alias
 from optax_ext._src import base
 from optax_ext._src import lean
+from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
@@ -263,11 +264,13 @@ def geometric_median(
   if lean.is_lean(population):
     return _lean_geometric_median(population, axes, weights, nu, maxiter, ftol)
   finite = _finite_members(population, axes)
-  alpha = _member_weights(where, weights, k, finite)
-  f32 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float32), tree)
+  # Float64 members iterate in float64 (float32 otherwise).
+  acc = numerics.tree_common_accumulation_dtype(population)
+  alpha = _member_weights(where, weights, k, finite, acc)
+  f32 = lambda tree: jax.tree.map(lambda x: x.astype(acc), tree)
 
   def distances(z):
-    d = pop_lib.all_norms(population, axes, center=z)
+    d = pop_lib.all_norms(population, axes, center=z).astype(acc)
     return jnp.where(finite, d, 0.0)
 
   def norm(tree):
@@ -283,7 +286,7 @@ def geometric_median(
 
   def cond(carry):
     i, _, _, step, s = carry
-    tol = jnp.asarray(ftol, jnp.float32)  # traced under inject_hyperparams
+    tol = jnp.asarray(ftol, acc)  # traced under inject_hyperparams
     return (i < maxiter) & ((tol == 0) | (i == 0) | (step > tol * s))
 
   def body(carry):
@@ -309,7 +312,7 @@ def geometric_median(
     step = norm(jax.tree.map(jnp.subtract, z_new, z))
     return i + 1, z_new, distances(z_new), step, s
 
-  init = (jnp.int32(0), z0, d0, jnp.float32(jnp.inf), jnp.float32(0.0))
+  init = (jnp.int32(0), z0, d0, jnp.asarray(jnp.inf, acc), jnp.zeros([], acc))
   i, z, d, _, _ = lax.while_loop(cond, body, init)
   leaves_dtype = jax.tree.map(lambda x: x.dtype, population)
   z = jax.tree.map(lambda v, dt: v.astype(dt), z, leaves_dtype)
@@ -317,19 +320,17 @@ def geometric_median(
   return z, GeometricMedianState(num_iterations=i, objective=objective)
 
 
-def _member_weights(where, weights, k, finite) -> jax.Array:
+def _member_weights(where, weights, k, finite, dtype=jnp.float32):
   """The Weiszfeld weights alpha: ``[K]``, 0 for non-finite members, sum 1."""
   alpha = (
-    jnp.ones((k,), jnp.float32)
-    if weights is None
-    else jnp.asarray(weights, jnp.float32)
+    jnp.ones((k,), dtype) if weights is None else jnp.asarray(weights, dtype)
   )
   if alpha.shape != (k,):
     raise ValueError(
       f'{where}: `weights` must have shape ({k},), got {alpha.shape}.'
     )
   alpha = jnp.where(finite, alpha, 0.0)
-  return alpha / jnp.maximum(jnp.sum(alpha), jnp.finfo(jnp.float32).tiny)
+  return alpha / jnp.maximum(jnp.sum(alpha), jnp.finfo(alpha.dtype).tiny)
 
 
 def _finite_gramian(gram: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -816,7 +817,11 @@ def aggregate_by_centered_clipping(
 
   def init_fn(params):
     return CenteredClippingState(
-      count=jnp.zeros([], jnp.int32), center=alias.state_zeros(params)
+      count=jnp.zeros([], jnp.int32),
+      # float64 for float64 params (float32 otherwise).
+      center=alias.state_zeros(
+        params, numerics.tree_common_accumulation_dtype(params)
+      ),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -835,7 +840,7 @@ def aggregate_by_centered_clipping(
         pop_lib.norms(updates, axes, center=v), tau
       )
       shift = pop_lib.mean_of_scaled_deviations(
-        jax.tree.map(lambda x: x.astype(jnp.float32), updates),
+        jax.tree.map(lambda x, c: x.astype(c.dtype), updates, v),
         v,
         factors,
         roots,

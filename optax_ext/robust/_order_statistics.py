@@ -93,12 +93,13 @@ def _trimmed_mean_by_selection(x: jax.Array, b: int) -> jax.Array:
   survive the trimming, and +-Inf when only one infinity does.
   """
   k = x.shape[0]
-  members = [x[i].astype(jnp.float32) for i in range(k)]
+  acc = numerics.accumulation_dtype(x.dtype)  # float64 stays float64
+  members = [x[i].astype(acc) for i in range(k)]
   # Selection on integer order keys, one instruction per min/max (see
   # numerics.order_key); NaN keys sit just above +Inf's, so the selection
   # buffers also tell how many NaNs there are.
   rows = [numerics.order_key(r, nan_above_inf=True) for r in members]
-  inf_key = numerics.max_order_key(jnp.float32)
+  inf_key = numerics.max_order_key(acc)
   top = [jnp.full_like(rows[0], -inf_key - 1) for _ in range(b + 1)]  # -Inf
   bottom = [jnp.full_like(rows[0], inf_key + 1) for _ in range(b + 1)]
   for r in rows:
@@ -106,8 +107,8 @@ def _trimmed_mean_by_selection(x: jax.Array, b: int) -> jax.Array:
     for i in range(b + 1):  # keep top sorted descending, bottom ascending
       top[i], v = jnp.maximum(top[i], v), jnp.minimum(top[i], v)
       bottom[i], w = jnp.minimum(bottom[i], w), jnp.maximum(bottom[i], w)
-  lo = numerics.from_order_key(bottom[b], jnp.float32)
-  hi = numerics.from_order_key(top[b], jnp.float32)
+  lo = numerics.from_order_key(bottom[b], acc)
+  hi = numerics.from_order_key(top[b], acc)
   finite = jnp.isfinite(lo) & jnp.isfinite(hi)
   lo0, hi0 = jnp.where(finite, lo, 0.0), jnp.where(finite, hi, 0.0)
   # The same bounds as keys (0 is the key of 0.0), for clipping the rows.
@@ -115,7 +116,7 @@ def _trimmed_mean_by_selection(x: jax.Array, b: int) -> jax.Array:
   khi = jnp.where(finite, top[b], 0)
   clipped = functools.reduce(
     operator.add,
-    [numerics.from_order_key(jnp.clip(r, klo, khi), jnp.float32) for r in rows],
+    [numerics.from_order_key(jnp.clip(r, klo, khi), acc) for r in rows],
   )
   mean = (clipped - b * (lo0 + hi0)) / (k - 2 * b)
   # More than b members are NaN or +Inf exactly when the (b+1)-th largest
@@ -146,7 +147,8 @@ def _trimmed_mean_by_network(x: jax.Array, b: int) -> jax.Array:
     numerics.max_order_key(x.dtype) + 1,
   )
   kept = [numerics.from_order_key(keys[i], x.dtype) for i in range(b, k - b)]
-  total = functools.reduce(operator.add, [r.astype(jnp.float32) for r in kept])
+  acc = numerics.accumulation_dtype(x.dtype)  # float64 stays float64
+  total = functools.reduce(operator.add, [r.astype(acc) for r in kept])
   return (total / (k - 2 * b)).astype(x.dtype)
 
 

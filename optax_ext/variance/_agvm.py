@@ -23,10 +23,10 @@ import optax
 
 from optax_ext._src import base
 from optax_ext._src import lean
+from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
-_F32 = jnp.float32
 _TINY = 1e-6  # the reference's guard on the variance ratio
 
 
@@ -71,8 +71,10 @@ def _half_means(population, axes: pop_lib.PopulationAxes, k: int):
 
     return part(0, half), part(half, k)
   ids = jnp.arange(k)
-  first = jnp.where(ids < half, 1.0 / half, 0.0).astype(_F32)
-  second = jnp.where(ids >= half, 1.0 / (k - half), 0.0).astype(_F32)
+  ref = population.params if lean.is_lean(population) else population
+  acc = numerics.tree_common_accumulation_dtype(ref)
+  first = jnp.where(ids < half, 1.0 / half, 0.0).astype(acc)
+  second = jnp.where(ids >= half, 1.0 / (k - half), 0.0).astype(acc)
   return (
     pop_lib.combine(population, first, axes),
     pop_lib.combine(population, second, axes),
@@ -211,7 +213,9 @@ def agvm(
     _, order = module_order(params)
     return AgvmState(
       count=jnp.zeros([], jnp.int32),
-      factors=jnp.ones((len(order),), _F32),
+      factors=jnp.ones(
+        (len(order),), numerics.tree_common_accumulation_dtype(params)
+      ),
       inner_state=inner.init(params),
     )
 
@@ -226,9 +230,11 @@ def agvm(
       )
     first, second = _half_means(population, axes, k)
     half = k // 2
+    # float64 halves give float64 statistics (float32 otherwise).
+    acc = numerics.tree_common_accumulation_dtype(first)
     mean = jax.tree.map(
       lambda a, b: (
-        (half * a.astype(_F32) + (k - half) * b.astype(_F32)) / k
+        (half * a.astype(acc) + (k - half) * b.astype(acc)) / k
       ).astype(a.dtype),
       first,
       second,
@@ -236,11 +242,11 @@ def agvm(
     leaves, order = module_order(params if params is not None else mean)
     index = {label: i for i, label in enumerate(order)}
     m = len(order)
-    firsts = [a.astype(_F32) for a in jax.tree.leaves(first)]
-    seconds = [b.astype(_F32) for b in jax.tree.leaves(second)]
+    firsts = [a.astype(acc) for a in jax.tree.leaves(first)]
+    seconds = [b.astype(acc) for b in jax.tree.leaves(second)]
 
     def per_module(values):
-      out = [jnp.zeros([], _F32) for _ in range(m)]
+      out = [jnp.zeros([], acc) for _ in range(m)]
       for label, v in zip(leaves, values, strict=True):
         out[index[label]] = out[index[label]] + v
       return jnp.stack(out)
@@ -260,15 +266,15 @@ def agvm(
     )
     phi = jnp.where((norm1 > 0) & (norm2 > 0), 0.5 * dist, 1.0)
     ratio = (phi[index[reference_module]] + _TINY) / (phi + _TINY)
-    lo = jnp.asarray(min_factor, _F32)
-    hi = jnp.asarray(max_factor, _F32)
-    new = jnp.sqrt(jnp.clip(ratio, lo, hi))
+    lo = jnp.asarray(min_factor, acc)
+    hi = jnp.asarray(max_factor, acc)
+    new = jnp.sqrt(jnp.clip(ratio, lo, hi)).astype(state.factors.dtype)
     count = state.count
     active = count >= start_step
     if stop_step is not None:
       active &= count <= stop_step
     refresh = active & (count % update_interval == 0)
-    alpha = jnp.asarray(momentum, _F32)
+    alpha = jnp.asarray(momentum, state.factors.dtype)
     factors = jnp.where(
       refresh, alpha * state.factors + (1.0 - alpha) * new, state.factors
     )

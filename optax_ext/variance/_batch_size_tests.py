@@ -22,14 +22,14 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
-_F32 = jnp.float32
-
 
 class BatchSizeTests(NamedTuple):
-  """The batch sizes the tests ask for (float32 scalars, in examples).
+  """The batch sizes the tests ask for (scalars in examples; float32, float64
+  for a float64 population).
 
   Attributes:
     norm: the norm test's :math:`\\lceil \\mathrm{Var}(g) / (\\eta^2
@@ -136,10 +136,12 @@ def _tests(where, population, axes, eta, theta, nu, microbatch_size):
       f'{where}: the tests need a sample variance, i.e. K >= 2 members, '
       f'got K={k}.'
     )
-  g = pop_lib.gramian(population, axes).astype(_F32)
+  # In the Gramian's accumulation dtype: float64 for a float64 population
+  # (the variances are differences of nearly equal inner products).
+  g = pop_lib.gramian(population, axes)
   dots = jnp.mean(g, axis=1)  # <g_k, mean>
   mean_sq = jnp.mean(dots)  # |mean|^2
-  m = jnp.asarray(microbatch_size, _F32)
+  m = jnp.asarray(microbatch_size, g.dtype)
   v_norm = (jnp.trace(g) - k * mean_sq) / (k - 1)
   v_inner = jnp.sum(jnp.square(dots - mean_sq)) / (k - 1)
   safe = jnp.where(mean_sq > 0, mean_sq, 1.0)
@@ -222,8 +224,7 @@ def aggregate_by_mean_with_batch_size_tests(
   axes = base.resolve_axes(where, axes)
 
   def init_fn(params):
-    del params
-    nan = jnp.full([], jnp.nan, _F32)
+    nan = jnp.full([], jnp.nan, numerics.tree_common_accumulation_dtype(params))
     return MeanWithBatchSizeTestsState(
       jnp.zeros([], jnp.int32), nan, nan, nan, nan
     )
@@ -234,7 +235,8 @@ def aggregate_by_mean_with_batch_size_tests(
     tests = _tests(where, updates, axes, eta, theta, nu, microbatch_size)
     mean = pop_lib.mean(updates, axes)
     return mean, MeanWithBatchSizeTestsState(
-      optax.safe_int32_increment(state.count), *tests
+      optax.safe_int32_increment(state.count),
+      *(t.astype(state.norm.dtype) for t in tests),
     )
 
   return base.Aggregator(init_fn, update_fn)

@@ -21,10 +21,9 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
-
-_F32 = jnp.float32
 
 
 class NoiseScaleEstimate(NamedTuple):
@@ -113,14 +112,20 @@ def _estimate(where, population, axes, b):
       f'{where}: the noise scale needs two batch sizes, i.e. K >= 2 members, '
       f'got K={k}.'
     )
-  local = pop_lib.norms(population, axes)
-  small = pop_lib.across_indices(jnp.sum(jnp.square(local)), axes) / k
   mean = pop_lib.mean(population, axes)
-  big = sum(jnp.sum(jnp.square(x.astype(_F32))) for x in jax.tree.leaves(mean))
-  b_small = jnp.asarray(b, _F32)  # an array under inject_hyperparams
+  # The statistics in the population's accumulation dtype (float64 for
+  # float64 members).
+  acc = numerics.tree_common_accumulation_dtype(mean)
+  big = sum(jnp.sum(jnp.square(x.astype(acc))) for x in jax.tree.leaves(mean))
+  # |G_small|^2 - |G_big|^2 = mean_k |g_k|^2 - |mean|^2 is the mean squared
+  # deviation from the mean: taken so (norms centred on the mean), it does
+  # not cancel when the members nearly agree.
+  local = pop_lib.norms(population, axes, center=mean).astype(acc)
+  spread = pop_lib.across_indices(jnp.sum(jnp.square(local)), axes) / k
+  b_small = jnp.asarray(b, acc)  # an array under inject_hyperparams
   b_big = k * b_small
-  grad_sq = (b_big * big - b_small * small) / (b_big - b_small)
-  trace = (small - big) / (1.0 / b_small - 1.0 / b_big)
+  grad_sq = big - b_small * spread / (b_big - b_small)
+  trace = spread / (1.0 / b_small - 1.0 / b_big)
   return NoiseScaleEstimate(grad_sq, trace, trace / grad_sq), mean
 
 
@@ -129,8 +134,10 @@ class MeanWithNoiseScaleState(NamedTuple):
 
   Attributes:
     count: int32 number of updates so far.
-    grad_sq_ema: EMA of the :math:`|G|^2` estimates (float32).
-    trace_ema: EMA of the :math:`\\mathrm{tr}(\\Sigma)` estimates (float32).
+    grad_sq_ema: EMA of the :math:`|G|^2` estimates (float32; float64 for
+      float64 params).
+    trace_ema: EMA of the :math:`\\mathrm{tr}(\\Sigma)` estimates (same
+      dtype).
     b_simple: ``trace_ema / grad_sq_ema``, the smoothed noise scale
       (``optax.tree.get(state, 'b_simple')``; NaN before the first step).
   """
@@ -191,19 +198,20 @@ def aggregate_by_mean_with_noise_scale(
   axes = base.resolve_axes(where, axes)
 
   def init_fn(params):
-    del params
-    zero = jnp.zeros([], _F32)
+    acc = numerics.tree_common_accumulation_dtype(params)
+    zero = jnp.zeros([], acc)
     return MeanWithNoiseScaleState(
-      jnp.zeros([], jnp.int32), zero, zero, jnp.full([], jnp.nan, _F32)
+      jnp.zeros([], jnp.int32), zero, zero, jnp.full([], jnp.nan, acc)
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     updates = base.population_arg(where, updates, extra_args)
     base.check_population(where, updates, params, axes, lean_ok=True)
     est, mean = _estimate(where, updates, axes, microbatch_size)
-    beta = jnp.asarray(ema_decay, _F32)
-    g_ema = beta * state.grad_sq_ema + (1.0 - beta) * est.grad_sq
-    t_ema = beta * state.trace_ema + (1.0 - beta) * est.trace
+    acc = state.grad_sq_ema.dtype
+    beta = jnp.asarray(ema_decay, acc)
+    g_ema = beta * state.grad_sq_ema + (1.0 - beta) * est.grad_sq.astype(acc)
+    t_ema = beta * state.trace_ema + (1.0 - beta) * est.trace.astype(acc)
     return mean, MeanWithNoiseScaleState(
       optax.safe_int32_increment(state.count), g_ema, t_ema, t_ema / g_ema
     )
