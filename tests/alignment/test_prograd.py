@@ -10,11 +10,10 @@ import pytest
 
 from optax_ext import alignment
 
-torch = pytest.importorskip('torch')
-
 
 def _reference(task, general, lambda_):
   """The reference's loop over parameters, on given gradients."""
+  torch = pytest.importorskip('torch')
   out = {}
   for name in task:
     a_grad = torch.tensor(task[name])

@@ -148,10 +148,8 @@ def test_errors():
     tx.update(lean, tx.init(w0), w0)
 
 
-dp_accounting = pytest.importorskip('dp_accounting')
-
-
 def test_epsilon_is_the_accountants():
+  dp_accounting = pytest.importorskip('dp_accounting')
   for accountant, cls in (
     ('rdp', dp_accounting.rdp.RdpAccountant),
     ('pld', dp_accounting.pld.PLDAccountant),

@@ -22,9 +22,6 @@ import pytest
 
 from optax_ext import scalarization
 
-torch = pytest.importorskip('torch')
-tjd = pytest.importorskip('torchjd.scalarization')
-
 RNG = np.random.default_rng(0)
 LOSSES = RNG.uniform(0.2, 3.0, size=5).astype(np.float32)
 PARAMS = RNG.normal(size=5).astype(np.float32) * 0.5
@@ -33,6 +30,7 @@ PARAMS = RNG.normal(size=5).astype(np.float32) * 0.5
 def _torch_value_and_grads(module, losses, param_name=None):
   """TorchJD's value and its gradients w.r.t. the losses (and the module's
   learned parameter, overwritten with ``PARAMS`` when named)."""
+  torch = pytest.importorskip('torch')
   if param_name is not None:
     with torch.no_grad():
       getattr(module, param_name).copy_(torch.tensor(PARAMS))
@@ -50,6 +48,7 @@ def _close(ours, theirs):
 
 
 def test_geometric_mean_matches_torchjd():
+  tjd = pytest.importorskip('torchjd.scalarization')
   value, (g,) = _torch_value_and_grads(tjd.GeometricMean(), LOSSES)
   ours, our_g = jax.value_and_grad(scalarization.scalarize_by_geometric_mean)(
     jnp.asarray(LOSSES)
@@ -66,6 +65,7 @@ def test_geometric_mean_matches_torchjd():
   ],
 )
 def test_learned_weightings_match_torchjd(fn, cls, name):
+  tjd = pytest.importorskip('torchjd.scalarization')
   module = getattr(tjd, cls)(len(LOSSES))
   value, (g, g_param) = _torch_value_and_grads(module, LOSSES, name)
   ours, (our_g, our_g_param) = jax.value_and_grad(fn, argnums=(0, 1))(
@@ -79,6 +79,8 @@ def test_learned_weightings_match_torchjd(fn, cls, name):
 @pytest.mark.parametrize('mu', [0.01, 0.5, 1.0])
 @pytest.mark.parametrize('with_options', [False, True])
 def test_stch_matches_torchjd(mu, with_options):
+  torch = pytest.importorskip('torch')
+  tjd = pytest.importorskip('torchjd.scalarization')
   kwargs = {}
   if with_options:
     kwargs = {
@@ -97,6 +99,7 @@ def test_stch_matches_torchjd(mu, with_options):
 
 
 def test_dwa_matches_torchjd_over_epochs():
+  tjd = pytest.importorskip('torchjd.scalarization')
   rng = np.random.default_rng(3)
   theirs = tjd.DWA(temperature=1.5)
   state = scalarization.dwa_init(4)
@@ -224,6 +227,7 @@ def test_gradnorm_matches_the_papers_algorithm_in_torch_autograd():
   # detached, a gradient step on w, renormalisation to sum K; the network
   # (shared W and two heads) steps on sum_i w_i L_i with the weights of the
   # step. Ten steps, weights compared after each.
+  torch = pytest.importorskip('torch')
   prob = _two_task_problem()
   lr_net, lr_w, alpha = 0.05, 0.02, 1.5
 
@@ -342,6 +346,8 @@ def test_famo_matches_torchjd_over_steps(with_bounds):
   # A model steps on FAMO's loss; both scalarizers see the same losses
   # before and after every step: values, the losses' gradients and the
   # learned weights are compared after each of eight steps.
+  torch = pytest.importorskip('torch')
+  tjd = pytest.importorskip('torchjd.scalarization')
   rng = np.random.default_rng(11)
   k = 3
   bounds = rng.uniform(0.0, 0.1, size=k) if with_bounds else np.zeros(k)
@@ -385,6 +391,33 @@ def test_famo_properties():
   # The task whose loss fell least gains weight.
   out = scalarization.famo_update(state, losses * jnp.array([0.5, 0.5, 0.9]))
   assert jnp.argmax(out.logits) == 2
+
+
+def test_famo_bounds_enter_every_term():
+  """With bounds ``b``, the gradient is ``c z_k / (L_k - b_k)`` (a convex
+  combination) and the logit update sees ``log(L - b)`` decreases: a task
+  whose loss fell by the same ratio *above its bound* gains no weight.
+
+  Regression: a FAMO without the bounds passed the suite (the module
+  skipped without torch, as the README's test command runs).
+  """
+  bounds = jnp.array([0.4, 0.0, 1.5])
+  state = scalarization.famo_init(3, min_losses=bounds)
+  losses = jnp.array([0.5, 1.0, 2.0])
+  g = jax.grad(lambda x: scalarization.scalarize_by_famo(x, state)[0])(losses)
+  z = jax.nn.softmax(state.logits)
+  gap = losses - bounds
+  want = (z / gap) / jnp.sum(z / gap)
+  np.testing.assert_allclose(g, want, rtol=1e-4)
+  _, state = scalarization.scalarize_by_famo(losses, state)
+  # The same relative decrease of L - b everywhere: nothing moves.
+  same = scalarization.famo_update(state, bounds + 0.5 * gap)
+  np.testing.assert_allclose(same.logits, 0.0, atol=1e-7)
+  # The same ratio of the raw losses (nothing would move without bounds)
+  # is a larger drop of L - b above a bound: those tasks lose weight.
+  out = scalarization.famo_update(state, 0.9 * losses)
+  assert out.logits[1] > 1e-3, out.logits
+  assert out.logits[0] < -1e-3 and out.logits[2] < -1e-3, out.logits
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,6 @@ import pytest
 
 from optax_ext import variance
 
-torch = pytest.importorskip('torch')
-
 SIZES = {'backbone': 6, 'head': 4}
 LABELS = {'backbone': 'backbone', 'head': 'head'}
 
@@ -33,6 +31,7 @@ def _population(params, k, rng):
 
 def _reference(pops, lr, *, momentum, interval, start, stop):
   """The hook's ``after_train_iter`` for SGD, ranks = members."""
+  torch = pytest.importorskip('torch')
   groups = [torch.zeros(SIZES[n], requires_grad=True) for n in SIZES]
   opt = torch.optim.SGD([{'params': [g]} for g in groups], lr=lr, momentum=0.9)
   factors = [1.0] * len(groups)
