@@ -46,11 +46,96 @@ class Aggregator(aggregating.Aggregator):
   (wrapping the aggregator itself would make their skip branch return
   population-shaped zeros).
 
+  Under global-view ``jax.jit`` with ``AxisType.Explicit`` mesh axes (the
+  default of ``jax.make_mesh``), a population sharded on its member axis is
+  moved to its coordinates (:func:`optax_ext.population.shard_coordinates`)
+  and reduced with those axes treated as ``Auto``; the update comes out
+  sharded like the params (replicated params: a replicated update) and the
+  state like itself.
+
   Attributes:
     init: ``init(params) -> state``.
     update: ``update(population, state, params=None, **extra_args) ->
       (updates, state)``.
   """
+
+  def __new__(cls, init, update):
+    return super().__new__(cls, init, _with_explicit_axes(update))
+
+
+def _explicit_sharding(leaf):
+  """``(abstract mesh, spec, explicit names)`` of a leaf's sharding type."""
+  sharding = getattr(jax.typeof(leaf), 'sharding', None)
+  mesh = getattr(sharding, 'mesh', None)
+  names = getattr(mesh, 'axis_names', ())
+  if not names:
+    return None, None, set()
+  kinds = dict(zip(names, mesh.axis_types, strict=True))
+  explicit = set()
+  for entry in sharding.spec:
+    for name in entry if isinstance(entry, tuple) else (entry,):
+      if name is not None and kinds.get(name) == jax.sharding.AxisType.Explicit:
+        explicit.add(name)
+  return mesh, sharding.spec, explicit
+
+
+def population_transform(init, update) -> optax.GradientTransformationExtraArgs:
+  """A population -> population transform (per-member clipping, mixing),
+  with the explicit-axes handling of :class:`Aggregator`."""
+  return optax.GradientTransformationExtraArgs(
+    init, _with_explicit_axes(update, population_out=True)
+  )
+
+
+def _with_explicit_axes(update, population_out=False):
+  """``update`` that also runs on explicitly sharded stacked populations.
+
+  The rules are written for compiler-chosen intermediate shardings; with
+  Explicit axes JAX's sharding-in-types rejects their slices and dots
+  (``ShardingTypeError``). ``jax.sharding.auto_axes`` runs them with those
+  axes as Auto, after the population is moved from its members to its
+  coordinates (O(D) per device instead of XLA gathering ``K D``).
+  """
+
+  def wrapped(updates, state, params=None, **extra_args):
+    if lean.is_lean(updates):
+      return update(updates, state, params, **extra_args)
+    leaves = jax.tree.leaves(updates)
+    found = [_explicit_sharding(x) for x in leaves]
+    names = set().union(*(f[2] for f in found)) if found else set()
+    if not names:
+      return update(updates, state, params, **extra_args)
+    mesh = found[0][0]
+    member_axes = {
+      spec[0] for _, spec, _ in found if spec is not None and len(spec)
+    }
+    member_axis = next(iter(member_axes)) if len(member_axes) == 1 else None
+
+    def spec_of(x):
+      spec = _explicit_sharding(x)[1]
+      return jax.sharding.PartitionSpec() if spec is None else spec
+
+    if population_out:  # members back on their axis, as they came
+      out_updates = jax.tree.map(spec_of, updates)
+    elif params is not None:
+      out_updates = jax.tree.map(spec_of, params)
+    else:
+      out_updates = jax.tree.map(
+        lambda x: jax.sharding.PartitionSpec(), updates
+      )
+    out_state = jax.tree.map(spec_of, state)
+
+    def inner(population, state, params):
+      if isinstance(member_axis, str):
+        population = pop_lib.shard_coordinates(population, member_axis)
+      return update(population, state, params, **extra_args)
+
+    with jax.sharding.use_abstract_mesh(mesh):
+      return jax.sharding.auto_axes(
+        inner, axes=tuple(sorted(names)), out_sharding=(out_updates, out_state)
+      )(updates, state, params)
+
+  return wrapped
 
 
 def check_population(

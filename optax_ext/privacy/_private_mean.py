@@ -188,4 +188,4 @@ def aggregate_by_private_mean(
     count = optax.safe_int32_increment(state.count)
     return out, AggregateByPrivateMeanState(count=count, key=state.key)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return base.Aggregator(init_fn, update_fn)

@@ -85,6 +85,4 @@ def clip_each_by_global_norm(
       return updates.with_scales(factors), state
     return pop_lib.scale_members(updates, factors, roots, axes), state
 
-  return optax.GradientTransformationExtraArgs(
-    lambda params: optax.EmptyState(), update_fn
-  )
+  return base.population_transform(lambda params: optax.EmptyState(), update_fn)

@@ -740,9 +740,7 @@ def mix_by_nearest_neighbours(
     base.check_population(where, updates, params, axes)
     return _nearest_neighbour_mix(where, updates, num_byzantine, axes), state
 
-  return optax.GradientTransformationExtraArgs(
-    lambda params: optax.EmptyState(), update_fn
-  )
+  return base.population_transform(lambda params: optax.EmptyState(), update_fn)
 
 
 class CenteredClippingState(NamedTuple):

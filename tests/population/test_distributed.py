@@ -202,6 +202,91 @@ def test_eight_devices_with_leaves_smaller_than_and_not_multiple_of_eight(
   _assert_close(got, want, 'shard_map on 8 devices', rtol=1e-4, atol=1e-6)
 
 
+@functools.cache
+def _explicit_mesh(n: int):
+  """``jax.make_mesh``'s default: Explicit axes (sharding in types)."""
+  mesh = jax.make_mesh((n,), ('data',), devices=jax.devices()[:n])
+  assert mesh.axis_types == (AxisType.Explicit,)
+  return mesh
+
+
+@pytest.mark.parametrize('entry', POPULATION_ENTRIES)
+def test_global_view_with_explicit_axes(entry):
+  """``jax.make_mesh`` defaults to Explicit axes: a member-sharded
+  population under global-view jit gives the stacked update and state.
+
+  Regression: the medians raised ``ShardingTypeError: slicing on sharded
+  dims ...`` and Krum ``dot_general ... produces an illegally sharded
+  result`` from inside the rules.
+  """
+  params = _params()
+  grads = _grads(params)
+  pop = entry.population(grads)
+  extra = entry.extra_args(grads)
+  tx = _aggregate(entry, optax_ext.PopulationAxes())
+  want = _update_and_state(tx, pop, params, extra)
+  sharded = jax.device_put(pop, NamedSharding(_explicit_mesh(K), P('data')))
+  got = jax.jit(lambda g: _update_and_state(tx, g, params, extra))(sharded)
+  _assert_close(got, want, 'explicit global view', rtol=1e-4, atol=1e-6)
+
+
+def _per_device_step(tx, extra, vary):
+  """JAX's documented data-parallel step: replicated params, a local batch,
+  ``jax.grad`` of the per-device loss inside ``jax.shard_map``."""
+
+  def loss(p, x):
+    return sum(jnp.sum(leaf * x[0]) for leaf in jax.tree.leaves(p))
+
+  def step(params, xs):
+    p = population.vary_like(params, xs) if vary else params
+    g = jax.grad(loss)(p, xs)
+    return _update(tx, g, params, extra)
+
+  return jax.jit(
+    jax.shard_map(step, mesh=_mesh(K), in_specs=(P(), P('data')), out_specs=P())
+  )
+
+
+@pytest.mark.parametrize('entry', POPULATION_ENTRIES)
+def test_shard_map_without_vary_like_raises(entry):
+  """Regression: the gradient of replicated params is already summed over
+  the devices, so every member was the same all-reduced gradient (the
+  coordinate median and Krum silently returned the mean; the geometric
+  median failed inside its while_loop)."""
+  params = _params()
+  extra = entry.extra_args(_grads(params))
+  tx = _aggregate(entry, optax_ext.PopulationAxes(axis=None, axis_name='data'))
+  xs = jnp.arange(1.0, K + 1.0)
+  with pytest.raises(ValueError, match=r'population\.vary_like\(params'):
+    _per_device_step(tx, extra, vary=False)(params, xs)
+
+
+@pytest.mark.parametrize(
+  'make',
+  [
+    pytest.param(robust.aggregate_by_coordinate_median, id='median'),
+    pytest.param(lambda **kw: robust.aggregate_by_krum(0, **kw), id='krum'),
+    pytest.param(robust.aggregate_by_geometric_median, id='geometric_median'),
+  ],
+)
+def test_shard_map_with_vary_like_matches_stacked(make):
+  params = _params()
+  xs = jnp.asarray([1.0, -2.0, 3.0, 0.5])
+  got = _per_device_step(
+    make(axes=optax_ext.PopulationAxes(axis=None, axis_name='data')),
+    {},
+    vary=True,
+  )(params, xs)
+  pop = jax.tree.map(lambda p: xs.reshape((K,) + (1,) * p.ndim) + 0 * p, params)
+  tx = make()
+  want = _update(tx, pop, params, {})
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+    got,
+    want,
+  )
+
+
 @pytest.mark.parametrize(
   'entry',
   [
