@@ -29,6 +29,15 @@ AGGREGATORS = {
 }
 
 
+def _make_degenerate(x):
+  """In place: a coordinate exactly 0 in every member (a dead unit), a
+  duplicated member, and a tie between two members at the last coordinate
+  (what real populations have and random normals never do)."""
+  x[:, 0] = 0.0
+  x[1] = x[0]
+  x[-1, -1] = x[-2, -1]
+
+
 def _agg(name, x):
   tx = AGGREGATORS[name](x.shape[0])
   params = jnp.zeros(x.shape[1:], x.dtype)
@@ -42,10 +51,14 @@ def _agg(name, x):
   d=st.integers(1, 5),
   scale=st.sampled_from([1e-3, 1.0, 1e3]),
   seed=st.integers(0, 2**16),
+  degenerate=st.booleans(),
 )
-def test_location_aggregator_properties(name, k, d, scale, seed):
+def test_location_aggregator_properties(name, k, d, scale, seed, degenerate):
   rng = np.random.default_rng(seed)
-  x = jnp.asarray(scale * rng.normal(size=(k, d)), jnp.float32)
+  x = scale * rng.normal(size=(k, d))
+  if degenerate:
+    _make_degenerate(x)
+  x = jnp.asarray(x, jnp.float32)
   # Weiszfeld stops when the float32 objective stops moving: the objective
   # is flat at the minimum, so the point is known to ~sqrt(eps) ~ 3e-4 of the
   # spread, and two runs (permuted, shifted, scaled) differ by that much.
@@ -110,8 +123,11 @@ def _multitask(name, jac, scale):
   scale=st.sampled_from([1e-3, 1.0, 1e3]),
   conflicting=st.booleans(),
   seed=st.integers(0, 2**16),
+  degenerate=st.booleans(),
 )
-def test_multitask_aggregator_properties(name, k, d, scale, conflicting, seed):
+def test_multitask_aggregator_properties(
+  name, k, d, scale, conflicting, seed, degenerate
+):
   """Random task Jacobians (shapes, scales, with and without conflicts):
   finite; non-conflicting rules never oppose a task; permutation invariance;
   homogeneity under a common positive scale."""
@@ -120,6 +136,8 @@ def test_multitask_aggregator_properties(name, k, d, scale, conflicting, seed):
   jac = rng.normal(size=(k, d))
   if not conflicting:
     jac = np.abs(jac)
+  if degenerate and d > 1:
+    _make_degenerate(jac)
   jac = jnp.asarray(scale * jac, jnp.float32)
   out = _multitask(name, jac, scale)
   assert np.all(np.isfinite(out)), out
