@@ -41,7 +41,7 @@ def symmetric_population(grads, num_members: int = NUM_MEMBERS):
   offsets = jnp.stack([half, -half], axis=1).reshape(-1)
 
   def one(g):
-    acc = jnp.promote_types(g.dtype, jnp.float32)  # float64 stays float64
+    acc = jnp.float64 if g.dtype == jnp.float64 else jnp.float32
     d = jnp.cos(jnp.arange(g.size, dtype=acc) + 1.0).reshape(g.shape)
     pop = g[None].astype(acc) + offsets.astype(acc).reshape(
       (-1,) + (1,) * g.ndim
@@ -741,7 +741,7 @@ def aligned_population(grads, scales=(0.5, 1.0, 1.5, 2.0)):
   """
 
   def one(g):
-    acc = jnp.promote_types(g.dtype, jnp.float32)  # float64 stays float64
+    acc = jnp.float64 if g.dtype == jnp.float64 else jnp.float32
     a = jnp.asarray(scales, acc)
     return (a.reshape((-1,) + (1,) * g.ndim) * g[None].astype(acc)).astype(
       g.dtype

@@ -1354,7 +1354,7 @@ def clip_factors(norms_: jax.Array, max_norm) -> tuple[jax.Array, jax.Array]:
   """
   # In the norms' dtype (float64 for a float64 population), at least float32.
   n = jnp.asarray(norms_)
-  n = n.astype(jnp.promote_types(n.dtype, jnp.float32))
+  n = n.astype(numerics.accumulation_dtype(n.dtype))
   tau = jnp.asarray(max_norm, n.dtype)
   finite = jnp.isfinite(n)
   factor = jnp.minimum(1.0, tau / jnp.maximum(n, 1e-30))
@@ -1418,7 +1418,11 @@ def scale_members(
 
 def _clip_scaled(x: jax.Array, c: jax.Array, r: jax.Array) -> jax.Array:
   """``c x`` (``(x r) r`` below 1e-30; 0 where ``r == 0``), in ``x.dtype``."""
-  acc = jnp.promote_types(numerics.accumulation_dtype(x.dtype), c.dtype)
+  acc = max(
+    numerics.accumulation_dtype(x.dtype),
+    numerics.accumulation_dtype(c.dtype),
+    key=lambda d: d.itemsize,
+  )
   y = jnp.where(r == 0, jnp.zeros([], x.dtype), x).astype(acc)
   c, r = c.astype(acc), r.astype(acc)
   return jnp.where(c >= 1e-30, y * c, (y * r) * r).astype(x.dtype)

@@ -112,7 +112,8 @@ def test_param_shaped_input_is_rejected_with_shapes():
     ValueError,
     match=r"aggregate_by_mean: population leaf \['b'\] has shape \(2,\) but "
     r'params have shape \(2,\); with members on axis 0 the population leaf '
-    r'must have shape \(K, 2\)\. An aggregator must come first',
+    r'must have shape \(K, 2\)\. It arrived param-shaped: something before '
+    r'the aggregator reduced it.*The aggregator must come first',
   ):
     tx.update(params, tx.init(params), params)
 
