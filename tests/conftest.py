@@ -63,10 +63,24 @@ def _release_memory():
     ctypes.CDLL('libc.so.6').malloc_trim(0)
 
 
+# Also every this many tests inside one module (the registry battery runs
+# about a thousand in one module).
+_RELEASE_EVERY = 250
+_tests_run = [0]
+
+
 @pytest.fixture(autouse=True, scope='module')
 def _bounded_memory():
   yield
   _release_memory()
+
+
+@pytest.fixture(autouse=True)
+def _bounded_memory_in_long_modules():
+  yield
+  _tests_run[0] += 1
+  if _tests_run[0] % _RELEASE_EVERY == 0:
+    _release_memory()
 
 
 @pytest.fixture(scope='session')
