@@ -439,7 +439,12 @@ def test_scale_by_gsnr_three_settings():
 # --- State sharding follows the params on a 2-D mesh ------------------------
 
 ALL_ENTRIES = [pytest.param(e, id=e.name) for e in registry.REGISTRY]
-SPECS = {'w': P('data', 'model'), 'b': P('model')}
+# The odd-sized leaves cannot be placed unevenly by device_put: replicated.
+SPECS = {
+  'w': P('data', 'model'),
+  'b': P('model'),
+  **{k: P() for k in ('o', 'p', 's', 'q')},
+}
 
 
 @pytest.mark.parametrize('entry', ALL_ENTRIES)
