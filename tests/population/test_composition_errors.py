@@ -80,13 +80,14 @@ def _nnx_loss(params, batch):
   return jnp.mean((batch @ params['w']) ** 2)
 
 
-def test_lean_population_as_nnx_positional_gradient_names_population_kwarg():
+def _model_and_optimizer():
   model = _Linear()
-  opt = nnx.Optimizer(
-    model,
-    optax.chain(optax_ext.aggregate_by_mean(), optax.sgd(0.1)),
-    wrt=nnx.Param,
-  )
+  tx = optax.chain(optax_ext.aggregate_by_mean(), optax.sgd(0.1))
+  return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+def test_lean_population_as_nnx_positional_gradient_names_population_kwarg():
+  model, opt = _model_and_optimizer()
   params = nnx.as_pure(nnx.state(model, nnx.Param))
   mb = population.microbatches(_nnx_loss, params, BATCH, 4)
   with pytest.raises(TypeError, match=r'population=microbatches'):
@@ -97,12 +98,7 @@ def test_lean_population_as_nnx_positional_gradient_names_population_kwarg():
 
 
 def test_nnx_state_without_as_pure_names_as_pure():
-  model = _Linear()
-  opt = nnx.Optimizer(
-    model,
-    optax.chain(optax_ext.aggregate_by_mean(), optax.sgd(0.1)),
-    wrt=nnx.Param,
-  )
+  model, opt = _model_and_optimizer()
   mb = population.microbatches(_nnx_loss, nnx.state(model, nnx.Param), BATCH, 4)
   with pytest.raises(ValueError, match=r'nnx\.as_pure\(nnx\.state\(model'):
     opt.update(model, nnx.state(model, nnx.Param), population=mb)

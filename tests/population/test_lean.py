@@ -69,6 +69,18 @@ def _two_steps(tx, make_pop, params, steps=2):
   return out
 
 
+def _lean_and_stacked(tx, loss, params, batch, steps):
+  """:func:`_two_steps` on the lean and on the stacked population."""
+  runs = (
+    lambda q: population.microbatches(loss, q, batch, K),
+    lambda q: population.grad_population(loss, K)(q, batch)[1],
+  )
+  return tuple(
+    jax.jit(lambda p, f=f: _two_steps(tx, f, p, steps=steps))(params)
+    for f in runs
+  )
+
+
 def _float_state(state):
   return [
     x
@@ -130,14 +142,7 @@ def test_lean_per_member_clipping_then_every_rule(entry):
     robust.clip_each_by_global_norm(0.3),
     entry.aggregator(**OVERRIDES.get(entry.name, {})),
   )
-  runs = {
-    'lean': lambda q: population.microbatches(loss, q, batch, K),
-    'stacked': lambda q: population.grad_population(loss, K)(q, batch)[1],
-  }
-  lean, stacked = (
-    jax.jit(lambda p, f=f: _two_steps(tx, f, p, steps=3))(params)
-    for f in runs.values()
-  )
+  lean, stacked = _lean_and_stacked(tx, loss, params, batch, steps=3)
   rtol = {**LOOSE, **CLIPPED_LOOSE}.get(entry.name, 1e-5)
   jax.tree.map(
     lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-1),
@@ -155,14 +160,7 @@ def test_lean_centered_clipping_several_iterations_over_several_steps(
   update from the zero state, where a dropped factor in them vanishes."""
   loss, params, batch = _problem(seed=4)
   tx = robust.aggregate_by_centered_clipping(0.05, iterations=iterations)
-  runs = {
-    'lean': lambda q: population.microbatches(loss, q, batch, K),
-    'stacked': lambda q: population.grad_population(loss, K)(q, batch)[1],
-  }
-  lean, stacked = (
-    jax.jit(lambda p, f=f: _two_steps(tx, f, p, steps=4))(params)
-    for f in runs.values()
-  )
+  lean, stacked = _lean_and_stacked(tx, loss, params, batch, steps=4)
   jax.tree.map(
     lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
     lean,

@@ -89,16 +89,26 @@ def test_fault_is_bounded_or_propagated(entry):
 def test_empty_population_raises_naming_the_function(entry):
   """K = 0 is a trace-time ValueError naming the factory and the axis (it
   was a ZeroDivisionError from a reshape in the population core)."""
+  trace, where = _tracer(entry, lambda x: x[:0])
+  with pytest.raises(ValueError, match=rf'{where}.*empty.*axis 0'):
+    trace()
+
+
+def _tracer(entry, change):
+  """Traces the entry's update on its population with ``change`` applied to
+  every leaf; returns the trace and the name errors must carry."""
   params = {'w': jnp.ones(6), 'b': jnp.ones(2)}
   grads = jax.tree.map(lambda p: 0.3 * p, params)
-  empty = jax.tree.map(lambda x: x[:0], entry.population(grads))
+  population = jax.tree.map(change, entry.population(grads))
   tx = entry.aggregator()
   extra = entry.extra_args(grads)
-  where = entry.name.split('.')[-1]
-  with pytest.raises(ValueError, match=rf'{where}.*empty.*axis 0'):
+
+  def trace():
     jax.eval_shape(
-      lambda g: tx.update(g, tx.init(params), params, **extra), empty
+      lambda g: tx.update(g, tx.init(params), params, **extra), population
     )
+
+  return trace, entry.name.split('.')[-1]
 
 
 @pytest.mark.standard_promotion
@@ -109,18 +119,9 @@ def test_integer_population_raises_a_type_error(entry):
   """Regression: the mean of an int32 population truncated (members 0 and 1
   gave 0, an int update for float params) and the order statistics raised
   ``OverflowError: cannot convert float infinity to integer``."""
-  params = {'w': jnp.ones(6), 'b': jnp.ones(2)}
-  grads = jax.tree.map(lambda p: 0.3 * p, params)
-  ints = jax.tree.map(
-    lambda x: jnp.round(10 * x).astype(jnp.int32), entry.population(grads)
-  )
-  tx = entry.aggregator()
-  extra = entry.extra_args(grads)
-  where = entry.name.split('.')[-1]
+  trace, where = _tracer(entry, lambda x: jnp.round(10 * x).astype(jnp.int32))
   with pytest.raises(TypeError, match=rf'{where}:.*int32.*floating point'):
-    jax.eval_shape(
-      lambda g: tx.update(g, tx.init(params), params, **extra), ints
-    )
+    trace()
 
 
 PARAM_ENTRIES = [
