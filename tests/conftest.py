@@ -51,11 +51,11 @@ def _release_memory():
   """Drops JAX's in-memory caches and returns freed memory to the system.
 
   Each test process compiles thousands of distinct programs, and JAX keeps
-  every executable in its in-memory caches: a worker grew to about 6 GB over
-  the suite, 4.2 GB after ``tests/properties/test_battery.py`` alone.
-  Clearing the caches frees them, but glibc keeps the freed pages
-  (``malloc_trim`` alone: 4.09 GB; with the caches cleared: 0.67 GB). Later
-  modules reload what they need from the persistent compilation cache.
+  every executable in its in-memory caches, so a worker's memory grew with
+  the suite. Clearing the caches frees them, but glibc keeps the freed pages
+  until ``malloc_trim``; neither step alone returns the memory (figures in
+  docs/benchmarks.md, "Test-suite memory"). Later modules reload what they
+  need from the persistent compilation cache.
   """
   jax.clear_caches()
   gc.collect()

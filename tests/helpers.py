@@ -214,6 +214,16 @@ def aggregate_tasks(name, jac, **kwargs):
 # ``context`` is added to the failure message.
 
 
+def float_leaves(tree) -> list:
+  """The floating-point leaves of ``tree`` (updates and optimiser states hold
+  integer counts and PRNG keys too)."""
+  return [
+    x
+    for x in jax.tree.leaves(tree)
+    if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+  ]
+
+
 def _assert_trees_close(actual, desired, what, context, **tol):
   message = f'{what} {context}'.strip()
   jax.tree.map(

@@ -100,12 +100,11 @@ def _with_explicit_axes(update, population_out=False):
   def wrapped(updates, state, params=None, **extra_args):
     if lean.is_lean(updates):
       return update(updates, state, params, **extra_args)
-    leaves = jax.tree.leaves(updates)
-    found = [_explicit_sharding(x) for x in leaves]
-    names = set().union(*(f[2] for f in found)) if found else set()
+    found = [_explicit_sharding(x) for x in jax.tree.leaves(updates)]
+    names = set().union(*(f[2] for f in found))
     if not names:
       return update(updates, state, params, **extra_args)
-    mesh = found[0][0]
+    mesh = next(m for m, _, explicit in found if explicit)
     member_axes = {
       spec[0] for _, spec, _ in found if spec is not None and len(spec)
     }

@@ -1418,11 +1418,7 @@ def scale_members(
 
 def _clip_scaled(x: jax.Array, c: jax.Array, r: jax.Array) -> jax.Array:
   """``c x`` (``(x r) r`` below 1e-30; 0 where ``r == 0``), in ``x.dtype``."""
-  acc = max(
-    numerics.accumulation_dtype(x.dtype),
-    numerics.accumulation_dtype(c.dtype),
-    key=lambda d: d.itemsize,
-  )
+  acc = numerics.tree_common_accumulation_dtype((x, c))
   y = jnp.where(r == 0, jnp.zeros([], x.dtype), x).astype(acc)
   c, r = c.astype(acc), r.astype(acc)
   return jnp.where(c >= 1e-30, y * c, (y * r) * r).astype(x.dtype)
@@ -1443,8 +1439,8 @@ def mean_of_scaled_deviations(
   in the members' order, as :func:`mean` adds them): XLA:CPU writes a
   whole-population product out before a reduction over more than 8 member
   slices, so the composition above holds one or two ``[K, D]`` temporaries
-  (centered clipping at ``K = 16``, ``D = 1M``: 64 MB and 62 ms for three
-  iterations). Elsewhere it is that composition.
+  (measured in docs/benchmarks.md, centered clipping). Elsewhere it is that
+  composition.
 
   Args:
     population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named), in a

@@ -56,7 +56,7 @@ def project_scale_invariant(p, g, d, delta, eps, channel_axis):
     return jnp.sum(x, axis=axes, keepdims=True)
 
   # On XLA:CPU, barriers keep XLA from folding the layer sums below (sums
-  # of the row sums) into fresh full reductions: 2x faster there.
+  # of the row sums) into fresh full reductions, which are slower there.
   barrier = (
     jax.lax.optimization_barrier if kernels.cpu_tuned() else (lambda x: x)
   )

@@ -45,8 +45,8 @@ def clip_each_by_global_norm(
     0.0)`` gives the same update (to float32 rounding; tested) in one
     streamed pass. Chained, XLA:CPU writes the clipped population out from 16
     members on (a whole-population product is not fused into a reduction
-    with more than 8 member slices): 28 ms against 4.4 ms at ``K = 16``,
-    ``D = 1M`` on the 2-core CPU of ``docs/benchmarks.md``.
+    with more than 8 member slices), several times slower at ``K = 16``
+    (measured in ``docs/benchmarks.md``).
 
   Args:
     max_norm: :math:`\tau > 0`.

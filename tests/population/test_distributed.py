@@ -87,18 +87,10 @@ def _update_and_state(tx, population, params, extra):
   return tx.update(population, tx.init(params), params, **extra)
 
 
-def _float_leaves(tree):
-  return [
-    x
-    for x in jax.tree.leaves(tree)
-    if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
-  ]
-
-
 def _assert_close(got, want, what, **tol):
   """Every float leaf of the updates and the state (a layout that gets the
   update right can still keep a wrong statistic in its state)."""
-  got, want = _float_leaves(got), _float_leaves(want)
+  got, want = helpers.float_leaves(got), helpers.float_leaves(want)
   assert len(got) == len(want), what
   for i, (a, b) in enumerate(zip(got, want, strict=True)):
     np.testing.assert_allclose(a, b, err_msg=f'{what}, leaf {i}', **tol)

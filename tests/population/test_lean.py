@@ -18,6 +18,7 @@ import pytest
 import optax_ext
 from optax_ext import population
 from optax_ext import robust
+from tests import helpers
 from tests import registry
 
 K = registry.NUM_MEMBERS  # 4 microbatches
@@ -64,7 +65,7 @@ def _two_steps(tx, make_pop, params, steps=2):
   out = []
   for _ in range(steps):
     u, state = tx.update(make_pop(params), state, params)
-    out.append((u, _float_state(state)))
+    out.append((u, helpers.float_leaves(state)))
     params = jax.tree.map(lambda p, x: p - 0.1 * x, params, u)
   return out
 
@@ -79,14 +80,6 @@ def _lean_and_stacked(tx, loss, params, batch, steps):
     jax.jit(lambda p, f=f: _two_steps(tx, f, p, steps=steps))(params)
     for f in runs
   )
-
-
-def _float_state(state):
-  return [
-    x
-    for x in jax.tree.leaves(state)
-    if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
-  ]
 
 
 @pytest.mark.parametrize('entry', ENTRIES)

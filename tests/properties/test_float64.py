@@ -37,14 +37,6 @@ ENTRIES = [
 ]
 
 
-def _float_leaves(tree):
-  return [
-    np.asarray(x, np.float64).ravel()
-    for x in jax.tree.leaves(tree)
-    if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
-  ]
-
-
 @pytest.mark.standard_promotion  # some entries chain optax's Adam
 @pytest.mark.parametrize('entry', ENTRIES)
 def test_float64_inputs_keep_float64_resolution(entry):
@@ -71,7 +63,10 @@ def test_float64_inputs_keep_float64_resolution(entry):
         updates, state = tx.update(g, state, params, **extra)
         for u in jax.tree.leaves(updates):
           assert u.dtype == jnp.float64, (entry.name, u.dtype)
-        outs += _float_leaves(updates) + _float_leaves(state)
+        outs += [
+          np.asarray(x, np.float64).ravel()
+          for x in helpers.float_leaves((updates, state))
+        ]
       return np.concatenate(outs)
 
     base = run(0.0)
