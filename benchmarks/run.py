@@ -48,7 +48,6 @@ Writes JSON and a Markdown table under ``benchmarks/results/``::
 
 import argparse
 import datetime
-import functools
 import json
 import os
 import pathlib
@@ -60,16 +59,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tables
+import train_step
 
 import optax_ext
-from optax_ext import adaptive
-from optax_ext import alignment
-from optax_ext import lookahead
-from optax_ext import momentum
-from optax_ext import privacy
-from optax_ext import pruning
-from optax_ext import robust
-from optax_ext import variance
 
 RESULTS = pathlib.Path(__file__).parent / 'results'
 
@@ -91,88 +84,9 @@ def _peak_bytes(compiled) -> int | None:
   )
 
 
-def _median_time(fn, args, repeats, warmup=2):
-  for _ in range(warmup):
-    jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
-
-
-def bandwidths(n: int, repeats: int) -> dict[str, float]:
-  """Stream bandwidths (bytes/s): in place (the bound), fresh output, read."""
-  b = jnp.ones(n, jnp.float32)
-  c = jnp.full(n, 2.0, jnp.float32)
-  in_place = jax.jit(lambda a, c: a + 1e-3 * c, donate_argnums=0)
-  carry = [jnp.ones(n, jnp.float32)]
-
-  def run(c):
-    carry[0] = in_place(carry[0], c)
-    return carry[0]
-
-  t_in_place = _median_time(run, (c,), repeats)
-  t_fresh = _median_time(jax.jit(lambda b, c: b + c), (b, c), repeats)
-  t_read = _median_time(jax.jit(jnp.sum), (b,), repeats)
-  return {
-    'stream': 3 * n * 4 / t_in_place,
-    'stream_fresh_output': 3 * n * 4 / t_fresh,
-    'read': n * 4 / t_read,
-  }
-
-
-# name -> (factory, param-sized float32 state buffers read, written per step)
-AGGREGATORS = {
-  'aggregate_by_mean': (optax_ext.aggregate_by_mean, 0, 0),
-  'aggregate_by_sum': (optax_ext.aggregate_by_sum, 0, 0),
-  'aggregate_by_gsnr': (variance.aggregate_by_gsnr, 0, 1),
-  'coordinate_median': (robust.aggregate_by_coordinate_median, 0, 0),
-  'trimmed_mean(b=1)': (
-    functools.partial(robust.aggregate_by_trimmed_mean, 1),
-    0,
-    0,
-  ),
-  'krum(f=0)': (functools.partial(robust.aggregate_by_krum, 0), 0, 0),
-  'geometric_median(1 iteration)': (
-    functools.partial(robust.aggregate_by_geometric_median, maxiter=1),
-    0,
-    0,
-  ),
-  'geometric_median(10 iterations)': (
-    functools.partial(
-      robust.aggregate_by_geometric_median, maxiter=10, ftol=0.0
-    ),
-    0,
-    0,
-  ),
-  'nearest_neighbours(f=1)': (
-    functools.partial(robust.aggregate_by_nearest_neighbours, 1),
-    0,
-    0,
-  ),
-  'clip_each_by_global_norm(1.0)': (
-    functools.partial(robust.clip_each_by_global_norm, 1.0),
-    0,
-    0,
-  ),
-  'private_mean(clip 1.0, noise 1.0)': (
-    functools.partial(privacy.aggregate_by_private_mean, 1.0, 1.0),
-    0,
-    0,
-  ),
-  'aggregate_by_gsnr(ema)': (
-    functools.partial(variance.aggregate_by_gsnr, ema_decay=0.9),
-    1,
-    1,
-  ),
-}
-
-
 def bench_aggregators(d, ks, bw, repeats):
   rows = []
-  for name, (factory, reads, writes) in AGGREGATORS.items():
+  for name, (factory, reads, writes) in tables.AGGREGATORS.items():
     tx = factory()
     params = jnp.zeros(d, jnp.float32)
     step = jax.jit(lambda g, s, p, tx=tx: tx.update(g, s, p), donate_argnums=1)
@@ -193,7 +107,7 @@ def bench_aggregators(d, ks, bw, repeats):
 
       try:
         peak = _peak_bytes(step.lower(population, s, params).compile())
-        t = _median_time(run, (population, params), repeats)
+        t = tables.median_time(run, (population, params), repeats)
       except ValueError as e:  # e.g. K too small for the trimming
         print(f'{name:24s} K={k:3d} skipped: {e}')
         continue
@@ -254,127 +168,6 @@ def weiszfeld_iteration_seconds(rows) -> dict[int, float]:
   return out
 
 
-# Param-shaped transforms: name -> (optimiser factory, pytorch_optimizer
-# peer as (class name, kwargs) or None). Full optimisers (learning rate and
-# weight decay included), as they run in a training step.
-TRANSFORMS = {
-  'optax.sgd(momentum)': (
-    functools.partial(optax.sgd, 1e-3, momentum=0.9),
-    None,
-  ),
-  'optax.adamw': (functools.partial(optax.adamw, 1e-3), None),
-  'momentum_mixture(2 EMAs)': (
-    functools.partial(momentum.momentum_mixture, 1e-3, (0.9, 0.99), (0.5, 0.5)),
-    None,
-  ),
-  'qhm': (
-    functools.partial(momentum.qhm, 1e-3),
-    ('QHM', {'lr': 1e-3, 'nu': 0.7, 'momentum': 0.999}),
-  ),
-  'qhadam': (
-    functools.partial(momentum.qhadam, 1e-3),
-    ('QHAdam', {'lr': 1e-3}),
-  ),
-  'aggmo': (functools.partial(momentum.aggmo, 1e-3), ('AggMo', {'lr': 1e-3})),
-  'ademamix_with_warmup': (
-    functools.partial(
-      momentum.ademamix_with_warmup,
-      1e-3,
-      alpha_warmup_steps=1000,
-      beta3_warmup_steps=1000,
-    ),
-    ('AdEMAMix', {'lr': 1e-3}),
-  ),
-  'optax.contrib.ademamix': (
-    functools.partial(optax.contrib.ademamix, 1e-3),
-    None,
-  ),
-  'grams': (functools.partial(momentum.grams, 1e-3), ('Grams', {'lr': 1e-3})),
-  'mars': (functools.partial(momentum.mars, 1e-3), ('MARS', {'lr': 1e-3})),
-  'igt_sgd': (functools.partial(momentum.igt_sgd, 1e-3), None),
-  'diffgrad': (
-    functools.partial(adaptive.diffgrad, 1e-3),
-    ('DiffGrad', {'lr': 1e-3}),
-  ),
-  'adamp': (
-    functools.partial(adaptive.adamp, 1e-3, weight_decay=1e-2),
-    ('AdamP', {'lr': 1e-3, 'weight_decay': 1e-2}),
-  ),
-  'sgdp': (
-    functools.partial(adaptive.sgdp, 0.1, momentum=0.9, weight_decay=1e-5),
-    ('SGDP', {'lr': 0.1, 'momentum': 0.9, 'weight_decay': 1e-5}),
-  ),
-  'sgd_sai': (
-    functools.partial(adaptive.sgd_sai, 1e-2),
-    ('SGDSaI', {'lr': 1e-2}),
-  ),
-  'gravity': (
-    functools.partial(adaptive.gravity, 1e-2),
-    ('Gravity', {'lr': 1e-2}),
-  ),
-  'pnm': (functools.partial(momentum.pnm, 1e-3), ('PNM', {'lr': 1e-3})),
-  'adapnm': (
-    functools.partial(momentum.adapnm, 1e-3),
-    ('AdaPNM', {'lr': 1e-3}),
-  ),
-  'ranger21': (
-    functools.partial(momentum.ranger21, 1e-3, num_iterations=10_000),
-    ('Ranger21', {'lr': 1e-3, 'num_iterations': 10_000}),
-  ),
-  'xgrad_sgd': (functools.partial(momentum.xgrad_sgd, 1e-3), None),
-  'xgrad_adam': (functools.partial(momentum.xgrad_adam, 1e-3), None),
-  'xgrad_adamw': (functools.partial(momentum.xgrad_adamw, 1e-3), None),
-  'igt_adam': (functools.partial(momentum.igt_adam, 1e-3), None),
-  'optax.chain(clip_by_global_norm, adamw)': (
-    functools.partial(
-      optax.chain, optax.clip_by_global_norm(1.0), optax.adamw(1e-3)
-    ),
-    None,
-  ),
-  'clip_by_norm_percentile + sgd(momentum)': (
-    functools.partial(
-      optax.chain,
-      robust.clip_by_norm_percentile(),
-      optax.sgd(1e-3, momentum=0.9),
-    ),
-    None,
-  ),
-  'median_tracking': (
-    functools.partial(robust.median_tracking, 1e-3, threshold=1.0),
-    None,
-  ),
-  'lookahead(sgd momentum)': (
-    functools.partial(lookahead.lookahead, optax.sgd(1e-3, momentum=0.9)),
-    None,
-  ),
-  'multilayer_lookahead(2 layers)': (
-    functools.partial(
-      lookahead.multilayer_lookahead, optax.sgd(1e-3, momentum=0.9)
-    ),
-    None,
-  ),
-  'dpf(sgd momentum, 90%)': (
-    functools.partial(pruning.dpf, optax.sgd(1e-3, momentum=0.9), 0.9),
-    None,
-  ),
-}
-
-# Transforms with a reduction over the gradient (or params) before their
-# elementwise step: their bound is the two-pass one (one more read of the
-# gradient), the issue's target for them is 1.5x that.
-TWO_PASS = {
-  'mars',
-  'gravity',
-  'adamp',
-  'sgdp',
-  'ranger21',
-  'optax.chain(clip_by_global_norm, adamw)',
-  'clip_by_norm_percentile + sgd(momentum)',
-  'median_tracking',
-  'dpf(sgd momentum, 90%)',
-}
-
-
 def _state_bytes(tx, params):
   shapes = jax.eval_shape(tx.init, params)
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
@@ -384,7 +177,7 @@ def bench_transforms(shape, bw, repeats):
   """Jitted full-optimiser steps with donated params and state."""
   rows = []
   n = int(np.prod(shape))
-  for name, (factory, peer) in TRANSFORMS.items():
+  for name, (factory, peer) in tables.TRANSFORMS.items():
     tx = factory()
     params = jnp.zeros(shape, jnp.float32)
     grads = jax.random.normal(jax.random.key(0), shape, jnp.float32) * 1e-2
@@ -405,9 +198,9 @@ def bench_transforms(shape, bw, repeats):
       carry[0], carry[1] = compiled(carry[0], carry[1], g)
       return carry[0]
 
-    t = _median_time(run, (grads,), repeats)
+    t = tables.median_time(run, (grads,), repeats)
     moved = 4 * n * 2 + state_b + 4 * n + state_b  # read p, g, s; write p, s
-    if name in TWO_PASS:
+    if name in tables.TWO_PASS:
       moved += 4 * n  # the reduction's own read of the gradient
     bound = moved / bw['stream']
     row = {
@@ -416,7 +209,7 @@ def bench_transforms(shape, bw, repeats):
       'seconds': t,
       'bound_seconds': bound,
       'ratio_to_bound': t / bound,
-      'two_pass_bound': name in TWO_PASS,
+      'two_pass_bound': name in tables.TWO_PASS,
       'state_bytes_per_param': state_b / n,
       'compile_seconds': compile_s,
       'peak_bytes': peak,
@@ -465,52 +258,6 @@ def _torch_step_time(peer, shape, repeats):
     run()
     times.append(time.perf_counter() - t0)
   return statistics.median(times)
-
-
-# name -> (our factory, TorchJD class name and kwargs)
-MULTITASK = {
-  'upgrad': (alignment.aggregate_by_upgrad, ('UPGrad', {})),
-  'mgda': (alignment.aggregate_by_mgda, ('MGDA', {})),
-  'dualproj': (alignment.aggregate_by_dualproj, ('DualProj', {})),
-  'pcgrad': (
-    functools.partial(alignment.aggregate_by_pcgrad, key=0),
-    ('PCGrad', {}),
-  ),
-  'cagrad': (alignment.aggregate_by_cagrad, ('CAGrad', {'c': 0.5})),
-  'aligned_mtl': (alignment.aggregate_by_aligned_mtl, ('AlignedMTL', {})),
-  'imtl_g': (alignment.aggregate_by_imtl_g, ('IMTLG', {})),
-  'config': (alignment.aggregate_by_config, ('ConFIG', {})),
-  'nash_mtl': (alignment.aggregate_by_nash_mtl, ('NashMTL', {'n_tasks': 8})),
-}
-
-
-# The population train step (``--only train_step``): K = 8 members through
-# each aggregator, then AdamW.
-TRAIN_STEP_AGGREGATORS = {
-  'mean': optax_ext.aggregate_by_mean,
-  'gsnr': variance.aggregate_by_gsnr,
-  'coordinate_median': robust.aggregate_by_coordinate_median,
-  'trimmed_mean(b=1)': functools.partial(robust.aggregate_by_trimmed_mean, 1),
-  'krum(f=1)': functools.partial(robust.aggregate_by_krum, 1),
-  'geometric_median': robust.aggregate_by_geometric_median,
-  'centered_clipping(1.0)': functools.partial(
-    robust.aggregate_by_centered_clipping, 1.0
-  ),
-  **{name: factory for name, (factory, _) in MULTITASK.items()},
-}
-
-
-def benchmarked_factories() -> set:
-  """The functions the tables above time, unwrapped from ``partial``.
-
-  ``tests/project/test_public_api.py`` holds every public optimiser, robust
-  and multi-task aggregator of the test registry to a row here.
-  """
-  rows = [f for f, *_ in AGGREGATORS.values()]
-  rows += [f for f, _ in TRANSFORMS.values()]
-  rows += [f for f, _ in MULTITASK.values()]
-  rows += list(TRAIN_STEP_AGGREGATORS.values())
-  return {f.func if isinstance(f, functools.partial) else f for f in rows}
 
 
 def _torchjd_time(cls_name, kwargs, jac, repeats):
@@ -590,8 +337,8 @@ def bench_multitask(d, k, repeats):
   Then every rule at this K, and UPGrad, MGDA and DualProj again at K = 32.
   """
   rows = bench_gramian(d, (k, 32), repeats)
-  rows += _bench_multitask_rules(d, k, MULTITASK, repeats)
-  big = {n: MULTITASK[n] for n in ('upgrad', 'mgda', 'dualproj')}
+  rows += _bench_multitask_rules(d, k, tables.MULTITASK, repeats)
+  big = {n: tables.MULTITASK[n] for n in ('upgrad', 'mgda', 'dualproj')}
   rows += _bench_multitask_rules(d, 32, big, max(3, repeats // 2))
   return rows
 
@@ -607,7 +354,7 @@ def _bench_multitask_rules(d, k, rules, repeats):
     t0 = time.perf_counter()
     step = jax.jit(tx.update).lower(population, state, params).compile()
     compile_s = time.perf_counter() - t0
-    t = _median_time(
+    t = tables.median_time(
       lambda g, s, p, step=step: step(g, s, p)[0],
       (population, state, params),
       repeats,
@@ -929,7 +676,7 @@ def main(argv=None):
     d, ks, repeats, n_stream = 100_000, [2, 8], 3, 1_000_000
   else:
     d, ks, repeats, n_stream = 1_000_000, [2, 4, 8, 16, 32], 20, 50_000_000
-  bw = bandwidths(n_stream, repeats)
+  bw = tables.bandwidths(n_stream, repeats)
   print(
     f'bandwidth over {n_stream:,} float32: stream in place '
     f'{bw["stream"] / 1e9:.2f} (the bound), into a fresh output '
@@ -948,8 +695,7 @@ def main(argv=None):
   )
   steps = []
   if args.device:
-    steps, _ = train_step_rows(args.quick)
-    import train_step  # noqa: PLC0415 - on the path after train_step_rows
+    steps, _ = train_step.rows(args.quick)
   meta = {
     'machine': f'{platform.machine()}, {jax.device_count()} x '
     f'{jax.devices()[0].platform}, {platform.processor() or "cpu"}',
@@ -1010,8 +756,6 @@ def device_stem():
 
 def _step_meta(meta):
   """The train-step table's extra header fields."""
-  import train_step  # noqa: PLC0415
-
   try:
     import torch  # noqa: PLC0415
 
@@ -1055,33 +799,12 @@ def _main_memory(args):
   return rows
 
 
-def train_step_rows(quick, malloc='default'):
-  """``train_step.measure`` over this file's optimisers and aggregators."""
-  import sys  # noqa: PLC0415
-
-  sys.path.insert(0, str(pathlib.Path(__file__).parent))
-  import train_step  # noqa: PLC0415
-
-  bw = bandwidths(1_000_000 if quick else 50_000_000, 5)
-  aggregators = TRAIN_STEP_AGGREGATORS
-  transforms = TRANSFORMS
-  if quick:
-    transforms = {n: TRANSFORMS[n] for n in ('optax.adamw', 'mars')}
-    aggregators = {n: aggregators[n] for n in ('mean', 'upgrad')}
-  rows = train_step.measure(
-    transforms, aggregators, bw, rounds=2 if quick else 8, malloc=malloc
-  )
-  return rows, bw
-
-
 def _main_train_step(args):
   import subprocess  # noqa: PLC0415
   import sys  # noqa: PLC0415
   import tempfile  # noqa: PLC0415
 
-  import train_step  # noqa: PLC0415 - on the path after train_step_rows
-
-  rows, bw = train_step_rows(args.quick)
+  rows, bw = train_step.rows(args.quick)
   # The second pass in a fresh process with glibc's options in its
   # environment.
   with tempfile.TemporaryDirectory() as tmp:

@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tables
 
 from optax_ext import population
 
@@ -386,11 +387,24 @@ def markdown(rows, meta):
   return '\n'.join(lines) + '\n'
 
 
+def rows(quick, malloc='default'):
+  """``measure`` over the benchmark tables' optimisers and aggregators."""
+  bw = tables.bandwidths(1_000_000 if quick else 50_000_000, 5)
+  aggregators = tables.TRAIN_STEP_AGGREGATORS
+  transforms = tables.TRANSFORMS
+  if quick:
+    transforms = {n: tables.TRANSFORMS[n] for n in ('optax.adamw', 'mars')}
+    aggregators = {n: aggregators[n] for n in ('mean', 'upgrad')}
+  rows = measure(
+    transforms, aggregators, bw, rounds=2 if quick else 8, malloc=malloc
+  )
+  return rows, bw
+
+
 def _main():
   import argparse  # noqa: PLC0415
   import json  # noqa: PLC0415
   import pathlib  # noqa: PLC0415
-  import sys  # noqa: PLC0415
 
   parser = argparse.ArgumentParser(description='one pass, as JSON rows')
   parser.add_argument(
@@ -399,11 +413,8 @@ def _main():
   parser.add_argument('--quick', action='store_true')
   parser.add_argument('--json', required=True)
   args = parser.parse_args()
-  sys.path.insert(0, str(pathlib.Path(__file__).parent))
-  import run  # noqa: PLC0415 - after mallopt: run allocates on import
-
-  rows, _ = run.train_step_rows(args.quick, 'kept' if args.kept else 'default')
-  pathlib.Path(args.json).write_text(json.dumps(rows))
+  found, _ = rows(args.quick, 'kept' if args.kept else 'default')
+  pathlib.Path(args.json).write_text(json.dumps(found))
 
 
 if __name__ == '__main__':

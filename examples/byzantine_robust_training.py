@@ -49,7 +49,7 @@ def aggregators(f: int):
     'krum': robust.aggregate_by_krum(f),
     'multi-krum': robust.aggregate_by_krum(f, num_selected=WORKERS - f),
     'geometric median': robust.aggregate_by_geometric_median(maxiter=10),
-    'nna': robust.aggregate_by_nearest_neighbours(f),
+    'nna': robust.aggregate_by_nearest_neighbors(f),
     'centered clipping': robust.aggregate_by_centered_clipping(1.0, 3),
   }
 

@@ -45,6 +45,8 @@ def run_script(path, *args, timeout=300):
 def benchmark_module(name):
   """``benchmarks/<name>.py`` imported as a module (once per process)."""
   path = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'
+  if str(path) not in sys.path:  # the scripts import their siblings
+    sys.path.insert(0, str(path))
   spec = importlib.util.spec_from_file_location(
     f'benchmarks_{name}', path / f'{name}.py'
   )

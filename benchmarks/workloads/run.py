@@ -164,7 +164,7 @@ BYZANTINE_METHODS = [
   _robust('trimmed mean', robust.aggregate_by_trimmed_mean(_F)),
   _robust('multi-krum', robust.aggregate_by_krum(_F, num_selected=8 - _F)),
   _robust('geometric median', robust.aggregate_by_geometric_median(maxiter=10)),
-  _robust('nna', robust.aggregate_by_nearest_neighbours(_F)),
+  _robust('nna', robust.aggregate_by_nearest_neighbors(_F)),
   _robust('centered clipping', robust.aggregate_by_centered_clipping(1.0, 3)),
 ]
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 
 
@@ -47,6 +48,28 @@ def reducing_aggregator(
   return base.Aggregator(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('robbins1951stochastic',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=False,
+      linear_under_scaling=True,
+      permutation_invariant=True,
+      homogeneity_degree=1,
+    ),
+  ),
+  case=metadata.Case(kind='aggregator', kwargs={}, rosenbrock=(1e-3, 5000)),
+  benchmarks=(
+    metadata.Benchmark('aggregators', 'aggregate_by_mean'),
+    metadata.Benchmark('train_step', 'mean'),
+  ),
+  row=metadata.Row(
+    'foundation',
+    'mean of the population',
+    papers='[Robbins & Monro 1951](https://doi.org/10.1214/aoms/1177729586)',
+  ),
+)
 def aggregate_by_mean(
   axes: pop_lib.PopulationAxes | None = None,
 ) -> base.Aggregator:
@@ -95,6 +118,30 @@ def aggregate_by_mean(
   )
 
 
+@metadata.describe(
+  citations=('quinton2024jacobian',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=False,
+      linear_under_scaling=True,
+      permutation_invariant=True,
+      homogeneity_degree=1,
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={},
+    lr=0.1 / metadata.BATTERY_MEMBERS,
+    rosenbrock=(1e-3 / metadata.BATTERY_MEMBERS, 5000),
+  ),
+  benchmarks=(metadata.Benchmark('aggregators', 'aggregate_by_sum'),),
+  row=metadata.Row(
+    'foundation',
+    'sum of the population',
+    papers='[Quinton & Rey 2024](https://arxiv.org/abs/2406.16232)',
+  ),
+)
 def aggregate_by_sum(
   axes: pop_lib.PopulationAxes | None = None,
 ) -> base.Aggregator:

@@ -22,6 +22,7 @@ import optax
 
 from optax_ext._src import alias
 from optax_ext._src import kernels
+from optax_ext._src import metadata
 from optax_ext._src import trees
 from optax_ext._src import validation
 
@@ -111,6 +112,24 @@ class ScaleByAdampState(NamedTuple):
   nu: optax.Updates
 
 
+# Battery case: Decoupled decay moves the optimum by lr * lambda * theta / step.
+@metadata.describe(
+  citations=('heo2021adamp',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'weight_decay': 1e-3},
+    hyperparams=('b1', 'b2', 'eps', 'weight_decay', 'delta', 'wd_ratio'),
+    lr=0.05,
+    rosenbrock=(metadata.cosine_decay(0.01, 20000), 20000),
+    static_args=('nesterov', 'channel_axis'),
+  ),
+  row=metadata.Row(
+    'adaptive',
+    'AdamP, SGDP',
+    papers='[Heo et al. 2021](https://arxiv.org/abs/2006.08217)',
+    also=('adamp', 'scale_by_sgdp', 'sgdp'),
+  ),
+)
 def scale_by_adamp(
   b1: float = 0.9,
   b2: float = 0.999,
@@ -232,6 +251,27 @@ def scale_by_adamp(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('heo2021adamp',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.05, 'nesterov': True},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps', 'delta', 'wd_ratio'),
+    lr=0.05,
+    static_args=('nesterov', 'channel_axis'),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'adamp',
+      args=(1e-3,),
+      kwargs={'weight_decay': 1e-2},
+      peer=('AdamP', {'lr': 1e-3, 'weight_decay': 1e-2}),
+      two_pass=True,
+    ),
+  ),
+)
 def adamp(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -307,6 +347,16 @@ class ScaleBySgdpState(NamedTuple):
   trace: optax.Updates
 
 
+@metadata.describe(
+  citations=('heo2021adamp',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'momentum': 0.9, 'nesterov': True},
+    hyperparams=('momentum', 'dampening', 'weight_decay', 'delta'),
+    rosenbrock=(1e-3, 20000),
+    static_args=('nesterov', 'channel_axis'),
+  ),
+)
 def scale_by_sgdp(
   momentum: float = 0.0,
   dampening: float = 0.0,
@@ -398,6 +448,27 @@ def scale_by_sgdp(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('heo2021adamp',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.1, 'momentum': 0.9},
+    alias=True,
+    hyperparams=('learning_rate', 'momentum', 'weight_decay', 'wd_ratio'),
+    rosenbrock=(1e-3, 20000),
+    static_args=('nesterov', 'channel_axis'),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'sgdp',
+      args=(0.1,),
+      kwargs={'momentum': 0.9, 'weight_decay': 1e-5},
+      peer=('SGDP', {'lr': 0.1, 'momentum': 0.9, 'weight_decay': 1e-5}),
+      two_pass=True,
+    ),
+  ),
+)
 def sgdp(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float = 0.0,

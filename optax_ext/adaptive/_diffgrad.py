@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import trees
 from optax_ext._src import validation
 
@@ -42,6 +43,18 @@ class ScaleByDiffgradState(NamedTuple):
   prev_grad: optax.Updates
 
 
+@metadata.describe(
+  citations=('dubey2020diffgrad',),
+  case=metadata.Case(
+    kind='param', kwargs={}, hyperparams=('b1', 'b2', 'eps'), lr=0.05
+  ),
+  row=metadata.Row(
+    'adaptive',
+    'diffGrad',
+    papers='[Dubey et al. 2020](https://arxiv.org/abs/1909.11015)',
+    also=('diffgrad',),
+  ),
+)
 def scale_by_diffgrad(
   b1: float = 0.9,
   b2: float = 0.999,
@@ -132,6 +145,21 @@ def scale_by_diffgrad(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('dubey2020diffgrad',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.05},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps', 'weight_decay'),
+    lr=0.05,
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms', 'diffgrad', args=(1e-3,), peer=('DiffGrad', {'lr': 1e-3})
+    ),
+  ),
+)
 def diffgrad(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,

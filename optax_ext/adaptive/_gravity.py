@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import trees
 from optax_ext._src import validation
 
@@ -38,6 +39,31 @@ class ScaleByGravityState(NamedTuple):
   velocity: optax.Updates
 
 
+# Battery case: Gravity's step falls like 1/|g|^3 for |g| >> 1 (zeta = g / (1 +
+# (g max|g|)^2)): it is made for small gradients, so the battery scales the
+# losses by 1e-2 and the rate up by 100.
+@metadata.describe(
+  citations=('bahrami2021gravity',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'init_std': 0.01},
+    hyperparams=('init_std', 'beta'),
+    lr=20.0,
+    rosenbrock=(0.1, 20000),
+    static_args=('seed',),
+    optimizer=lambda lr: optax.chain(
+      optax.scale(1e-2),
+      scale_by_gravity(init_std=1e-4),
+      optax.scale_by_learning_rate(lr),
+    ),
+  ),
+  row=metadata.Row(
+    'adaptive',
+    'Gravity',
+    papers='[Bahrami & Zadeh 2021](https://arxiv.org/abs/2101.09192)',
+    also=('gravity',),
+  ),
+)
 def scale_by_gravity(
   init_std: float, beta: float = 0.9, seed: int = 0, mu_dtype: Any = None
 ) -> optax.GradientTransformationExtraArgs:
@@ -130,6 +156,28 @@ def scale_by_gravity(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('bahrami2021gravity',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.1},
+    alias=True,
+    hyperparams=('learning_rate', 'alpha', 'beta'),
+    lr=20.0,
+    rosenbrock=(0.1, 20000),
+    static_args=('seed',),
+    optimizer=lambda lr: optax.chain(optax.scale(1e-2), gravity(lr)),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'gravity',
+      args=(1e-2,),
+      peer=('Gravity', {'lr': 1e-2}),
+      two_pass=True,
+    ),
+  ),
+)
 def gravity(
   learning_rate: optax.ScalarOrSchedule,
   alpha: float = 0.01,

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import trees
 from optax_ext._src import validation
 
@@ -48,6 +49,21 @@ def _leaf_gsnr(g, eps):
   return jnp.linalg.norm(g32.reshape(-1)) / (sigma + eps)
 
 
+@metadata.describe(
+  citations=('xu2024nomore',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={},
+    hyperparams=('momentum', 'eps'),
+    rosenbrock=(1e-3, 20000),
+  ),
+  row=metadata.Row(
+    'adaptive',
+    'SGD-SaI',
+    papers='[Xu et al. 2024](https://arxiv.org/abs/2412.11768)',
+    also=('sgd_sai',),
+  ),
+)
 def scale_by_sgd_sai(
   momentum: float = 0.9, eps: float = 1e-8, mu_dtype: Any = None
 ) -> optax.GradientTransformationExtraArgs:
@@ -146,6 +162,21 @@ def scale_by_sgd_sai(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('xu2024nomore',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.1, 'weight_decay': 0.0},
+    alias=True,
+    hyperparams=('learning_rate', 'momentum', 'eps', 'weight_decay'),
+    rosenbrock=(1e-3, 20000),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms', 'sgd_sai', args=(1e-2,), peer=('SGDSaI', {'lr': 1e-2})
+    ),
+  ),
+)
 def sgd_sai(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float = 0.9,

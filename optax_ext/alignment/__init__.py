@@ -48,7 +48,7 @@ from optax_ext.alignment._cagrad import aggregate_by_cagrad
 from optax_ext.alignment._cagrad import cagrad_weighting
 from optax_ext.alignment._dga import dga_alignment_scores
 from optax_ext.alignment._dga import dga_mixture
-from optax_ext.alignment._dga import DGAState
+from optax_ext.alignment._dga import DgaMixtureState
 from optax_ext.alignment._dga import domain_alignment_scores
 from optax_ext.alignment._dga import MixtureController
 from optax_ext.alignment._diagnostics import conflict_report
@@ -60,8 +60,8 @@ from optax_ext.alignment._gradalign import gradalign_value_and_grad
 from optax_ext.alignment._gradalign import gradient_variance
 from optax_ext.alignment._graddrop import aggregate_by_graddrop
 from optax_ext.alignment._gradvac import aggregate_by_gradvac
+from optax_ext.alignment._gradvac import AggregateByGradvacState
 from optax_ext.alignment._gradvac import gradvac_weighting
-from optax_ext.alignment._gradvac import GradVacState
 from optax_ext.alignment._jacobian import gramian_weighted_grad
 from optax_ext.alignment._jacobian import task_gramian
 from optax_ext.alignment._jacobian import task_jacobian
@@ -87,20 +87,20 @@ from optax_ext.alignment._upgrad import upgrad_weighting
 from optax_ext.alignment._weighting import aggregate_by_constant
 from optax_ext.alignment._weighting import aggregate_by_random
 from optax_ext.alignment._weighting import aggregate_by_weighting
+from optax_ext.alignment._weighting import AggregateByWeightingState
 from optax_ext.alignment._weighting import constant_weighting
 from optax_ext.alignment._weighting import mean_weighting
 from optax_ext.alignment._weighting import random_weighting
 from optax_ext.alignment._weighting import sum_weighting
-from optax_ext.alignment._weighting import WeightingState
 
 __all__ = (
+  'AggregateByGradvacState',
+  'AggregateByWeightingState',
   'AggregateSharedTrunkState',
   'BloopState',
   'ConflictReport',
-  'DGAState',
-  'GradVacState',
+  'DgaMixtureState',
   'MixtureController',
-  'WeightingState',
   'aggregate_by_aligned_mtl',
   'aggregate_by_cagrad',
   'aggregate_by_config',

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import metadata
 from optax_ext._src import validation
 
 _INITS = ('zeros', 'first_grad')
@@ -37,6 +38,22 @@ class BloopState(NamedTuple):
   main_ema: optax.Updates
 
 
+@metadata.describe(
+  citations=('hsieh2024careful',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={},
+    hyperparams=('aux_weight', 'ema_decay', 'eps'),
+    rosenbrock=(1e-3, 20000),
+    extra_args='bloop',
+    post='heavy_ball',
+  ),
+  row=metadata.Row(
+    'alignment',
+    'Bloop',
+    papers='[Hsieh et al. 2024](https://arxiv.org/abs/2402.02998)',
+  ),
+)
 def bloop(
   aux_weight: float = 0.1,
   ema_decay: float = 0.9,

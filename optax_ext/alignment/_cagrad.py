@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from optax_ext._src import base
 from optax_ext._src import linalg
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
@@ -70,6 +71,7 @@ def cagrad_dual(g_hat: jax.Array, c: float, max_iters: int = 200) -> jax.Array:
   return jnp.where(objective(w_min_norm) < objective(w_spg), w_min_norm, w_spg)
 
 
+@metadata.describe(citations=('liu2021conflict',))
 def cagrad_weighting(
   gramian: jax.Array,
   c: float = 0.5,
@@ -132,6 +134,34 @@ def cagrad_weighting(
   return (weights / divisor).astype(g.dtype)
 
 
+@metadata.describe(
+  citations=('liu2021conflict',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=False,
+      linear_under_scaling=False,
+      permutation_invariant=True,
+      homogeneity_degree=1,
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    hyperparams=('c', 'norm_eps'),
+    rosenbrock=(1e-3, 20000),
+    static_args=('rescale',),
+    population='aligned',
+  ),
+  benchmarks=(
+    metadata.Benchmark('multitask', 'cagrad', peer=('CAGrad', {'c': 0.5})),
+  ),
+  row=metadata.Row(
+    'multi-task',
+    'CAGrad',
+    papers='[Liu et al. 2021](https://arxiv.org/abs/2110.14048)',
+    also=('cagrad_weighting',),
+  ),
+)
 def aggregate_by_cagrad(
   c: float = 0.5,
   rescale: int = 0,
@@ -194,7 +224,7 @@ def aggregate_by_cagrad(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`optax_ext.alignment.WeightingState`.
+    :class:`optax_ext.alignment.AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np

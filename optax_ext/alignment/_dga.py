@@ -23,13 +23,14 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
 _F32 = jnp.float32
 
 
-class DGAState(NamedTuple):
+class DgaMixtureState(NamedTuple):
   """State of a :func:`dga_mixture` controller.
 
   Attributes:
@@ -48,10 +49,19 @@ class MixtureController(NamedTuple):
   """``init(num_domains, initial_weights=None)`` and
   ``update(scores, state, *, lr)``, both pure and jit-able."""
 
-  init: Callable[..., DGAState]
-  update: Callable[..., DGAState]
+  init: Callable[..., DgaMixtureState]
+  update: Callable[..., DgaMixtureState]
 
 
+@metadata.describe(
+  citations=('fan2024dynamic', 'fan2024doge'),
+  row=metadata.Row(
+    'alignment',
+    'DGA online data mixing (*our derivation*)',
+    papers='[Fan et al. 2025](https://arxiv.org/abs/2410.02498)',
+    also=('dga_alignment_scores', 'domain_alignment_scores'),
+  ),
+)
 def dga_mixture(
   domain_lr: float = 100.0,
   *,
@@ -135,7 +145,7 @@ def dga_mixture(
       f'got {score_clip!r}.'
     )
 
-  def init_fn(num_domains: int, initial_weights: Any = None) -> DGAState:
+  def init_fn(num_domains: int, initial_weights: Any = None) -> DgaMixtureState:
     validation.check_integer(where, 'num_domains', num_domains, lower=1)
     if initial_weights is None:
       w = jnp.full((num_domains,), 1.0 / num_domains, _F32)
@@ -147,9 +157,9 @@ def dga_mixture(
           f'{w.shape}.'
         )
       w = w / jnp.sum(w)
-    return DGAState(jnp.zeros([], jnp.int32), jnp.log(w), w)
+    return DgaMixtureState(jnp.zeros([], jnp.int32), jnp.log(w), w)
 
-  def update_fn(scores, state: DGAState, *, lr) -> DGAState:
+  def update_fn(scores, state: DgaMixtureState, *, lr) -> DgaMixtureState:
     s = jnp.asarray(scores, _F32)
     if s.shape != state.weights.shape:
       raise ValueError(
@@ -163,7 +173,7 @@ def dga_mixture(
     w = (1.0 - ema) * state.weights + ema * jnp.exp(log_alpha)
     w = w / jnp.sum(w)
     w = floor / k + (1.0 - floor) * w
-    return DGAState(state.count + 1, log_alpha, w)
+    return DgaMixtureState(state.count + 1, log_alpha, w)
 
   return MixtureController(init_fn, update_fn)
 
@@ -179,6 +189,7 @@ def _dot_and_norm(g, target) -> tuple[jax.Array, jax.Array]:
   return dot, jnp.sqrt(sq)
 
 
+@metadata.describe(citations=('fan2024dynamic', 'fan2024doge'))
 def dga_alignment_scores(
   domain_grads: optax.Params,
   target_grad: optax.Params,
@@ -241,6 +252,7 @@ def dga_alignment_scores(
   return dots / (jnp.mean(norms) + 1e-6)
 
 
+@metadata.describe(citations=('fan2024dynamic', 'fan2024doge'))
 def domain_alignment_scores(
   loss_fn: Callable[..., Any],
   params: optax.Params,

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 
 
@@ -39,6 +40,10 @@ class ConflictReport(NamedTuple):
   min_cosine: jax.Array
 
 
+@metadata.describe(
+  citations=(),
+  row=metadata.Row('multi-task', 'conflict diagnostics', papers='—'),
+)
 def conflict_report(
   population: optax.Params, axes: pop_lib.PopulationAxes | None = None
 ) -> ConflictReport:

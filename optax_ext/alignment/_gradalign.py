@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
@@ -79,6 +80,7 @@ def _weighted_sum(tree, w, axes):
   return pop_lib.across_indices(jax.tree.map(one, tree), axes)
 
 
+@metadata.describe(citations=('dandi2022implicit',))
 def gradalign_displacement(
   anchor: optax.Params, mean_anchor: optax.Params, beta: jax.typing.ArrayLike
 ) -> optax.Params:
@@ -121,6 +123,7 @@ def _value_and_grad(loss_fn, has_aux):
   return lambda *a: (lambda v, g: ((v, None), g))(*vg(*a))
 
 
+@metadata.describe(citations=('dandi2022implicit',))
 def gradalign_value_and_grad(
   loss_fn: Callable[..., Any],
   params: optax.Params,
@@ -268,6 +271,19 @@ def _gradalign(
   return (value, aux if has_aux else None), out
 
 
+@metadata.describe(
+  citations=('dandi2022implicit',),
+  row=metadata.Row(
+    'alignment',
+    'GradAlign gradient oracle',
+    papers='[Dandi et al. 2022](https://arxiv.org/abs/2106.13897)',
+    also=(
+      'gradalign_value_and_grad',
+      'gradalign_displacement',
+      'gradient_variance',
+    ),
+  ),
+)
 def gradalign_grad(
   loss_fn: Callable[..., Any],
   params: optax.Params,
@@ -333,6 +349,7 @@ def gradalign_grad(
   return g
 
 
+@metadata.describe(citations=('dandi2022implicit',))
 def gradient_variance(
   grads: optax.Params,
   *,
@@ -385,6 +402,14 @@ def gradient_variance(
   return pop_lib.across_indices(total, axes)
 
 
+@metadata.describe(
+  citations=('dandi2022implicit',),
+  row=metadata.Row(
+    'alignment',
+    'FedGA round (server pseudo-gradient)',
+    papers='[Dandi et al. 2022](https://arxiv.org/abs/2106.13897)',
+  ),
+)
 def fedga_grad(
   loss_fn: Callable[..., Any],
   params: optax.Params,

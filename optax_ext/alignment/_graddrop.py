@@ -21,12 +21,34 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
 
 
+@metadata.describe(
+  citations=('chen2020just',),
+  properties=metadata.Properties(
+    robust=False,
+    lean=False,
+    multitask_exempt='a random sign mask drawn from its key',
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'key': 2},
+    hyperparams=('eps',),
+    lr=0.05,
+    rosenbrock=(2e-4, 20000),
+    population='aligned',
+  ),
+  row=metadata.Row(
+    'multi-task',
+    'GradDrop',
+    papers='[Chen et al. 2020](https://arxiv.org/abs/2010.06808)',
+  ),
+)
 def aggregate_by_graddrop(
   key: int | jax.Array = 0,
   leak: jax.Array | None = None,
@@ -66,7 +88,8 @@ def aggregate_by_graddrop(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`optax_ext.alignment.WeightingState` (``weights`` is ``None``).
+    :class:`optax_ext.alignment.AggregateByWeightingState` (``weights`` is
+    ``None``).
 
   Example:
     >>> import jax.numpy as jnp
@@ -92,7 +115,7 @@ def aggregate_by_graddrop(
 
   def init_fn(params):
     del params
-    return _weighting.WeightingState(
+    return _weighting.AggregateByWeightingState(
       count=jnp.zeros([], jnp.int32), weights=None, key=jnp.array(key_data)
     )
 
@@ -138,7 +161,7 @@ def aggregate_by_graddrop(
         for x, kk in zip(leaves, keys, strict=True)
       ]
     )
-    return out, _weighting.WeightingState(
+    return out, _weighting.AggregateByWeightingState(
       count=optax.safe_int32_increment(state.count),
       weights=None,
       key=new_key,

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _pcgrad
@@ -31,7 +32,7 @@ _MIN_SIN = 1e-3  # targets with sqrt(1 - target^2) below this are not chased
 _TINY = 1e-30
 
 
-class GradVacState(NamedTuple):
+class AggregateByGradvacState(NamedTuple):
   """State of :func:`aggregate_by_gradvac`.
 
   Attributes:
@@ -45,6 +46,7 @@ class GradVacState(NamedTuple):
   key: jax.Array
 
 
+@metadata.describe(citations=('wang2021gradient',))
 def gradvac_weighting(
   gramian: jax.Array,
   phi_hat: jax.Array,
@@ -123,6 +125,27 @@ def gradvac_weighting(
   return jnp.sum(cs, axis=0), new_phi
 
 
+@metadata.describe(
+  citations=('wang2021gradient',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask_exempt='stateful: its targets are EMAs of past similarities',
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'num_tasks': metadata.BATTERY_MEMBERS},
+    hyperparams=('beta', 'eps'),
+    lr=0.05,
+    rosenbrock=(2e-4, 20000),
+    population='aligned',
+  ),
+  row=metadata.Row(
+    'multi-task',
+    'GradVac',
+    papers='[Wang et al. 2021](https://arxiv.org/abs/2010.05874)',
+    also=('gradvac_weighting',),
+  ),
+)
 def aggregate_by_gradvac(
   num_tasks: int,
   beta: float = 0.5,
@@ -162,7 +185,8 @@ def aggregate_by_gradvac(
     axes: where the members live.
 
   Returns:
-    An :class:`optax_ext.Aggregator` with state :class:`GradVacState`.
+    An :class:`optax_ext.Aggregator` with state
+    :class:`AggregateByGradvacState`.
 
   Example:
     >>> import jax.numpy as jnp, optax
@@ -190,7 +214,7 @@ def aggregate_by_gradvac(
 
   def init_fn(params):
     del params
-    return GradVacState(
+    return AggregateByGradvacState(
       count=jnp.zeros([], jnp.int32),
       phi_hat=jnp.zeros((num_tasks, num_tasks), jnp.float32),
       key=jnp.zeros((2,), jnp.uint32)
@@ -215,7 +239,7 @@ def aggregate_by_gradvac(
     w, phi_hat = gradvac_weighting(gram, state.phi_hat, step_key, beta, eps)
     w = lax.stop_gradient(w)
     out = pop_lib.combine(updates, w, axes)
-    return out, GradVacState(
+    return out, AggregateByGradvacState(
       optax.safe_int32_increment(state.count), lax.stop_gradient(phi_hat),
       new_key,
     )  # fmt: skip

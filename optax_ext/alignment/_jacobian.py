@@ -21,6 +21,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from optax_ext._src import metadata
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
 
@@ -45,6 +46,15 @@ def shared_leaves(where: str, shared, params) -> list[bool]:
   return flags
 
 
+@metadata.describe(
+  citations=('quinton2024jacobian',),
+  row=metadata.Row(
+    'multi-task',
+    "task Jacobian (whole, or the shared trunk's rows only) / lean Gramian",
+    papers='[Quinton & Rey 2024](https://arxiv.org/abs/2406.16232)',
+    also=('aggregate_shared_trunk', 'task_gramian', 'gramian_weighted_grad'),
+  ),
+)
 def task_jacobian(
   vector_loss: Callable[..., Any],
   has_aux: bool = False,
@@ -136,6 +146,7 @@ def _lean_gramian(vector_loss, params, args):
   return losses, gram, vjp
 
 
+@metadata.describe(citations=('quinton2024jacobian',))
 def task_gramian(vector_loss: Callable[..., Any]) -> Callable[..., Any]:
   r"""Makes ``(params, *args) -> (losses, G)``, :math:`G = JJ^\top`, lean.
 
@@ -169,6 +180,7 @@ def task_gramian(vector_loss: Callable[..., Any]) -> Callable[..., Any]:
   return fn
 
 
+@metadata.describe(citations=('quinton2024jacobian',))
 def gramian_weighted_grad(
   vector_loss: Callable[..., Any], weighting: _weighting.Weighting
 ) -> Callable[..., Any]:

@@ -18,6 +18,7 @@ import jax
 
 from optax_ext._src import base
 from optax_ext._src import linalg
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
@@ -25,6 +26,7 @@ from optax_ext.alignment import _weighting
 _SOLVERS = ('frank_wolfe', 'active_set')
 
 
+@metadata.describe(citations=('desideri2012mgda', 'sener2018multitask'))
 def mgda_weighting(
   gramian: jax.Array,
   max_iters: int = 100,
@@ -61,6 +63,35 @@ def mgda_weighting(
   return linalg.simplex_min_quadratic(g)
 
 
+@metadata.describe(
+  citations=('desideri2012mgda', 'sener2018multitask'),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=True,
+      linear_under_scaling=False,
+      permutation_invariant=True,
+      homogeneity_degree=1,
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    hyperparams=('max_iters', 'epsilon'),
+    rosenbrock=(1e-3, 20000),
+    population='aligned',
+  ),
+  benchmarks=(metadata.Benchmark('multitask', 'mgda', peer=('MGDA', {})),),
+  row=metadata.Row(
+    'multi-task',
+    'MGDA',
+    papers=(
+      '[Désidéri '
+      '2012](https://doi.org/10.1016/j.crma.2012.03.014), [Sener &'
+      ' Koltun 2018](https://arxiv.org/abs/1810.04650)'
+    ),
+    also=('mgda_weighting',),
+  ),
+)
 def aggregate_by_mgda(
   max_iters: int = 100,
   epsilon: float = 1e-3,
@@ -85,7 +116,7 @@ def aggregate_by_mgda(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`optax_ext.alignment.WeightingState`.
+    :class:`optax_ext.alignment.AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np

@@ -20,11 +20,13 @@ import jax.numpy as jnp
 
 from optax_ext._src import base
 from optax_ext._src import linalg
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
 
 
+@metadata.describe(citations=('navon2022multitask',))
 def nash_mtl_weighting(
   gramian: jax.Array,
   max_norm: float = 1.0,
@@ -97,6 +99,38 @@ def nash_mtl_weighting(
   return jnp.where(ok, alpha, 0.0)
 
 
+# Battery case: Nash-MTL's update has norm sqrt(K) (clipped to max_norm)
+# whatever the gradient's size: a normalised method, so the rate must decay.
+@metadata.describe(
+  citations=('navon2022multitask',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=True,
+      linear_under_scaling=False,
+      permutation_invariant=True,
+      homogeneity_degree=0,
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    hyperparams=('max_norm', 'norm_eps'),
+    lr=metadata.cosine_decay(0.05, 500),
+    rosenbrock=(metadata.cosine_decay(3e-3, 20000), 20000),
+    population='aligned',
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'multitask', 'nash_mtl', peer=('NashMTL', {'n_tasks': 8})
+    ),
+  ),
+  row=metadata.Row(
+    'multi-task',
+    'Nash-MTL',
+    papers='[Navon et al. 2022](https://arxiv.org/abs/2202.01017)',
+    also=('nash_mtl_weighting',),
+  ),
+)
 def aggregate_by_nash_mtl(
   max_norm: float = 1.0,
   num_iters: int = 20,
@@ -131,7 +165,7 @@ def aggregate_by_nash_mtl(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`optax_ext.alignment.WeightingState`.
+    :class:`optax_ext.alignment.AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from optax_ext._src import base
 from optax_ext._src import linalg
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
@@ -39,6 +40,7 @@ def visiting_orders(key: jax.Array | None, k: int) -> jax.Array:
   )
 
 
+@metadata.describe(citations=('yu2020gradient',))
 def pcgrad_weighting(
   gramian: jax.Array,
   key: jax.Array | None = None,
@@ -90,6 +92,36 @@ def pcgrad_weighting(
   return jnp.sum(jax.vmap(one)(jnp.arange(k), orders), axis=0)
 
 
+@metadata.describe(
+  citations=('yu2020gradient',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=False,
+      linear_under_scaling=True,
+      permutation_invariant=False,
+      homogeneity_degree=1,
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    hyperparams=('eps',),
+    lr=0.05,
+    rosenbrock=(2e-4, 20000),
+    population='aligned',
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'multitask', 'pcgrad', kwargs={'key': 0}, peer=('PCGrad', {})
+    ),
+  ),
+  row=metadata.Row(
+    'multi-task',
+    'PCGrad',
+    papers='[Yu et al. 2020](https://arxiv.org/abs/2001.06782)',
+    also=('pcgrad_weighting',),
+  ),
+)
 def aggregate_by_pcgrad(
   key: int | jax.Array | None = 0,
   reduction: str = 'sum',
@@ -127,7 +159,7 @@ def aggregate_by_pcgrad(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`optax_ext.alignment.WeightingState`.
+    :class:`optax_ext.alignment.AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np

@@ -19,10 +19,27 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import validation
 
 
+@metadata.describe(
+  citations=('zhu2023prompt',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={},
+    hyperparams=('projection_strength',),
+    rosenbrock=(1e-3, 20000),
+    extra_args='prograd',
+    post='heavy_ball',
+  ),
+  row=metadata.Row(
+    'alignment',
+    'ProGrad (conflicts with a general gradient projected out)',
+    papers='[Zhu et al. 2023](https://arxiv.org/abs/2205.14865)',
+  ),
+)
 def prograd(
   projection_strength: float = 1.0, *, per_leaf: bool = True
 ) -> optax.GradientTransformationExtraArgs:

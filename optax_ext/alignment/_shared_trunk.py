@@ -19,8 +19,10 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
+from optax_ext._src import aggregation
 from optax_ext._src import base
 from optax_ext._src import lean
+from optax_ext._src import metadata
 from optax_ext.alignment import _jacobian
 
 
@@ -34,6 +36,22 @@ class AggregateSharedTrunkState(NamedTuple):
   inner: Any
 
 
+# Battery case: Every leaf shared: the battery's populations are all task rows
+# (the mixed trunk/head tree is tested in test_shared_trunk.py).
+@metadata.describe(
+  citations=('quinton2024jacobian',),
+  properties=metadata.Properties(robust=False),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs=lambda: {
+      'aggregator': aggregation.aggregate_by_mean(),
+      'shared': lambda params: jax.tree.map(lambda _: True, params),
+    },
+    rosenbrock=(1e-3, 5000),
+    static_args=('aggregator', 'shared'),
+    layouts=False,
+  ),
+)
 def aggregate_shared_trunk(
   aggregator: base.Aggregator, shared: Any
 ) -> optax.GradientTransformationExtraArgs:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from optax_ext._src import base
 from optax_ext._src import linalg
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
@@ -26,6 +27,7 @@ from optax_ext.alignment import _weighting
 _SCALES = ('min', 'median', 'rmse')
 
 
+@metadata.describe(citations=('senushkin2023independent',))
 def aligned_mtl_weighting(
   gramian: jax.Array,
   preferences: jax.Array | None = None,
@@ -80,6 +82,7 @@ def aligned_mtl_weighting(
   return b @ p
 
 
+@metadata.describe(citations=('liu2021towards',))
 def imtl_g_weighting(gramian: jax.Array) -> jax.Array:
   r"""IMTL-G weights: equal projections on every unit task gradient.
 
@@ -107,6 +110,7 @@ def imtl_g_weighting(gramian: jax.Array) -> jax.Array:
   return jnp.where(ok, v / jnp.where(ok, total, 1.0), 0.0)
 
 
+@metadata.describe(citations=('liu2025config',))
 def config_weighting(
   gramian: jax.Array, preferences: jax.Array | None = None
 ) -> jax.Array:
@@ -162,6 +166,30 @@ def config_weighting(
   return jnp.where(ok, (jnp.sum(gb) / jnp.where(ok, denom, 1.0)) * b, 0.0)
 
 
+@metadata.describe(
+  citations=('senushkin2023independent',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=False,
+      linear_under_scaling=False,
+      permutation_invariant=True,
+      homogeneity_degree=1,
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator', rosenbrock=(1e-3, 20000), population='aligned'
+  ),
+  benchmarks=(
+    metadata.Benchmark('multitask', 'aligned_mtl', peer=('AlignedMTL', {})),
+  ),
+  row=metadata.Row(
+    'multi-task',
+    'Aligned-MTL',
+    papers='[Senushkin et al. 2023](https://arxiv.org/abs/2305.19000)',
+    also=('aligned_mtl_weighting',),
+  ),
+)
 def aggregate_by_aligned_mtl(
   preferences: jax.Array | None = None,
   scale_mode: str = 'min',
@@ -188,7 +216,7 @@ def aggregate_by_aligned_mtl(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`optax_ext.alignment.WeightingState`.
+    :class:`optax_ext.alignment.AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np
@@ -210,6 +238,28 @@ def aggregate_by_aligned_mtl(
   )
 
 
+@metadata.describe(
+  citations=('liu2021towards',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=False,
+      linear_under_scaling=False,
+      permutation_invariant=True,
+      homogeneity_degree=1,
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator', rosenbrock=(1e-3, 20000), population='aligned'
+  ),
+  benchmarks=(metadata.Benchmark('multitask', 'imtl_g', peer=('IMTLG', {})),),
+  row=metadata.Row(
+    'multi-task',
+    'IMTL-G',
+    papers='[Liu et al. 2021](https://openreview.net/forum?id=IMPnRXEWpvr)',
+    also=('imtl_g_weighting',),
+  ),
+)
 def aggregate_by_imtl_g(
   axes: pop_lib.PopulationAxes | None = None,
 ) -> base.Aggregator:
@@ -228,7 +278,7 @@ def aggregate_by_imtl_g(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`optax_ext.alignment.WeightingState`.
+    :class:`optax_ext.alignment.AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np
@@ -247,6 +297,28 @@ def aggregate_by_imtl_g(
   )
 
 
+@metadata.describe(
+  citations=('liu2025config',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=False,
+      linear_under_scaling=True,
+      permutation_invariant=True,
+      homogeneity_degree=1,
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator', lr=0.05, rosenbrock=(2e-4, 20000), population='aligned'
+  ),
+  benchmarks=(metadata.Benchmark('multitask', 'config', peer=('ConFIG', {})),),
+  row=metadata.Row(
+    'multi-task',
+    'ConFIG',
+    papers='[Liu et al. 2025](https://arxiv.org/abs/2408.11104)',
+    also=('config_weighting',),
+  ),
+)
 def aggregate_by_config(
   preferences: jax.Array | None = None,
   axes: pop_lib.PopulationAxes | None = None,
@@ -287,7 +359,7 @@ def aggregate_by_config(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`optax_ext.alignment.WeightingState`.
+    :class:`optax_ext.alignment.AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np

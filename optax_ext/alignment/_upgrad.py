@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from optax_ext._src import base
 from optax_ext._src import linalg
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.alignment import _weighting
@@ -36,6 +37,7 @@ def _preferences(gramian, preferences):
   return p
 
 
+@metadata.describe(citations=('quinton2024jacobian',))
 def upgrad_weighting(
   gramian: jax.Array,
   preferences: jax.Array | None = None,
@@ -75,6 +77,7 @@ def upgrad_weighting(
   return jnp.sum(v, axis=0)
 
 
+@metadata.describe(citations=('lopezpaz2017gradient', 'quinton2024jacobian'))
 def dualproj_weighting(
   gramian: jax.Array,
   preferences: jax.Array | None = None,
@@ -115,6 +118,31 @@ def _check(where, norm_eps, reg_eps):
   validation.check_positive(where, 'reg_eps', reg_eps, allow_schedule=False)
 
 
+@metadata.describe(
+  citations=('quinton2024jacobian',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=True,
+      linear_under_scaling=True,
+      permutation_invariant=True,
+      homogeneity_degree=1,
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    hyperparams=('norm_eps', 'reg_eps'),
+    rosenbrock=(1e-3, 20000),
+    population='aligned',
+  ),
+  benchmarks=(metadata.Benchmark('multitask', 'upgrad', peer=('UPGrad', {})),),
+  row=metadata.Row(
+    'multi-task',
+    'UPGrad',
+    papers='[Quinton & Rey 2024](https://arxiv.org/abs/2406.16232)',
+    also=('upgrad_weighting',),
+  ),
+)
 def aggregate_by_upgrad(
   preferences: jax.Array | None = None,
   norm_eps: float = 1e-4,
@@ -148,7 +176,7 @@ def aggregate_by_upgrad(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`optax_ext.alignment.WeightingState`.
+    :class:`optax_ext.alignment.AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np
@@ -173,6 +201,33 @@ def aggregate_by_upgrad(
   )
 
 
+@metadata.describe(
+  citations=('lopezpaz2017gradient', 'quinton2024jacobian'),
+  properties=metadata.Properties(
+    robust=False,
+    multitask=metadata.Multitask(
+      non_conflicting=True,
+      linear_under_scaling=False,
+      permutation_invariant=True,
+      homogeneity_degree=1,
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    hyperparams=('norm_eps', 'reg_eps'),
+    rosenbrock=(1e-3, 20000),
+    population='aligned',
+  ),
+  benchmarks=(
+    metadata.Benchmark('multitask', 'dualproj', peer=('DualProj', {})),
+  ),
+  row=metadata.Row(
+    'multi-task',
+    'DualProj',
+    papers='[Lopez-Paz & Ranzato 2017](https://arxiv.org/abs/1706.08840)',
+    also=('dualproj_weighting',),
+  ),
+)
 def aggregate_by_dualproj(
   preferences: jax.Array | None = None,
   norm_eps: float = 1e-4,
@@ -197,7 +252,7 @@ def aggregate_by_dualproj(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`optax_ext.alignment.WeightingState`.
+    :class:`optax_ext.alignment.AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp, numpy as np

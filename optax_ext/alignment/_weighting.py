@@ -29,13 +29,14 @@ import optax
 
 from optax_ext._src import base
 from optax_ext._src import linalg
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
 Weighting = Callable[..., jax.Array]
 
 
-class WeightingState(NamedTuple):
+class AggregateByWeightingState(NamedTuple):
   """State of the Gramian-weighted aggregators (``aggregate_by_*``).
 
   Attributes:
@@ -75,6 +76,22 @@ def split_key_data(key_data: jax.Array) -> tuple[jax.Array, jax.Array]:
   return step_key, jax.random.key_data(next_key)
 
 
+@metadata.describe(
+  citations=('quinton2024jacobian',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask_exempt=(
+      "its properties are its weighting's (the battery runs mean_weighting)"
+    ),
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs=lambda: {'weighting': mean_weighting},
+    rosenbrock=(1e-3, 20000),
+    static_args=('weighting',),
+    population='aligned',
+  ),
+)
 def aggregate_by_weighting(
   weighting: Weighting,
   *,
@@ -108,7 +125,8 @@ def aggregate_by_weighting(
     num_tasks: ``K``; when given the state keeps the last weights.
 
   Returns:
-    An :class:`optax_ext.Aggregator` with state :class:`WeightingState`.
+    An :class:`optax_ext.Aggregator` with state
+    :class:`AggregateByWeightingState`.
 
   Example:
     >>> import functools, jax.numpy as jnp
@@ -164,7 +182,7 @@ def weighted_aggregator(
 
   def init_fn(params):
     del params
-    return WeightingState(
+    return AggregateByWeightingState(
       count=jnp.zeros([], jnp.int32),
       weights=None
       if num_tasks is None
@@ -194,7 +212,7 @@ def weighted_aggregator(
         f'{where}: the weighting returned shape {w.shape}, expected ({k},).'
       )
     out = pop_lib.combine(updates, w, axes)
-    return out, WeightingState(
+    return out, AggregateByWeightingState(
       count=optax.safe_int32_increment(state.count),
       weights=None if state.weights is None else w,
       key=new_key,
@@ -203,6 +221,7 @@ def weighted_aggregator(
   return base.Aggregator(init_fn, update_fn)
 
 
+@metadata.describe(citations=('quinton2024jacobian',))
 def mean_weighting(gramian: jax.Array) -> jax.Array:
   """Uniform weights ``1/K`` (the mean of the population).
 
@@ -222,6 +241,7 @@ def mean_weighting(gramian: jax.Array) -> jax.Array:
   return jnp.full((k,), 1.0 / k, linalg.solve_dtype(gramian.dtype))
 
 
+@metadata.describe(citations=('quinton2024jacobian',))
 def sum_weighting(gramian: jax.Array) -> jax.Array:
   """Unit weights (the sum of the population).
 
@@ -240,6 +260,7 @@ def sum_weighting(gramian: jax.Array) -> jax.Array:
   return jnp.ones((gramian.shape[0],), linalg.solve_dtype(gramian.dtype))
 
 
+@metadata.describe(citations=('quinton2024jacobian',))
 def constant_weighting(gramian: jax.Array, weights: jax.Array) -> jax.Array:
   """Fixed weights, whatever the Gramian.
 
@@ -268,6 +289,7 @@ def constant_weighting(gramian: jax.Array, weights: jax.Array) -> jax.Array:
   return w
 
 
+@metadata.describe(citations=('lin2022reasonable',))
 def random_weighting(gramian: jax.Array, key: jax.Array) -> jax.Array:
   r"""Random loss weighting (RLW): softmax of a standard normal draw.
 
@@ -291,6 +313,25 @@ def random_weighting(gramian: jax.Array, key: jax.Array) -> jax.Array:
   return jax.nn.softmax(z)
 
 
+@metadata.describe(
+  citations=('quinton2024jacobian',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask_exempt='its weights fix the number of tasks',
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs=lambda: {'weights': jnp.array([0.1, 0.2, 0.3, 0.4])},
+    rosenbrock=(1e-3, 20000),
+    population='aligned',
+  ),
+  row=metadata.Row(
+    'multi-task',
+    'constant, random (RLW), any weighting',
+    papers='[Lin et al. 2022](https://arxiv.org/abs/2111.10603)',
+    also=('aggregate_by_random', 'aggregate_by_weighting'),
+  ),
+)
 def aggregate_by_constant(
   weights: jax.Array, axes: pop_lib.PopulationAxes | None = None
 ) -> base.Aggregator:
@@ -304,7 +345,8 @@ def aggregate_by_constant(
     axes: where the members live.
 
   Returns:
-    An :class:`optax_ext.Aggregator` with state :class:`WeightingState`.
+    An :class:`optax_ext.Aggregator` with state
+    :class:`AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp
@@ -327,6 +369,19 @@ def aggregate_by_constant(
   )
 
 
+@metadata.describe(
+  citations=('lin2022reasonable',),
+  properties=metadata.Properties(
+    robust=False,
+    multitask_exempt='random weights drawn from its key',
+  ),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'key': 3},
+    rosenbrock=(1e-3, 20000),
+    population='aligned',
+  ),
+)
 def aggregate_by_random(
   key: int | jax.Array = 0, axes: pop_lib.PopulationAxes | None = None
 ) -> base.Aggregator:
@@ -344,7 +399,8 @@ def aggregate_by_random(
     axes: where the members live.
 
   Returns:
-    An :class:`optax_ext.Aggregator` with state :class:`WeightingState`.
+    An :class:`optax_ext.Aggregator` with state
+    :class:`AggregateByWeightingState`.
 
   Example:
     >>> import jax.numpy as jnp

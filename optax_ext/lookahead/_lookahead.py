@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext.lookahead import _multilayer
 
 
@@ -38,6 +39,30 @@ class LookaheadState(NamedTuple):
   slow_weights: optax.Params
 
 
+@metadata.describe(
+  citations=('zhang2019lookahead',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs=lambda: {'inner': optax.sgd(0.05, momentum=0.9), 'sync_period': 3},
+    hyperparams=('sync_period', 'slow_step_size'),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+    optimizer=lambda lr: lookahead(optax.sgd(lr, momentum=0.9), 3),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'lookahead(sgd momentum)',
+      args=(optax.sgd(1e-3, momentum=0.9),),
+    ),
+  ),
+  row=metadata.Row(
+    'lookahead',
+    'Lookahead (slow weights in state)',
+    papers='[Zhang et al. 2019](https://arxiv.org/abs/1907.08610)',
+    also=('lookahead_slow_params',),
+  ),
+)
 def lookahead(
   inner: optax.GradientTransformation,
   sync_period: int = 5,
@@ -122,6 +147,7 @@ def lookahead(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(citations=('zhang2019lookahead',))
 def lookahead_slow_params(opt_state: optax.OptState) -> optax.Params:
   """The slow weights of the :func:`lookahead` state inside ``opt_state``.
 

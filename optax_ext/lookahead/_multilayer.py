@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import validation
 
 
@@ -243,6 +244,34 @@ def lookahead_step(
   return out, c % periods[-1], inner_state, tuple(new)
 
 
+@metadata.describe(
+  citations=('pushkin2021multilayer', 'zhang2019lookahead'),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs=lambda: {
+      'inner': optax.sgd(0.05, momentum=0.9),
+      'sync_periods': (2, 3),
+    },
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+    optimizer=lambda lr: multilayer_lookahead(
+      optax.sgd(lr, momentum=0.9), (2, 3)
+    ),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'multilayer_lookahead(2 layers)',
+      args=(optax.sgd(1e-3, momentum=0.9),),
+    ),
+  ),
+  row=metadata.Row(
+    'lookahead',
+    'Multilayer Lookahead',
+    papers='[Pushkin & Barba 2021](https://arxiv.org/abs/2110.14254)',
+    also=('multilayer_lookahead_slow_params',),
+  ),
+)
 def multilayer_lookahead(
   inner: optax.GradientTransformation,
   sync_periods: Sequence[int] = (5, 5),
@@ -357,6 +386,7 @@ def multilayer_lookahead(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(citations=('pushkin2021multilayer', 'zhang2019lookahead'))
 def multilayer_lookahead_slow_params(
   opt_state: optax.OptState, layer: int = -1
 ) -> optax.Params:

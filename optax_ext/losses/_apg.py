@@ -17,11 +17,20 @@
 import jax
 import jax.numpy as jnp
 
+from optax_ext._src import metadata
 from optax_ext._src import validation
 
 _F32 = jnp.float32
 
 
+@metadata.describe(
+  citations=('sadat2025eliminating',),
+  row=metadata.Row(
+    'losses',
+    'adaptive projected guidance (APG) for samplers',
+    papers='[Sadat et al. 2025](https://arxiv.org/abs/2410.02416)',
+  ),
+)
 def apg_guided_prediction(
   pred_cond: jax.Array,
   pred_uncond: jax.Array,

@@ -17,6 +17,7 @@
 import jax
 import jax.numpy as jnp
 
+from optax_ext._src import metadata
 from optax_ext._src import validation
 
 _F32 = jnp.float32
@@ -59,6 +60,7 @@ def _squared_error(target, pred):
   return jnp.sum(jnp.square(d).reshape(d.shape[0], -1), axis=1)
 
 
+@metadata.describe(citations=('ho2022classifier',))
 def cfg_guided_prediction(
   pred_cond: jax.Array, pred_uncond: jax.Array, guidance: jax.typing.ArrayLike
 ) -> jax.Array:
@@ -99,6 +101,14 @@ def cfg_guided_prediction(
   return out.astype(pred_cond.dtype)
 
 
+@metadata.describe(
+  citations=('ho2022classifier',),
+  row=metadata.Row(
+    'losses',
+    'standard classifier-free-guidance loss',
+    papers='[Ho & Salimans 2022](https://arxiv.org/abs/2207.12598)',
+  ),
+)
 def cfg_standard_loss(
   pred_cond: jax.Array,
   pred_uncond: jax.Array,
@@ -156,6 +166,17 @@ def cfg_standard_loss(
   )
 
 
+@metadata.describe(
+  citations=('patel2023bridging', 'ho2022classifier'),
+  row=metadata.Row(
+    'losses',
+    'CFG-aligned diffusion loss (*interpretation*)',
+    papers=(
+      '[Patel et al. 2023](https://arxiv.org/abs/2311.00938) (abstract only)'
+    ),
+    also=('cfg_guided_prediction',),
+  ),
+)
 def cfg_aligned_loss(
   pred_cond: jax.Array,
   pred_uncond: jax.Array,

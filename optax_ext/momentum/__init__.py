@@ -35,7 +35,7 @@
 from optax_ext.momentum._ademamix import ademamix_alpha_schedule
 from optax_ext.momentum._ademamix import ademamix_beta3_schedule
 from optax_ext.momentum._ademamix import ademamix_with_warmup
-from optax_ext.momentum._ademamix import AdemamixScheduleState
+from optax_ext.momentum._ademamix import AdemamixWithWarmupState
 from optax_ext.momentum._aggmo import aggmo
 from optax_ext.momentum._aggmo import aggmo_decays
 from optax_ext.momentum._aggmo import scale_by_aggmo
@@ -80,7 +80,7 @@ from optax_ext.momentum._xgrad import xgrad_true_params
 from optax_ext.momentum._xgrad import XgradState
 
 __all__ = (
-  'AdemamixScheduleState',
+  'AdemamixWithWarmupState',
   'CautiousState',
   'ClusterIgtState',
   'IgtState',

@@ -22,9 +22,19 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import validation
 
 
+@metadata.describe(
+  citations=('pagliardini2025ademamix',),
+  row=metadata.Row(
+    'momentum',
+    'AdEMAMix α/β3 warm-ups (on `optax.contrib.ademamix`)',
+    papers='[Pagliardini et al. 2024](https://arxiv.org/abs/2409.03137)',
+    also=('ademamix_beta3_schedule', 'ademamix_with_warmup'),
+  ),
+)
 def ademamix_alpha_schedule(
   alpha: float, warmup_steps: int, alpha_start: float = 0.0
 ) -> optax.Schedule:
@@ -68,6 +78,7 @@ def ademamix_alpha_schedule(
   return schedule
 
 
+@metadata.describe(citations=('pagliardini2025ademamix',))
 def ademamix_beta3_schedule(
   beta3: float, warmup_steps: int, beta_start: float = 0.9
 ) -> optax.Schedule:
@@ -145,7 +156,7 @@ def ademamix_beta3_schedule(
   return schedule
 
 
-class AdemamixScheduleState(NamedTuple):
+class AdemamixWithWarmupState(NamedTuple):
   """The schedules' current values, for logging (:func:`ademamix_with_warmup`).
 
   Attributes:
@@ -165,12 +176,12 @@ def _record_schedules(alpha, b3) -> optax.GradientTransformationExtraArgs:
   def init_fn(params):
     del params
     zero = jnp.zeros([], jnp.float32)
-    return AdemamixScheduleState(jnp.zeros([], jnp.int32), zero, zero)
+    return AdemamixWithWarmupState(jnp.zeros([], jnp.int32), zero, zero)
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     s = state.count
-    return updates, AdemamixScheduleState(
+    return updates, AdemamixWithWarmupState(
       count=optax.safe_int32_increment(s),
       alpha=alias.scalar_at(alpha, s),
       b3=alias.scalar_at(b3, s),
@@ -179,6 +190,32 @@ def _record_schedules(alpha, b3) -> optax.GradientTransformationExtraArgs:
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('pagliardini2025ademamix',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={
+      'learning_rate': 0.05,
+      'alpha_warmup_steps': 100,
+      'beta3_warmup_steps': 100,
+      'b3': 0.99,  # a 500-step parabola: shorter slow memory, no ringing
+    },
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps', 'alpha'),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+    strict_promotion=False,
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'ademamix_with_warmup',
+      args=(1e-3,),
+      kwargs={'alpha_warmup_steps': 1000, 'beta3_warmup_steps': 1000},
+      peer=('AdEMAMix', {'lr': 1e-3}),
+    ),
+  ),
+)
 def ademamix_with_warmup(
   learning_rate: optax.ScalarOrSchedule,
   *,

@@ -21,10 +21,12 @@ import warnings
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import validation
 from optax_ext.momentum import _mixture
 
 
+@metadata.describe(citations=('lucas2019aggregated',))
 def aggmo_decays(a: float = 0.1, k: int = 3) -> tuple[float, ...]:
   r"""The AggMo paper's decays :math:`\beta_i = 1 - a^i`, ``i = 0..k-1``.
 
@@ -58,6 +60,21 @@ def aggmo_decays(a: float = 0.1, k: int = 3) -> tuple[float, ...]:
   return tuple(round(1.0 - a**i, 12) for i in range(k))
 
 
+@metadata.describe(
+  citations=('lucas2019aggregated',),
+  case=metadata.Case(
+    kind='param',
+    kwargs=lambda: {'decays': (0.0, 0.5, 0.9)},
+    lr=0.02,
+    rosenbrock=(1e-3, 20000),
+  ),
+  row=metadata.Row(
+    'momentum',
+    'aggregated momentum',
+    papers='[Lucas et al. 2019](https://arxiv.org/abs/1804.00325)',
+    also=('aggmo', 'aggmo_decays'),
+  ),
+)
 def scale_by_aggmo(
   decays: Sequence[float] = (0.0, 0.9, 0.99),
   mu_dtype: Any = None,
@@ -116,6 +133,22 @@ def scale_by_aggmo(
   )
 
 
+@metadata.describe(
+  citations=('lucas2019aggregated',),
+  case=metadata.Case(
+    kind='param',
+    kwargs=lambda: {'learning_rate': 0.02, 'decays': (0.0, 0.5, 0.9)},
+    alias=True,
+    hyperparams=('learning_rate', 'weight_decay'),
+    lr=0.02,
+    rosenbrock=(1e-3, 20000),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms', 'aggmo', args=(1e-3,), peer=('AggMo', {'lr': 1e-3})
+    ),
+  ),
+)
 def aggmo(
   learning_rate: optax.ScalarOrSchedule,
   decays: Sequence[float] = (0.0, 0.9, 0.99),

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import validation
 
@@ -39,6 +40,21 @@ class CautiousState(NamedTuple):
   inner_state: optax.OptState
 
 
+@metadata.describe(
+  citations=('liang2024cautious',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs=lambda: {'inner': optax.sgd(0.05, momentum=0.9)},
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+    optimizer=lambda lr: cautious(optax.sgd(lr, momentum=0.9)),
+  ),
+  row=metadata.Row(
+    'momentum',
+    'cautious masking around any optimiser',
+    papers='[Liang et al. 2024](https://arxiv.org/abs/2411.16085)',
+  ),
+)
 def cautious(
   inner: optax.GradientTransformation,
   *,

@@ -22,6 +22,7 @@ import optax
 
 from optax_ext._src import alias
 from optax_ext._src import base
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.momentum import _igt
@@ -83,6 +84,23 @@ class ScaleByClusterMomentumState(NamedTuple):
   seen: jax.Array
 
 
+@metadata.describe(
+  citations=('tondji2021variance',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'num_clusters': metadata.BATTERY_MEMBERS, 'decay': 0.5, 'nu': 0.7},
+    hyperparams=('decay', 'nu'),
+    rosenbrock=(3e-3, 20000),
+    static_args=('num_clusters',),
+    extra_args='cluster',
+  ),
+  row=metadata.Row(
+    'momentum',
+    'cluster-wise multi-momentum',
+    papers='[Tondji et al. 2021](https://arxiv.org/abs/2111.11828)',
+    also=('cluster_igt',),
+  ),
+)
 def scale_by_cluster_momentum(
   num_clusters: int,
   decay: float = 0.9,
@@ -256,6 +274,22 @@ class ClusterIgtState(NamedTuple):
   inner_state: optax.OptState
 
 
+@metadata.describe(
+  citations=('tondji2021variance',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs=lambda: {
+      'inner': optax.sgd(0.05),
+      'num_clusters': metadata.BATTERY_MEMBERS,
+    },
+    hyperparams=('delta',),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+    static_args=('num_clusters',),
+    optimizer=lambda lr: cluster_igt(optax.sgd(lr), metadata.BATTERY_MEMBERS),
+    extra_args='cluster',
+  ),
+)
 def cluster_igt(
   inner: optax.GradientTransformation,
   num_clusters: int,

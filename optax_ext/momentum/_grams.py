@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import trees
 from optax_ext._src import validation
 
@@ -39,6 +40,18 @@ class ScaleByGramsState(NamedTuple):
   nu: optax.Updates
 
 
+@metadata.describe(
+  citations=('cao2024grams',),
+  case=metadata.Case(
+    kind='param', kwargs={}, hyperparams=('b1', 'b2', 'eps'), lr=0.05
+  ),
+  row=metadata.Row(
+    'momentum',
+    'Grams',
+    papers='[Cao et al. 2024](https://arxiv.org/abs/2412.17107)',
+    also=('grams',),
+  ),
+)
 def scale_by_grams(
   b1: float = 0.9,
   b2: float = 0.999,
@@ -118,6 +131,21 @@ def scale_by_grams(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('cao2024grams',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.05},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'weight_decay'),
+    lr=0.05,
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms', 'grams', args=(1e-3,), peer=('Grams', {'lr': 1e-3})
+    ),
+  ),
+)
 def grams(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import metadata
 from optax_ext._src import validation
 
 
@@ -69,6 +70,23 @@ def transport_step(true_params, step, params, updates, n, delta):
   return true_new, out
 
 
+@metadata.describe(
+  citations=('arnold2019reducing',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs=lambda: {'inner': optax.sgd(0.05)},
+    hyperparams=('delta',),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+    optimizer=lambda lr: igt(optax.sgd(lr)),
+  ),
+  row=metadata.Row(
+    'momentum',
+    'implicit gradient transport',
+    papers='[Arnold et al. 2019](https://arxiv.org/abs/1906.03532)',
+    also=('igt_sgd', 'igt_adam', 'igt_true_params'),
+  ),
+)
 def igt(
   inner: optax.GradientTransformation, delta: float = 1.0
 ) -> optax.GradientTransformationExtraArgs:
@@ -171,6 +189,7 @@ def igt(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(citations=('arnold2019reducing',))
 def igt_true_params(state: optax.OptState) -> optax.Params:
   """The true iterate of an :func:`igt` state (anywhere inside ``state``).
 
@@ -194,6 +213,18 @@ def igt_true_params(state: optax.OptState) -> optax.Params:
   return optax.tree.get(state, 'true_params')
 
 
+@metadata.describe(
+  citations=('arnold2019reducing',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs={'learning_rate': 0.05},
+    alias=True,
+    hyperparams=('learning_rate', 'momentum', 'delta'),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+  ),
+  benchmarks=(metadata.Benchmark('transforms', 'igt_sgd', args=(1e-3,)),),
+)
 def igt_sgd(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float = 0.0,
@@ -244,6 +275,24 @@ def igt_sgd(
   )
 
 
+# Battery case: With delta = 1, IGT-Adam diverges on Rosenbrock (Adam's near-
+# constant step times the n + 1 extrapolation: the spec's pitfall); delta = 100
+# slows the extrapolation. Adam's steps do not vanish at a constant rate and IGT
+# extrapolates by n + 1: decay the rate. Rounding is amplified the same way.
+@metadata.describe(
+  citations=('arnold2019reducing',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs={'learning_rate': 0.01, 'delta': 100.0},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps', 'delta'),
+    lr=metadata.cosine_decay(0.05, 500),
+    rosenbrock=(metadata.cosine_decay(3e-3, 20000), 20000),
+    strict_promotion=False,
+    inject_rtol=1e-4,
+  ),
+  benchmarks=(metadata.Benchmark('transforms', 'igt_adam', args=(1e-3,)),),
+)
 def igt_adam(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,

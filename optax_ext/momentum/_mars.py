@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import trees
 from optax_ext._src import validation
 
@@ -62,6 +63,18 @@ def _newton_schulz(m: jax.Array, eps, steps: int = 5) -> jax.Array:
   return x.astype(m.dtype)
 
 
+@metadata.describe(
+  citations=('yuan2024mars',),
+  case=metadata.Case(
+    kind='param', kwargs={}, hyperparams=('b1', 'b2', 'gamma', 'eps'), lr=0.05
+  ),
+  row=metadata.Row(
+    'momentum',
+    'MARS (AdamW / Lion / Shampoo, exact / approximate)',
+    papers='[Yuan et al. 2024](https://arxiv.org/abs/2411.10438)',
+    also=('mars',),
+  ),
+)
 def scale_by_mars(
   b1: float = 0.95,
   b2: float = 0.99,
@@ -201,6 +214,27 @@ def _default_mars_mask(params):
   return jax.tree.map(lambda p: jnp.ndim(p) == 2, params)
 
 
+@metadata.describe(
+  citations=('yuan2024mars',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.05},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'gamma', 'weight_decay'),
+    lr=0.05,
+    rosenbrock=(metadata.cosine_decay(0.05, 20000), 20000),
+    strict_promotion=False,
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'mars',
+      args=(1e-3,),
+      peer=('MARS', {'lr': 1e-3}),
+      two_pass=True,
+    ),
+  ),
+)
 def mars(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.95,

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import validation
 
 
@@ -53,6 +54,25 @@ def _buffer_dtype(mu_dtype):
   return jnp.dtype(jnp.float32 if mu_dtype is None else mu_dtype)
 
 
+@metadata.describe(
+  citations=('ma2019quasi', 'lucas2019aggregated'),
+  case=metadata.Case(
+    kind='param',
+    kwargs=lambda: {
+      'decays': (0.5, 0.9),
+      'coefficients': (0.5, 0.4),
+      'grad_coefficient': 0.1,
+    },
+    hyperparams=('grad_coefficient',),
+    rosenbrock=(3e-3, 20000),
+  ),
+  row=metadata.Row(
+    'momentum',
+    'N-EMA mixture core',
+    papers='our design (special cases: [QHM](https://arxiv.org/abs/1810.06801), [AggMo](https://arxiv.org/abs/1804.00325))',
+    also=('momentum_mixture',),
+  ),
+)
 def scale_by_momentum_mixture(
   decays: Sequence[optax.ScalarOrSchedule],
   coefficients: Sequence[optax.ScalarOrSchedule],
@@ -209,6 +229,31 @@ def scale_by_momentum_mixture(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('ma2019quasi', 'lucas2019aggregated'),
+  case=metadata.Case(
+    kind='param',
+    kwargs=lambda: {
+      'learning_rate': 0.1,
+      'decays': (0.0, 0.9),
+      'coefficients': (0.5, 0.5),
+    },
+    alias=True,
+    hyperparams=('learning_rate', 'grad_coefficient', 'weight_decay'),
+    rosenbrock=(3e-3, 20000),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'momentum_mixture(2 EMAs)',
+      args=(
+        1e-3,
+        (0.9, 0.99),
+        (0.5, 0.5),
+      ),
+    ),
+  ),
+)
 def momentum_mixture(
   learning_rate: optax.ScalarOrSchedule,
   decays: Sequence[optax.ScalarOrSchedule],

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import trees
 from optax_ext._src import validation
 
@@ -90,6 +91,21 @@ def _check_betas(where, b1, b0):
   validation.check_non_negative(where, 'b0', b0)
 
 
+@metadata.describe(
+  citations=('xie2021positive',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={},
+    hyperparams=('b1', 'b0'),
+    rosenbrock=(metadata.cosine_decay(2e-3, 30000), 30000),
+  ),
+  row=metadata.Row(
+    'momentum',
+    'positive-negative momentum (PNM, AdaPNM)',
+    papers='[Xie et al. 2021](https://arxiv.org/abs/2103.17182)',
+    also=('pnm', 'scale_by_adapnm', 'adapnm'),
+  ),
+)
 def scale_by_pnm(
   b1: float = 0.9, b0: float = 1.0, mu_dtype: Any = None
 ) -> optax.GradientTransformationExtraArgs:
@@ -162,6 +178,21 @@ def scale_by_pnm(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('xie2021positive',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.1},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b0', 'weight_decay'),
+    rosenbrock=(metadata.cosine_decay(2e-3, 30000), 30000),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms', 'pnm', args=(1e-3,), peer=('PNM', {'lr': 1e-3})
+    ),
+  ),
+)
 def pnm(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -229,6 +260,19 @@ def _softplus(x: jax.Array) -> jax.Array:
   return jnp.maximum(x, 0.0) + jnp.log(1.0 + jnp.exp(-jnp.abs(x)))
 
 
+# Battery case: The PN direction of a constant gradient is g / sqrt(5): a slow
+# Adam.
+@metadata.describe(
+  citations=('xie2021positive',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={},
+    hyperparams=('b1', 'b2', 'b0', 'eps'),
+    lr=metadata.cosine_decay(0.1, 500),
+    rosenbrock=(metadata.cosine_decay(3e-2, 30000), 30000),
+    static_args=('amsgrad', 'softplus_beta'),
+  ),
+)
 def scale_by_adapnm(
   b1: float = 0.9,
   b2: float = 0.999,
@@ -337,6 +381,23 @@ def scale_by_adapnm(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('xie2021positive',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.05, 'amsgrad': False},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'b0', 'weight_decay'),
+    lr=metadata.cosine_decay(0.1, 500),
+    rosenbrock=(metadata.cosine_decay(3e-2, 30000), 30000),
+    static_args=('amsgrad',),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms', 'adapnm', args=(1e-3,), peer=('AdaPNM', {'lr': 1e-3})
+    ),
+  ),
+)
 def adapnm(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import trees
 from optax_ext._src import validation
 
@@ -39,6 +40,21 @@ class ScaleByQhadamState(NamedTuple):
   nu: optax.Updates
 
 
+@metadata.describe(
+  citations=('ma2019quasi',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={},
+    hyperparams=('b1', 'b2', 'nu1', 'nu2', 'eps'),
+    lr=0.05,
+  ),
+  row=metadata.Row(
+    'momentum',
+    'QHAdam',
+    papers='[Ma & Yarats 2019](https://arxiv.org/abs/1810.06801)',
+    also=('qhadam',),
+  ),
+)
 def scale_by_qhadam(
   b1: float = 0.995,
   b2: float = 0.999,
@@ -132,6 +148,21 @@ def scale_by_qhadam(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('ma2019quasi',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.05},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'nu1', 'nu2'),
+    lr=0.05,
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms', 'qhadam', args=(1e-3,), peer=('QHAdam', {'lr': 1e-3})
+    ),
+  ),
+)
 def qhadam(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.995,

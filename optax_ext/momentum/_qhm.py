@@ -19,10 +19,26 @@ from typing import Any
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import validation
 from optax_ext.momentum import _mixture
 
 
+@metadata.describe(
+  citations=('ma2019quasi',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'decay': 0.9, 'nu': 0.7},
+    hyperparams=('decay', 'nu'),
+    rosenbrock=(3e-3, 20000),
+  ),
+  row=metadata.Row(
+    'momentum',
+    'quasi-hyperbolic momentum',
+    papers='[Ma & Yarats 2019](https://arxiv.org/abs/1810.06801)',
+    also=('qhm',),
+  ),
+)
 def scale_by_qhm(
   decay: optax.ScalarOrSchedule = 0.999,
   nu: optax.ScalarOrSchedule = 0.7,
@@ -78,6 +94,24 @@ def scale_by_qhm(
   )
 
 
+@metadata.describe(
+  citations=('ma2019quasi',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.1, 'decay': 0.9},
+    alias=True,
+    hyperparams=('learning_rate', 'decay', 'nu', 'weight_decay'),
+    rosenbrock=(3e-3, 20000),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'qhm',
+      args=(1e-3,),
+      peer=('QHM', {'lr': 1e-3, 'nu': 0.7, 'momentum': 0.999}),
+    ),
+  ),
+)
 def qhm(
   learning_rate: optax.ScalarOrSchedule,
   decay: optax.ScalarOrSchedule = 0.999,

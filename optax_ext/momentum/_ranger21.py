@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import validation
 from optax_ext.lookahead import _lookahead
 from optax_ext.momentum import _pnm
@@ -127,6 +128,9 @@ def _with_stable_decay_and_norm_loss(
   return optax.GradientTransformationExtraArgs(core.init, update_fn)
 
 
+@metadata.describe(
+  citations=('wright2021ranger21', 'xie2021positive', 'zhang2019lookahead')
+)
 def ranger21_schedule(
   learning_rate: float,
   num_iterations: int,
@@ -212,6 +216,56 @@ def ranger21_schedule(
   return schedule
 
 
+# Battery case: The battery's optima are not at unit norm and gradient
+# centralisation keeps the column means of a matrix fixed: no norm loss, no
+# decay, no centralisation here (each is tested on its own); the parabola runs
+# 500 steps.
+@metadata.describe(
+  citations=('wright2021ranger21', 'xie2021positive', 'zhang2019lookahead'),
+  case=metadata.Case(
+    kind='param',
+    kwargs={
+      'learning_rate': 0.05,
+      'num_iterations': 500,
+      'weight_decay': 0.0,
+      'norm_loss_factor': 0.0,
+      'centralize': False,
+    },
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'b0', 'agc_clipping'),
+    lr=0.1,
+    rosenbrock=(metadata.cosine_decay(3e-2, 20000), 20000),
+    static_args=(
+      'num_iterations',
+      'softplus_beta',
+      'amsgrad',
+      'centralize',
+      'normalize',
+      'lookahead_sync_period',
+      'channel_axis',
+    ),
+    inject_rtol=1e-4,
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'ranger21',
+      args=(1e-3,),
+      kwargs={'num_iterations': 10_000},
+      peer=('Ranger21', {'lr': 1e-3, 'num_iterations': 10_000}),
+      two_pass=True,
+    ),
+  ),
+  row=metadata.Row(
+    'momentum',
+    (
+      'Ranger21 (AGC + centralisation + AdaPNM + stable decay + norm loss'
+      ' + Lookahead + schedule)'
+    ),
+    papers='[Wright & Demeure 2021](https://arxiv.org/abs/2106.13731)',
+    also=('ranger21_schedule',),
+  ),
+)
 def ranger21(
   learning_rate: optax.ScalarOrSchedule,
   num_iterations: int | None = None,

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import trees
 from optax_ext._src import validation
 from optax_ext.momentum import _mixture
@@ -42,6 +43,23 @@ class XgradState(NamedTuple):
   direction_state: optax.OptState
 
 
+@metadata.describe(
+  citations=('guan2023xgrad',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs=lambda: {'direction': optax.trace(0.9), 'learning_rate': 0.02},
+    hyperparams=('learning_rate', 'steps_ahead'),
+    lr=0.02,
+    rosenbrock=(5e-4, 20000),
+    optimizer=lambda lr: xgrad(optax.trace(0.9), lr),
+  ),
+  row=metadata.Row(
+    'momentum',
+    'XGrad weight prediction (SGD, Adam, AdamW, any direction)',
+    papers='[Guan et al. 2023](https://arxiv.org/abs/2305.18240)',
+    also=('xgrad_sgd', 'xgrad_adam', 'xgrad_adamw', 'xgrad_true_params'),
+  ),
+)
 def xgrad(
   direction: optax.GradientTransformation,
   learning_rate: optax.ScalarOrSchedule,
@@ -147,6 +165,7 @@ def xgrad(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(citations=('guan2023xgrad',))
 def xgrad_true_params(state: optax.OptState) -> optax.Params:
   """The true iterate of an :func:`xgrad` state (anywhere inside ``state``).
 
@@ -170,6 +189,18 @@ def xgrad_true_params(state: optax.OptState) -> optax.Params:
   return found.true_params
 
 
+@metadata.describe(
+  citations=('guan2023xgrad',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs={'learning_rate': 0.02},
+    alias=True,
+    hyperparams=('learning_rate', 'steps_ahead', 'weight_decay'),
+    lr=0.02,
+    rosenbrock=(5e-4, 20000),
+  ),
+  benchmarks=(metadata.Benchmark('transforms', 'xgrad_sgd', args=(1e-3,)),),
+)
 def xgrad_sgd(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float = 0.9,
@@ -238,6 +269,20 @@ def xgrad_sgd(
   return xgrad(direction, learning_rate, steps_ahead)
 
 
+@metadata.describe(
+  citations=('guan2023xgrad',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs={'learning_rate': 0.05},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps', 'steps_ahead'),
+    lr=metadata.cosine_decay(0.05, 500),
+    rosenbrock=(metadata.cosine_decay(3e-3, 20000), 20000),
+    strict_promotion=False,
+    inject_rtol=1e-4,
+  ),
+  benchmarks=(metadata.Benchmark('transforms', 'xgrad_adam', args=(1e-3,)),),
+)
 def xgrad_adam(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -284,6 +329,20 @@ def xgrad_adam(
   )
 
 
+@metadata.describe(
+  citations=('guan2023xgrad',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs={'learning_rate': 0.05, 'weight_decay': 0.0},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'weight_decay', 'steps_ahead'),
+    lr=metadata.cosine_decay(0.05, 500),
+    rosenbrock=(metadata.cosine_decay(3e-3, 20000), 20000),
+    strict_promotion=False,
+    inject_rtol=1e-4,
+  ),
+  benchmarks=(metadata.Benchmark('transforms', 'xgrad_adamw', args=(1e-3,)),),
+)
 def xgrad_adamw(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,

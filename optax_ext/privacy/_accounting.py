@@ -14,9 +14,11 @@
 # ==============================================================================
 """Privacy accounting for DP-SGD, by Google's ``dp-accounting`` package."""
 
+from optax_ext._src import metadata
 from optax_ext._src import validation
 
 
+@metadata.describe(citations=('abadi2016deep', 'mironov2017renyi'))
 def dp_sgd_epsilon(
   noise_multiplier: float,
   sampling_rate: float,

@@ -22,6 +22,7 @@ import optax
 
 from optax_ext._src import base
 from optax_ext._src import lean
+from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
@@ -49,6 +50,39 @@ def _clipped_sum(population, axes, max_norm):
   return pop_lib.combine(population, factors, axes, skip_zero_weights=True)
 
 
+# Battery case: No noise and a clip above every member: the battery's
+# convergence tests see the mean (test_privacy covers the noise and the
+# clipping).
+@metadata.describe(
+  citations=('abadi2016deep',),
+  properties=metadata.Properties(robust=True, clip_threshold='l2_norm_clip'),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'l2_norm_clip': 1e3, 'noise_multiplier': 0.0},
+    hyperparams=('l2_norm_clip', 'noise_multiplier'),
+    rosenbrock=(1e-3, 5000),
+    static_args=('seed', 'per_layer'),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'aggregators',
+      'private_mean(clip 1.0, noise 1.0)',
+      args=(
+        1.0,
+        1.0,
+      ),
+    ),
+  ),
+  row=metadata.Row(
+    'privacy',
+    (
+      'DP-SGD: per-example clipping, calibrated Gaussian noise, '
+      'accounting by `dp-accounting`'
+    ),
+    papers='[Abadi et al. 2016](https://arxiv.org/abs/1607.00133)',
+    also=('dp_sgd_epsilon',),
+  ),
+)
 def aggregate_by_private_mean(
   l2_norm_clip: float,
   noise_multiplier: float,

@@ -14,7 +14,7 @@
 # ==============================================================================
 """Pruning: DPF, dynamic pruning with feedback.
 
-* :func:`dpf`, :class:`DPFState`: the wrapper (dense weights, periodic
+* :func:`dpf`, :class:`DpfState`: the wrapper (dense weights, periodic
   magnitude mask, gradients taken at the pruned point);
 * :func:`dpf_pruned_params`, :func:`dpf_sparsity`: the pruned weights and the
   realised sparsity; :func:`dpf_refresh`: the mask refresh outside the
@@ -27,10 +27,10 @@ from optax_ext.pruning._dpf import dpf
 from optax_ext.pruning._dpf import dpf_pruned_params
 from optax_ext.pruning._dpf import dpf_refresh
 from optax_ext.pruning._dpf import dpf_sparsity
-from optax_ext.pruning._dpf import DPFState
+from optax_ext.pruning._dpf import DpfState
 
 __all__ = (
-  'DPFState',
+  'DpfState',
   'cubic_sparsity_schedule',
   'dpf',
   'dpf_pruned_params',

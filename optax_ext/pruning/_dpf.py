@@ -25,13 +25,14 @@ import optax
 
 from optax_ext._src import alias
 from optax_ext._src import kernels
+from optax_ext._src import metadata
 from optax_ext._src import validation
 
 _SCOPES = ('global', 'layerwise')
 _METHODS = ('sort', 'bisect')
 
 
-class DPFState(NamedTuple):
+class DpfState(NamedTuple):
   """State of :func:`dpf`.
 
   Attributes:
@@ -46,6 +47,14 @@ class DPFState(NamedTuple):
   inner_state: optax.OptState
 
 
+@metadata.describe(
+  citations=('zhu2017prune',),
+  row=metadata.Row(
+    'pruning',
+    'gradual (cubic) sparsity schedule',
+    papers='[Zhu & Gupta 2017](https://arxiv.org/abs/1710.01878)',
+  ),
+)
 def cubic_sparsity_schedule(
   final_sparsity: float,
   transition_steps: int,
@@ -250,6 +259,45 @@ def _masks(leaves, sparsity, scope, method) -> list[jax.Array]:
   return out
 
 
+# Battery case: The battery differentiates at the dense params, so DPF acts as
+# its inner optimiser there; its own behaviour is in tests/pruning/test_dpf.py.
+@metadata.describe(
+  citations=('lin2020dynamic',),
+  case=metadata.Case(
+    kind='wrapper',
+    kwargs=lambda: {
+      'inner': optax.sgd(0.05, momentum=0.9),
+      'sparsity': 0.5,
+      'update_every': 2,
+      'prunable': {'w': True, 'b': True},  # the battery's params
+    },
+    hyperparams=('sparsity', 'update_every'),
+    lr=0.05,
+    rosenbrock=(1e-3, 20000),
+    optimizer=lambda lr: dpf(
+      optax.sgd(lr, momentum=0.9),
+      0.5,
+      prunable=lambda path, leaf: leaf.ndim >= 1,
+    ),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'dpf(sgd momentum, 90%)',
+      args=(
+        optax.sgd(1e-3, momentum=0.9),
+        0.9,
+      ),
+      two_pass=True,
+    ),
+  ),
+  row=metadata.Row(
+    'pruning',
+    'DPF, dynamic pruning with feedback',
+    papers='[Lin et al. 2020](https://arxiv.org/abs/2006.07253)',
+    also=('dpf_pruned_params', 'dpf_sparsity', 'dpf_refresh'),
+  ),
+)
 def dpf(
   inner: optax.GradientTransformation,
   sparsity: optax.ScalarOrSchedule,
@@ -328,7 +376,7 @@ def dpf(
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
-    :class:`DPFState`; ``update`` needs ``params``.
+    :class:`DpfState`; ``update`` needs ``params``.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax
@@ -370,7 +418,7 @@ def dpf(
       jnp.ones_like(x, jnp.bool_) if f else jnp.ones([], jnp.bool_)
       for x, f in zip(leaves, flags, strict=True)
     ]
-    return DPFState(
+    return DpfState(
       count=jnp.zeros([], jnp.int32),
       mask=jax.tree.unflatten(treedef, mask),
       inner_state=inner.init(params),
@@ -399,7 +447,7 @@ def dpf(
       lambda old: old,
       state.mask,
     )
-    return u, DPFState(count=count, mask=mask, inner_state=inner_state)
+    return u, DpfState(count=count, mask=mask, inner_state=inner_state)
 
   def refreshed(weights, old_mask, count, flags):
     """The masks of ``weights`` (post-step) at step ``count``."""
@@ -412,7 +460,7 @@ def dpf(
     return jax.tree.unflatten(treedef, out)
 
   def refresh_fn(opt_state, params):
-    node = alias.find_state('dpf_refresh', opt_state, DPFState)
+    node = alias.find_state('dpf_refresh', opt_state, DpfState)
     flags = _prunable_flags('dpf_refresh', params, prunable)
     mask = refreshed(params, node.mask, node.count, flags)
     return _replace_state(opt_state, node._replace(mask=mask))
@@ -423,12 +471,13 @@ def dpf(
 
 def _replace_state(opt_state, node):
   return jax.tree.map(
-    lambda s: node if isinstance(s, DPFState) else s,
+    lambda s: node if isinstance(s, DpfState) else s,
     opt_state,
-    is_leaf=lambda s: isinstance(s, DPFState),
+    is_leaf=lambda s: isinstance(s, DpfState),
   )
 
 
+@metadata.describe(citations=('lin2020dynamic',))
 def dpf_refresh(
   tx: optax.GradientTransformation,
   opt_state: optax.OptState,
@@ -444,12 +493,12 @@ def dpf_refresh(
 
   Args:
     tx: the transformation :func:`dpf` returned (not a wrapper of it).
-    opt_state: an optimiser state holding exactly one :class:`DPFState`
+    opt_state: an optimiser state holding exactly one :class:`DpfState`
       (``tx``'s own or a chain's).
     params: the dense weights after the step.
 
   Returns:
-    ``opt_state`` with that :class:`DPFState`'s mask refreshed.
+    ``opt_state`` with that :class:`DpfState`'s mask refreshed.
 
   Raises:
     ValueError: if ``tx`` is not a :func:`dpf` transformation.
@@ -483,6 +532,7 @@ def dpf_refresh(
   return refresh(opt_state, params)
 
 
+@metadata.describe(citations=('lin2020dynamic',))
 def dpf_pruned_params(
   params: optax.Params, opt_state: optax.OptState
 ) -> optax.Params:
@@ -493,7 +543,7 @@ def dpf_pruned_params(
 
   Args:
     params: the dense params.
-    opt_state: an optimiser state holding exactly one :class:`DPFState`.
+    opt_state: an optimiser state holding exactly one :class:`DpfState`.
 
   Returns:
     ``params`` with the pruned weights set to zero (same dtypes).
@@ -513,7 +563,7 @@ def dpf_pruned_params(
     prune, or not to prune: exploring the efficacy of pruning for model
     compression <https://arxiv.org/abs/1710.01878>`_, 2017.
   """
-  node = alias.find_state('dpf_pruned_params', opt_state, DPFState)
+  node = alias.find_state('dpf_pruned_params', opt_state, DpfState)
   # Leaf by leaf rather than tree.map: the params and the mask may sit in
   # different containers (e.g. flax.nnx Param vs OptVariable wrappers).
   leaves, treedef = jax.tree.flatten(params)
@@ -530,11 +580,12 @@ def dpf_pruned_params(
   return jax.tree.unflatten(treedef, pruned)
 
 
+@metadata.describe(citations=('lin2020dynamic',))
 def dpf_sparsity(opt_state: optax.OptState) -> jax.Array:
   """The realised sparsity of a :func:`dpf` mask over the prunable leaves.
 
   Args:
-    opt_state: an optimiser state holding exactly one :class:`DPFState`.
+    opt_state: an optimiser state holding exactly one :class:`DpfState`.
 
   Returns:
     A float32 scalar: pruned prunable weights / prunable weights.
@@ -552,7 +603,7 @@ def dpf_sparsity(opt_state: optax.OptState) -> jax.Array:
     prune, or not to prune: exploring the efficacy of pruning for model
     compression <https://arxiv.org/abs/1710.01878>`_, 2017.
   """
-  node = alias.find_state('dpf_sparsity', opt_state, DPFState)
+  node = alias.find_state('dpf_sparsity', opt_state, DpfState)
   masks = [m for m in jax.tree.leaves(node.mask) if jnp.ndim(m) > 0]
   total = sum(m.size for m in masks)
   pruned = sum(jnp.sum(~m, dtype=jnp.int32) for m in masks)

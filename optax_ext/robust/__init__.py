@@ -17,7 +17,7 @@
 Aggregators (population -> update), each stating its breakdown point and
 cost: :func:`aggregate_by_coordinate_median`, :func:`aggregate_by_trimmed_mean`,
 :func:`aggregate_by_krum`, :func:`aggregate_by_geometric_median` (and the
-function :func:`geometric_median`), :func:`aggregate_by_nearest_neighbours`,
+function :func:`geometric_median`), :func:`aggregate_by_nearest_neighbors`,
 :func:`aggregate_by_centered_clipping`; per-member clipping
 :func:`clip_each_by_global_norm` (population -> population); across
 iterations: median tracking (:func:`scale_by_median_tracking`,
@@ -28,11 +28,11 @@ from optax_ext.robust._clip_each import clip_each_by_global_norm
 from optax_ext.robust._distance import aggregate_by_centered_clipping
 from optax_ext.robust._distance import aggregate_by_geometric_median
 from optax_ext.robust._distance import aggregate_by_krum
-from optax_ext.robust._distance import aggregate_by_nearest_neighbours
-from optax_ext.robust._distance import CenteredClippingState
+from optax_ext.robust._distance import aggregate_by_nearest_neighbors
+from optax_ext.robust._distance import AggregateByCenteredClippingState
 from optax_ext.robust._distance import geometric_median
 from optax_ext.robust._distance import GeometricMedianState
-from optax_ext.robust._distance import mix_by_nearest_neighbours
+from optax_ext.robust._distance import mix_by_nearest_neighbors
 from optax_ext.robust._distance import nna_mix
 from optax_ext.robust._order_statistics import aggregate_by_coordinate_median
 from optax_ext.robust._order_statistics import aggregate_by_trimmed_mean
@@ -43,7 +43,7 @@ from optax_ext.robust._tracking import MedianTrackingState
 from optax_ext.robust._tracking import scale_by_median_tracking
 
 __all__ = (
-  'CenteredClippingState',
+  'AggregateByCenteredClippingState',
   'ClipByNormPercentileState',
   'GeometricMedianState',
   'MedianTrackingState',
@@ -51,13 +51,13 @@ __all__ = (
   'aggregate_by_coordinate_median',
   'aggregate_by_geometric_median',
   'aggregate_by_krum',
-  'aggregate_by_nearest_neighbours',
+  'aggregate_by_nearest_neighbors',
   'aggregate_by_trimmed_mean',
   'clip_by_norm_percentile',
   'clip_each_by_global_norm',
   'geometric_median',
   'median_tracking',
-  'mix_by_nearest_neighbours',
+  'mix_by_nearest_neighbors',
   'nna_mix',
   'scale_by_median_tracking',
 )

@@ -18,10 +18,31 @@ import optax
 
 from optax_ext._src import base
 from optax_ext._src import lean
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
 
+@metadata.describe(
+  citations=('abadi2016deep',),
+  properties=metadata.Properties(robust=True, clip_threshold='max_norm'),
+  case=metadata.Case(
+    kind='population',
+    kwargs={'max_norm': 100.0},
+    hyperparams=('max_norm',),
+    rosenbrock=(1e-3, 5000),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'aggregators', 'clip_each_by_global_norm(1.0)', args=(1.0,)
+    ),
+  ),
+  row=metadata.Row(
+    'robust',
+    'per-member clipping',
+    papers='[Abadi et al. 2016](https://arxiv.org/abs/1607.00133)',
+  ),
+)
 def clip_each_by_global_norm(
   max_norm: float, axes: pop_lib.PopulationAxes | None = None
 ) -> optax.GradientTransformationExtraArgs:

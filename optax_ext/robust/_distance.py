@@ -26,6 +26,7 @@ from optax_ext._src import aggregation
 from optax_ext._src import alias
 from optax_ext._src import base
 from optax_ext._src import lean
+from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
@@ -82,6 +83,26 @@ def _mean_of(population, chosen: jax.Array, axes):
   return pop_lib.combine(population, w, axes, skip_zero_weights=True)
 
 
+# Battery case: Plumbing only (K = 4 allows f = 0, K > 2f + 2): multi-Krum over
+# all members is their mean; Krum's selection is tested in test_robust.py.
+@metadata.describe(
+  citations=('blanchard2017machine',),
+  properties=metadata.Properties(robust=False),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'num_byzantine': 0, 'num_selected': metadata.BATTERY_MEMBERS},
+    rosenbrock=(1e-3, 5000),
+  ),
+  benchmarks=(
+    metadata.Benchmark('aggregators', 'krum(f=0)', args=(0,)),
+    metadata.Benchmark('train_step', 'krum(f=1)', args=(1,)),
+  ),
+  row=metadata.Row(
+    'robust',
+    'Krum, multi-Krum',
+    papers='[Blanchard et al. 2017](https://papers.nips.cc/paper/6617)',
+  ),
+)
 def aggregate_by_krum(
   num_byzantine: int,
   num_selected: int = 1,
@@ -187,6 +208,15 @@ def _check_geometric_median(where, nu, maxiter, ftol):
   validation.check_number(where, 'ftol', ftol, lower=0.0, allow_schedule=False)
 
 
+@metadata.describe(
+  citations=('pillutla2022robust',),
+  row=metadata.Row(
+    'robust',
+    "geometric median (Weiszfeld with Vardi-Zhang's correction, RFA)",
+    papers='[Pillutla et al. 2022](https://arxiv.org/abs/1912.13445)',
+    also=('aggregate_by_geometric_median',),
+  ),
+)
 def geometric_median(
   population: optax.Params,
   axes: pop_lib.PopulationAxes | None = None,
@@ -462,6 +492,27 @@ def _streamed_centered_clipping(population, center, tau, axes):
   return jax.tree.map(lambda c, s: c + s, center, shift)
 
 
+@metadata.describe(
+  citations=('pillutla2022robust',),
+  properties=metadata.Properties(robust=True),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'maxiter': 10},
+    hyperparams=('nu', 'ftol'),
+    rosenbrock=(1e-3, 5000),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'aggregators', 'geometric_median(1 iteration)', kwargs={'maxiter': 1}
+    ),
+    metadata.Benchmark(
+      'aggregators',
+      'geometric_median(10 iterations)',
+      kwargs={'maxiter': 10, 'ftol': 0.0},
+    ),
+    metadata.Benchmark('train_step', 'geometric_median'),
+  ),
+)
 def aggregate_by_geometric_median(
   nu: float = 1e-6,
   maxiter: int = 100,
@@ -521,7 +572,24 @@ def aggregate_by_geometric_median(
   return base.Aggregator(init_fn, update_fn)
 
 
-def aggregate_by_nearest_neighbours(
+# Battery case: f = 2 of 4 with the median pivot: the two nearest are g +- d.
+@metadata.describe(
+  citations=('farhadkhani2023robust',),
+  properties=metadata.Properties(robust=True, lean=False),
+  case=metadata.Case(
+    kind='aggregator', kwargs={'num_byzantine': 2}, rosenbrock=(1e-3, 5000)
+  ),
+  benchmarks=(
+    metadata.Benchmark('aggregators', 'nearest_neighbors(f=1)', args=(1,)),
+  ),
+  row=metadata.Row(
+    'robust',
+    'nearest-neighbour averaging (NNA), MoNNA peer-to-peer mixing',
+    papers='[Farhadkhani et al. 2023](https://arxiv.org/abs/2209.10931)',
+    also=('nna_mix',),
+  ),
+)
+def aggregate_by_nearest_neighbors(
   num_byzantine: int,
   pivot: Callable[..., Any] | None = None,
   axes: pop_lib.PopulationAxes | None = None,
@@ -559,7 +627,7 @@ def aggregate_by_nearest_neighbours(
   Example:
     >>> import jax.numpy as jnp
     >>> from optax_ext import robust
-    >>> tx = robust.aggregate_by_nearest_neighbours(num_byzantine=1)
+    >>> tx = robust.aggregate_by_nearest_neighbors(num_byzantine=1)
     >>> pop = jnp.array([[0.], [1.], [2.5], [3.], [100.]])
     >>> tx.update(pop, tx.init(jnp.zeros(1)))[0]  # mean of 0, 1, 2.5, 3
     Array([1.625], dtype=float32)
@@ -568,7 +636,7 @@ def aggregate_by_nearest_neighbours(
     Farhadkhani et al., `Robust Collaborative Learning with Linear Gradient
     Overhead <https://arxiv.org/abs/2209.10931>`_, 2023.
   """
-  where = 'aggregate_by_nearest_neighbours'
+  where = 'aggregate_by_nearest_neighbors'
   validation.check_integer(where, 'num_byzantine', num_byzantine, lower=0)
   if pivot is not None:
     validation.check_callable(where, 'pivot', pivot)
@@ -623,6 +691,7 @@ def _nearest_neighbour_mix(where, updates, num_byzantine, axes):
   return jax.tree.map(keep_non_finite, updates, mixed)
 
 
+@metadata.describe(citations=('farhadkhani2023robust',))
 def nna_mix(
   params: optax.Params,
   num_byzantine: int,
@@ -643,7 +712,7 @@ def nna_mix(
 
   (``optax.ema`` without debiasing is the reference's momentum with
   dampening equal to the momentum.) Same maths as
-  :func:`mix_by_nearest_neighbours`; non-finite models are never mixed in.
+  :func:`mix_by_nearest_neighbors`; non-finite models are never mixed in.
 
   Args:
     params: this node's model (``axes.axis is None``) or a stack of models.
@@ -679,7 +748,19 @@ def nna_mix(
   return _nearest_neighbour_mix(where, params, num_byzantine, axes)
 
 
-def mix_by_nearest_neighbours(
+@metadata.describe(
+  citations=('allouah2023fixing',),
+  properties=metadata.Properties(robust=False, lean=False),
+  case=metadata.Case(
+    kind='population', kwargs={'num_byzantine': 1}, rosenbrock=(1e-3, 5000)
+  ),
+  row=metadata.Row(
+    'robust',
+    'nearest-neighbour mixing (NNM, pre-aggregation)',
+    papers='[Allouah et al. 2023](https://arxiv.org/abs/2302.01772)',
+  ),
+)
+def mix_by_nearest_neighbors(
   num_byzantine: int, axes: pop_lib.PopulationAxes | None = None
 ) -> optax.GradientTransformationExtraArgs:
   r"""Nearest-neighbour mixing (NNM): each member becomes its neighbours' mean.
@@ -691,7 +772,7 @@ def mix_by_nearest_neighbours(
     \tilde g_i = \frac{1}{K - f}\sum_{j \in N_{K-f}(i)} g_j .
 
   A pre-aggregation (population -> population): chain a robust aggregator
-  after it, ``optax.chain(mix_by_nearest_neighbours(f),
+  after it, ``optax.chain(mix_by_nearest_neighbors(f),
   aggregate_by_coordinate_median(), ...)``. Mixing shrinks the honest
   members' spread and bounds how far a Byzantine member can pull any mix.
   Non-finite members are infinitely far from the others (never mixed in)
@@ -719,7 +800,7 @@ def mix_by_nearest_neighbours(
   Example:
     >>> import jax.numpy as jnp
     >>> from optax_ext import robust
-    >>> tx = robust.mix_by_nearest_neighbours(num_byzantine=1)
+    >>> tx = robust.mix_by_nearest_neighbors(num_byzantine=1)
     >>> pop = jnp.array([[0.0], [1.0], [2.0], [51.0]])
     >>> tx.update(pop, tx.init(jnp.zeros(1)))[0]  # each: mean of 3 nearest
     Array([[ 1.],
@@ -731,7 +812,7 @@ def mix_by_nearest_neighbours(
     Allouah et al., `Fixing by Mixing: A Recipe for Optimal Byzantine ML
     under Heterogeneity <https://arxiv.org/abs/2302.01772>`_, AISTATS 2023.
   """
-  where = 'mix_by_nearest_neighbours'
+  where = 'mix_by_nearest_neighbors'
   validation.check_integer(where, 'num_byzantine', num_byzantine, lower=0)
   axes = base.resolve_axes(where, axes)
 
@@ -743,7 +824,7 @@ def mix_by_nearest_neighbours(
   return base.population_transform(lambda params: optax.EmptyState(), update_fn)
 
 
-class CenteredClippingState(NamedTuple):
+class AggregateByCenteredClippingState(NamedTuple):
   """State of :func:`aggregate_by_centered_clipping`.
 
   Attributes:
@@ -755,6 +836,26 @@ class CenteredClippingState(NamedTuple):
   center: optax.Updates
 
 
+# Battery case: Plumbing: a radius that never clips here (Rosenbrock's gradients
+# reach ~1e3; a clipped, lagging aggregate + heavy ball diverges on it).
+@metadata.describe(
+  citations=('karimireddy2021learning',),
+  properties=metadata.Properties(robust=True, clip_threshold='threshold'),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'threshold': 1e5},
+    hyperparams=('threshold',),
+    rosenbrock=(1e-3, 5000),
+  ),
+  benchmarks=(
+    metadata.Benchmark('train_step', 'centered_clipping(1.0)', args=(1.0,)),
+  ),
+  row=metadata.Row(
+    'robust',
+    'centered clipping',
+    papers='[Karimireddy et al. 2021](https://arxiv.org/abs/2012.10333)',
+  ),
+)
 def aggregate_by_centered_clipping(
   threshold: float,
   iterations: int = 1,
@@ -794,7 +895,7 @@ def aggregate_by_centered_clipping(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`CenteredClippingState`.
+    :class:`AggregateByCenteredClippingState`.
 
   Example:
     >>> import jax.numpy as jnp
@@ -814,7 +915,7 @@ def aggregate_by_centered_clipping(
   axes = base.resolve_axes(where, axes)
 
   def init_fn(params):
-    return CenteredClippingState(
+    return AggregateByCenteredClippingState(
       count=jnp.zeros([], jnp.int32),
       # float64 for float64 params (float32 otherwise).
       center=alias.state_zeros(
@@ -829,7 +930,7 @@ def aggregate_by_centered_clipping(
     if lean.is_lean(updates):
       v = _lean_centered_clipping(updates, state.center, tau, iterations, axes)
       out = jax.tree.map(lambda c, p: c.astype(p.dtype), v, updates.params)
-      return out, CenteredClippingState(
+      return out, AggregateByCenteredClippingState(
         count=optax.safe_int32_increment(state.count), center=v
       )
 
@@ -848,7 +949,7 @@ def aggregate_by_centered_clipping(
 
     v = lax.fori_loop(0, iterations, step, state.center)
     out = jax.tree.map(lambda c, g: c.astype(g.dtype), v, updates)
-    return out, CenteredClippingState(
+    return out, AggregateByCenteredClippingState(
       count=optax.safe_int32_increment(state.count), center=v
     )
 

@@ -23,11 +23,26 @@ import jax.numpy as jnp
 from optax_ext._src import aggregation
 from optax_ext._src import base
 from optax_ext._src import kernels
+from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 
 
+@metadata.describe(
+  citations=('yin2018byzantine',),
+  properties=metadata.Properties(robust=True, lean=False),
+  case=metadata.Case(kind='aggregator', kwargs={}, rosenbrock=(1e-3, 5000)),
+  benchmarks=(
+    metadata.Benchmark('aggregators', 'coordinate_median'),
+    metadata.Benchmark('train_step', 'coordinate_median'),
+  ),
+  row=metadata.Row(
+    'robust',
+    'coordinate median',
+    papers='[Yin et al. 2018](https://arxiv.org/abs/1803.01498)',
+  ),
+)
 def aggregate_by_coordinate_median(
   axes: pop_lib.PopulationAxes | None = None,
 ) -> base.Aggregator:
@@ -160,6 +175,22 @@ def _trimmed_mean_by_sort(x: jax.Array, b: int) -> jax.Array:
   return (total / (k - 2 * b)).astype(x.dtype)
 
 
+@metadata.describe(
+  citations=('yin2018byzantine',),
+  properties=metadata.Properties(robust=True, lean=False),
+  case=metadata.Case(
+    kind='aggregator', kwargs={'num_trim': 1}, rosenbrock=(1e-3, 5000)
+  ),
+  benchmarks=(
+    metadata.Benchmark('aggregators', 'trimmed_mean(b=1)', args=(1,)),
+    metadata.Benchmark('train_step', 'trimmed_mean(b=1)', args=(1,)),
+  ),
+  row=metadata.Row(
+    'robust',
+    'trimmed mean',
+    papers='[Yin et al. 2018](https://arxiv.org/abs/1803.01498)',
+  ),
+)
 def aggregate_by_trimmed_mean(
   num_trim: int, axes: pop_lib.PopulationAxes | None = None
 ) -> base.Aggregator:

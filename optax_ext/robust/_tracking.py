@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import alias
+from optax_ext._src import metadata
 from optax_ext._src import validation
 
 _NORMS = ('global', 'per_leaf', 'coordinate')
@@ -74,6 +75,25 @@ def _spp_increment(offsets, tau, norm, loss, delta, mu):
   return jax.tree.map(one, offsets, norms)
 
 
+# Battery case: A threshold below Rosenbrock's gradient scale (~1e3) makes the
+# tracked median lag, and a lagging direction with heavy-ball momentum diverges
+# there (measured); 1e3 converges.
+@metadata.describe(
+  citations=('schaipp2024sgd',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'threshold': 1e3},
+    hyperparams=('threshold', 'damping'),
+    rosenbrock=(1e-3, 20000),
+    post='heavy_ball',
+  ),
+  row=metadata.Row(
+    'robust',
+    'median of iterates (SPP median tracking)',
+    papers='[Schaipp et al. 2024](https://arxiv.org/abs/2402.12828)',
+    also=('median_tracking',),
+  ),
+)
 def scale_by_median_tracking(
   threshold: float,
   norm: str = 'global',
@@ -186,6 +206,25 @@ def scale_by_median_tracking(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('schaipp2024sgd',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'learning_rate': 0.1, 'threshold': 1e3},
+    alias=True,
+    hyperparams=('learning_rate', 'threshold'),
+    rosenbrock=(1e-3, 20000),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'median_tracking',
+      args=(1e-3,),
+      kwargs={'threshold': 1.0},
+      two_pass=True,
+    ),
+  ),
+)
 def median_tracking(
   learning_rate: optax.ScalarOrSchedule,
   threshold: float,
@@ -260,6 +299,28 @@ def _percentile(history, filled, p):
   return xs[lo] + frac * (xs[hi] - xs[lo])
 
 
+@metadata.describe(
+  citations=('seetharaman2020autoclip',),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'percentile': 90.0, 'history_size': 16},
+    rosenbrock=(1e-3, 20000),
+    post='heavy_ball',
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'transforms',
+      'clip_by_norm_percentile + sgd(momentum)',
+      then=optax.sgd(1e-3, momentum=0.9),
+      two_pass=True,
+    ),
+  ),
+  row=metadata.Row(
+    'robust',
+    'AutoClip (percentile of past norms)',
+    papers='[Seetharaman et al. 2020](https://arxiv.org/abs/2007.14469)',
+  ),
+)
 def clip_by_norm_percentile(
   percentile: float = 10.0,
   history_size: int = 10_000,

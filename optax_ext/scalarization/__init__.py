@@ -45,7 +45,7 @@ from optax_ext.scalarization._gradnorm import gradnorm_init
 from optax_ext.scalarization._gradnorm import gradnorm_loss
 from optax_ext.scalarization._gradnorm import gradnorm_update
 from optax_ext.scalarization._gradnorm import gradnorm_weights
-from optax_ext.scalarization._gradnorm import GradNormState
+from optax_ext.scalarization._gradnorm import GradnormState
 from optax_ext.scalarization._imtl_l import scalarize_by_imtl_l
 from optax_ext.scalarization._stch import scalarize_by_stch
 from optax_ext.scalarization._uncertainty import scalarize_by_uncertainty
@@ -53,7 +53,7 @@ from optax_ext.scalarization._uncertainty import scalarize_by_uncertainty
 __all__ = (
   'DwaState',
   'FamoState',
-  'GradNormState',
+  'GradnormState',
   'dwa_end_epoch',
   'dwa_init',
   'famo_init',

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from optax_ext._src import metadata
 from optax_ext._src import validation
 from optax_ext.scalarization import _common
 
@@ -41,6 +42,7 @@ class DwaState(NamedTuple):
   num_epochs: jax.Array
 
 
+@metadata.describe(citations=('liu2019end',))
 def dwa_init(num_tasks: int) -> DwaState:
   """The state of :func:`scalarize_by_dwa` for ``num_tasks`` tasks.
 
@@ -56,6 +58,7 @@ def dwa_init(num_tasks: int) -> DwaState:
   return DwaState(zeros, none, zeros, zeros, none)
 
 
+@metadata.describe(citations=('liu2019end',))
 def scalarize_by_dwa(
   losses: jax.Array, state: DwaState, temperature: float = 2.0
 ) -> tuple[jax.Array, DwaState]:
@@ -128,6 +131,7 @@ def scalarize_by_dwa(
   return jnp.sum(weights * losses), new_state
 
 
+@metadata.describe(citations=('liu2019end',))
 def dwa_end_epoch(state: DwaState) -> DwaState:
   """Ends an epoch: its mean losses become the newest of the two kept.
 

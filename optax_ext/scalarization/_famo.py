@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_ext._src import metadata
 from optax_ext._src import validation
 from optax_ext.scalarization import _common
 
@@ -53,6 +54,7 @@ def _logits_optimizer(learning_rate, weight_decay):
   )
 
 
+@metadata.describe(citations=('liu2023famo',))
 def famo_init(num_tasks: int, min_losses=None) -> FamoState:
   """The state of FAMO for ``num_tasks`` tasks: uniform weights.
 
@@ -97,6 +99,7 @@ def _shifted(where, losses, state):
   return losses, losses - min_losses + _EPS
 
 
+@metadata.describe(citations=('liu2023famo',))
 def scalarize_by_famo(
   losses: jax.Array, state: FamoState
 ) -> tuple[jax.Array, FamoState]:
@@ -164,6 +167,7 @@ def scalarize_by_famo(
   return loss, state._replace(last_losses=recorded)
 
 
+@metadata.describe(citations=('liu2023famo',))
 def famo_update(
   state: FamoState,
   losses: jax.Array,

@@ -18,9 +18,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optax_ext._src import metadata
 from optax_ext.scalarization import _common
 
 
+@metadata.describe(
+  citations=('chennupati2019multinet',),
+  row=metadata.Row(
+    'scalarization',
+    (
+      'GradNorm, geometric mean, uncertainty weighting, IMTL-L, smooth '
+      'Tchebycheff, DWA, FAMO (loss space)'
+    ),
+    papers=(
+      '[Chen et al. 2018](https://arxiv.org/abs/1711.02257), '
+      '[Kendall et al. 2018](https://arxiv.org/abs/1705.07115), '
+      '[Liu et al. 2019](https://arxiv.org/abs/1803.10704), [Lin '
+      'et al. 2024](https://arxiv.org/abs/2402.19078), [Liu et al.'
+      ' 2023](https://arxiv.org/abs/2306.03792)'
+    ),
+    also=(
+      'scalarize_by_uncertainty',
+      'scalarize_by_imtl_l',
+      'scalarize_by_stch',
+      'scalarize_by_dwa',
+      'gradnorm_update',
+      'scalarize_by_famo',
+    ),
+  ),
+)
 def scalarize_by_geometric_mean(losses: jax.Array) -> jax.Array:
   r"""The geometric mean of ``K`` non-negative task losses.
 

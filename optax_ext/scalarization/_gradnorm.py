@@ -19,12 +19,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.scalarization import _common
 
 
-class GradNormState(NamedTuple):
+class GradnormState(NamedTuple):
   """State of :func:`gradnorm_update`.
 
   Attributes:
@@ -39,23 +40,25 @@ class GradNormState(NamedTuple):
   initial_losses: jax.Array
 
 
-def gradnorm_init(num_tasks: int) -> GradNormState:
+@metadata.describe(citations=('chen2018gradnorm',))
+def gradnorm_init(num_tasks: int) -> GradnormState:
   """The state of :func:`gradnorm_update`: ``K`` weights of one.
 
   Args:
     num_tasks: ``K >= 1``.
 
   Returns:
-    A :class:`GradNormState`.
+    A :class:`GradnormState`.
   """
   validation.check_integer('gradnorm_init', 'num_tasks', num_tasks, lower=1)
-  return GradNormState(
+  return GradnormState(
     count=jnp.zeros([], jnp.int32),
     weights=jnp.ones((num_tasks,), jnp.float32),
     initial_losses=jnp.zeros((num_tasks,), jnp.float32),
   )
 
 
+@metadata.describe(citations=('chen2018gradnorm',))
 def gradnorm_loss(
   weights: jax.Array,
   losses: jax.Array,
@@ -91,14 +94,15 @@ def gradnorm_loss(
   return jnp.sum(jnp.abs(g - target))
 
 
+@metadata.describe(citations=('chen2018gradnorm',))
 def gradnorm_update(
-  state: GradNormState,
+  state: GradnormState,
   losses: jax.Array,
   shared_grads,
   learning_rate: float,
   *,
   alpha: float = 1.5,
-) -> GradNormState:
+) -> GradnormState:
   r"""One GradNorm step on the task weights.
 
   GradNorm trains the weights :math:`w_i` of the total loss :math:`\sum_i
@@ -177,16 +181,17 @@ def gradnorm_update(
   weights = jnp.where(
     total > 0, k * stepped / jnp.where(total > 0, total, 1.0), 1.0
   )
-  return GradNormState(
+  return GradnormState(
     count=state.count + 1, weights=weights, initial_losses=initial
   )
 
 
-def gradnorm_weights(state: GradNormState) -> jax.Array:
+@metadata.describe(citations=('chen2018gradnorm',))
+def gradnorm_weights(state: GradnormState) -> jax.Array:
   """This step's task weights (no gradient): ``loss = weights @ losses``.
 
   Args:
-    state: a :class:`GradNormState`.
+    state: a :class:`GradnormState`.
 
   Returns:
     float32 ``[K]``.

@@ -17,9 +17,11 @@
 import jax
 import jax.numpy as jnp
 
+from optax_ext._src import metadata
 from optax_ext.scalarization import _common
 
 
+@metadata.describe(citations=('liu2021towards',))
 def scalarize_by_imtl_l(losses: jax.Array, log_scales: jax.Array) -> jax.Array:
   r"""IMTL's loss balance of ``K`` task losses with learned scales.
 

@@ -17,10 +17,12 @@
 import jax
 import jax.numpy as jnp
 
+from optax_ext._src import metadata
 from optax_ext._src import validation
 from optax_ext.scalarization import _common
 
 
+@metadata.describe(citations=('lin2024smooth',))
 def scalarize_by_stch(
   losses: jax.Array,
   mu: float,

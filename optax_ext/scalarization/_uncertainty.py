@@ -17,9 +17,11 @@
 import jax
 import jax.numpy as jnp
 
+from optax_ext._src import metadata
 from optax_ext.scalarization import _common
 
 
+@metadata.describe(citations=('kendall2018multi',))
 def scalarize_by_uncertainty(
   losses: jax.Array, log_variances: jax.Array
 ) -> jax.Array:

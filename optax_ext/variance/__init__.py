@@ -32,17 +32,19 @@ from optax_ext.variance._agvm import AgvmState
 from optax_ext.variance._batch_size_tests import (
   aggregate_by_mean_with_batch_size_tests,
 )
+from optax_ext.variance._batch_size_tests import (
+  AggregateByMeanWithBatchSizeTestsState,
+)
 from optax_ext.variance._batch_size_tests import batch_size_tests
 from optax_ext.variance._batch_size_tests import BatchSizeTests
-from optax_ext.variance._batch_size_tests import MeanWithBatchSizeTestsState
 from optax_ext.variance._gsnr import aggregate_by_gsnr
 from optax_ext.variance._gsnr import gsnr
 from optax_ext.variance._gsnr import gsnr_by_leaf
 from optax_ext.variance._gsnr import scale_by_gsnr
 from optax_ext.variance._gsnr import ScaleByGsnrState
 from optax_ext.variance._noise_scale import aggregate_by_mean_with_noise_scale
+from optax_ext.variance._noise_scale import AggregateByMeanWithNoiseScaleState
 from optax_ext.variance._noise_scale import gradient_noise_scale
-from optax_ext.variance._noise_scale import MeanWithNoiseScaleState
 from optax_ext.variance._noise_scale import NoiseScaleEstimate
 from optax_ext.variance._vrgd import vr_adam
 from optax_ext.variance._vrgd import vr_lamb
@@ -50,10 +52,10 @@ from optax_ext.variance._vrgd import vr_lars
 from optax_ext.variance._vrgd import vr_sgd
 
 __all__ = (
+  'AggregateByMeanWithBatchSizeTestsState',
+  'AggregateByMeanWithNoiseScaleState',
   'AgvmState',
   'BatchSizeTests',
-  'MeanWithBatchSizeTestsState',
-  'MeanWithNoiseScaleState',
   'NoiseScaleEstimate',
   'ScaleByGsnrState',
   'aggregate_by_gsnr',

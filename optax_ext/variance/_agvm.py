@@ -23,6 +23,7 @@ import optax
 
 from optax_ext._src import base
 from optax_ext._src import lean
+from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
@@ -81,6 +82,37 @@ def _half_means(population, axes: pop_lib.PopulationAxes, k: int):
   )
 
 
+def _battery_labels(params):
+  """Alternate leaves in two modules, ``'even'`` and ``'odd'``."""
+  leaves, treedef = jax.tree.flatten(params)
+  names = ('even', 'odd')
+  return jax.tree.unflatten(treedef, [names[i % 2] for i in range(len(leaves))])
+
+
+# Battery case: Alternate leaves in two modules; refreshed every step from step
+# 0 so the battery sees the factors move.
+@metadata.describe(
+  citations=('xue2022large',),
+  properties=metadata.Properties(robust=False),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs=lambda: {
+      'inner': optax.identity(),
+      'module_labels': _battery_labels,
+      'reference_module': 'even',
+      'update_interval': 1,
+      'start_step': 0,
+    },
+    hyperparams=('momentum', 'min_factor', 'max_factor'),
+    rosenbrock=(1e-3, 5000),
+    static_args=('inner', 'module_labels'),
+  ),
+  row=metadata.Row(
+    'variance',
+    "AGVM, per-module learning rates from the halves' gradient disagreement",
+    papers='[Xue et al. 2022](https://arxiv.org/abs/2210.11078)',
+  ),
+)
 def agvm(
   inner: optax.GradientTransformation,
   module_labels: Any | Callable[..., Any],

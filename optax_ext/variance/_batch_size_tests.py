@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
@@ -49,6 +50,15 @@ class BatchSizeTests(NamedTuple):
   augmented: jax.Array
 
 
+@metadata.describe(
+  citations=('byrd2012sample', 'bollapragada2018adaptive'),
+  row=metadata.Row(
+    'variance',
+    'adaptive batch-size tests (norm, augmented inner-product)',
+    papers='[Bollapragada et al. 2018](https://arxiv.org/abs/1710.11258)',
+    also=('aggregate_by_mean_with_batch_size_tests',),
+  ),
+)
 def batch_size_tests(
   population: optax.Updates,
   axes: pop_lib.PopulationAxes | None = None,
@@ -159,7 +169,7 @@ def _tests(where, population, axes, eta, theta, nu, microbatch_size):
   return BatchSizeTests(norm, inner, orth, jnp.maximum(inner, orth))
 
 
-class MeanWithBatchSizeTestsState(NamedTuple):
+class AggregateByMeanWithBatchSizeTestsState(NamedTuple):
   """State of :func:`aggregate_by_mean_with_batch_size_tests`.
 
   Attributes:
@@ -178,6 +188,16 @@ class MeanWithBatchSizeTestsState(NamedTuple):
   augmented: jax.Array
 
 
+@metadata.describe(
+  citations=('byrd2012sample', 'bollapragada2018adaptive'),
+  properties=metadata.Properties(robust=False),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'eta': 0.5, 'theta': 0.5, 'nu': 1.0},
+    hyperparams=('eta', 'theta', 'nu'),
+    rosenbrock=(1e-3, 5000),
+  ),
+)
 def aggregate_by_mean_with_batch_size_tests(
   eta: float,
   theta: float,
@@ -201,7 +221,7 @@ def aggregate_by_mean_with_batch_size_tests(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`MeanWithBatchSizeTestsState`.
+    :class:`AggregateByMeanWithBatchSizeTestsState`.
 
   Example:
     >>> import jax.numpy as jnp, optax
@@ -225,7 +245,7 @@ def aggregate_by_mean_with_batch_size_tests(
 
   def init_fn(params):
     nan = jnp.full([], jnp.nan, numerics.tree_common_accumulation_dtype(params))
-    return MeanWithBatchSizeTestsState(
+    return AggregateByMeanWithBatchSizeTestsState(
       jnp.zeros([], jnp.int32), nan, nan, nan, nan
     )
 
@@ -234,7 +254,7 @@ def aggregate_by_mean_with_batch_size_tests(
     base.check_population(where, updates, params, axes, lean_ok=True)
     tests = _tests(where, updates, axes, eta, theta, nu, microbatch_size)
     mean = pop_lib.mean(updates, axes)
-    return mean, MeanWithBatchSizeTestsState(
+    return mean, AggregateByMeanWithBatchSizeTestsState(
       optax.safe_int32_increment(state.count),
       *(t.astype(state.norm.dtype) for t in tests),
     )

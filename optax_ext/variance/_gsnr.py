@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.variance import _mean_with_population
@@ -63,6 +64,15 @@ def _leaf_ratio(mean: jax.Array, var: jax.Array, eps_rel) -> jax.Array:
   return (mean * mean) / (var + floor)
 
 
+@metadata.describe(
+  citations=('liu2020understanding',),
+  row=metadata.Row(
+    'GSNR',
+    'per-parameter / per-layer GSNR statistic',
+    papers='[Liu et al. 2020](https://arxiv.org/abs/2001.07384)',
+    also=('gsnr_by_leaf',),
+  ),
+)
 def gsnr(
   population: optax.Params,
   axes: pop_lib.PopulationAxes | None = None,
@@ -130,6 +140,7 @@ def _ratio_from_moments(mean_var, eps_rel):
   return jax.tree.map(lambda m, v: _leaf_ratio(m, v, eps_rel), mean, var)
 
 
+@metadata.describe(citations=('liu2020understanding',))
 def gsnr_by_leaf(
   population: optax.Params,
   axes: pop_lib.PopulationAxes | None = None,
@@ -179,6 +190,25 @@ def _normalised_factor(r, cap, gamma_min, gamma_max, normalize):
   return jax.tree.map(lambda x: scale(x, m), capped)
 
 
+@metadata.describe(
+  citations=('jiang2023accelerating', 'liu2020understanding'),
+  case=metadata.Case(
+    kind='param',
+    kwargs={'ema_decay': 0.5},
+    hyperparams=('gamma_min', 'gamma_max', 'cap', 'ema_decay'),
+    # The GSNR factor can reach 10x: keep 10 * lr * curvature < 2.
+    lr=0.02,
+    rosenbrock=(2e-4, 20000),
+    extra_args='group_grads',
+    post='heavy_ball',
+  ),
+  row=metadata.Row(
+    'GSNR',
+    'GSNR-scaled updates (VRGD)',
+    papers='[Jiang et al. 2023](https://arxiv.org/abs/2309.13681)',
+    also=('aggregate_by_gsnr',),
+  ),
+)
 def scale_by_gsnr(
   gamma_min: float = 0.1,
   gamma_max: float = 10.0,
@@ -332,6 +362,30 @@ def scale_by_gsnr(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@metadata.describe(
+  citations=('jiang2023accelerating', 'liu2020understanding'),
+  properties=metadata.Properties(robust=False),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={},
+    hyperparams=('gamma_min', 'gamma_max', 'cap'),
+    # The GSNR factor can reach 10x: keep 10 * lr * curvature < 2.
+    lr=0.02,
+    rosenbrock=(1e-4, 20000),
+  ),
+  benchmarks=(
+    metadata.Benchmark(
+      'aggregators', 'aggregate_by_gsnr', state_traffic=(0, 1)
+    ),
+    metadata.Benchmark(
+      'aggregators',
+      'aggregate_by_gsnr(ema)',
+      kwargs={'ema_decay': 0.9},
+      state_traffic=(1, 1),
+    ),
+    metadata.Benchmark('train_step', 'gsnr'),
+  ),
+)
 def aggregate_by_gsnr(
   gamma_min: float = 0.1,
   gamma_max: float = 10.0,

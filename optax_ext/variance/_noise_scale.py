@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
@@ -43,6 +44,18 @@ class NoiseScaleEstimate(NamedTuple):
   b_simple: jax.Array
 
 
+@metadata.describe(
+  citations=('mccandlish2018empirical',),
+  row=metadata.Row(
+    'variance',
+    (
+      'gradient noise scale / critical batch size (and its EMA in the '
+      "mean's state)"
+    ),
+    papers='[McCandlish et al. 2018](https://arxiv.org/abs/1812.06162)',
+    also=('aggregate_by_mean_with_noise_scale',),
+  ),
+)
 def gradient_noise_scale(
   population: optax.Updates,
   axes: pop_lib.PopulationAxes | None = None,
@@ -129,7 +142,7 @@ def _estimate(where, population, axes, b):
   return NoiseScaleEstimate(grad_sq, trace, trace / grad_sq), mean
 
 
-class MeanWithNoiseScaleState(NamedTuple):
+class AggregateByMeanWithNoiseScaleState(NamedTuple):
   """State of :func:`aggregate_by_mean_with_noise_scale`.
 
   Attributes:
@@ -148,6 +161,16 @@ class MeanWithNoiseScaleState(NamedTuple):
   b_simple: jax.Array
 
 
+@metadata.describe(
+  citations=('mccandlish2018empirical',),
+  properties=metadata.Properties(robust=False),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'ema_decay': 0.9},
+    hyperparams=('ema_decay',),
+    rosenbrock=(1e-3, 5000),
+  ),
+)
 def aggregate_by_mean_with_noise_scale(
   microbatch_size: int = 1,
   ema_decay: float = 0.99,
@@ -177,7 +200,7 @@ def aggregate_by_mean_with_noise_scale(
 
   Returns:
     An :class:`optax_ext.Aggregator` with state
-    :class:`MeanWithNoiseScaleState`.
+    :class:`AggregateByMeanWithNoiseScaleState`.
 
   Example:
     >>> import jax.numpy as jnp, optax
@@ -200,7 +223,7 @@ def aggregate_by_mean_with_noise_scale(
   def init_fn(params):
     acc = numerics.tree_common_accumulation_dtype(params)
     zero = jnp.zeros([], acc)
-    return MeanWithNoiseScaleState(
+    return AggregateByMeanWithNoiseScaleState(
       jnp.zeros([], jnp.int32), zero, zero, jnp.full([], jnp.nan, acc)
     )
 
@@ -212,7 +235,7 @@ def aggregate_by_mean_with_noise_scale(
     beta = jnp.asarray(ema_decay, acc)
     g_ema = beta * state.grad_sq_ema + (1.0 - beta) * est.grad_sq.astype(acc)
     t_ema = beta * state.trace_ema + (1.0 - beta) * est.trace.astype(acc)
-    return mean, MeanWithNoiseScaleState(
+    return mean, AggregateByMeanWithNoiseScaleState(
       optax.safe_int32_increment(state.count), g_ema, t_ema, t_ema / g_ema
     )
 

@@ -24,6 +24,7 @@ from typing import Any
 import optax
 
 from optax_ext._src import base
+from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
 from optax_ext.variance import _gsnr
@@ -67,6 +68,25 @@ def _validated_adam(where, learning_rate, b1, b2, eps, eps_root, weight_decay):
   return optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
 
+@metadata.describe(
+  citations=('jiang2023accelerating', 'liu2020understanding'),
+  properties=metadata.Properties(robust=False),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'learning_rate': 0.01, 'momentum': 0.9},
+    alias=True,
+    hyperparams=('learning_rate', 'momentum', 'gamma_min'),
+    # The GSNR factor can reach 10x: keep 10 * lr * curvature < 2.
+    lr=0.002,
+    rosenbrock=(1e-4, 20000),
+  ),
+  row=metadata.Row(
+    'GSNR',
+    'VR-SGD, VR-Adam, VR-LAMB, VR-LARS',
+    papers='[Jiang et al. 2023](https://arxiv.org/abs/2309.13681)',
+    also=('vr_adam', 'vr_lamb', 'vr_lars'),
+  ),
+)
 def vr_sgd(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float | None = None,
@@ -128,6 +148,19 @@ def vr_sgd(
   return _mean_with_population.mean_with_population(where, inner, axes)
 
 
+@metadata.describe(
+  citations=('jiang2023accelerating', 'liu2020understanding'),
+  properties=metadata.Properties(robust=False),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'learning_rate': 0.01},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'eps'),
+    lr=0.01,
+    rosenbrock=(3e-3, 10000),
+    strict_promotion=False,
+  ),
+)
 def vr_adam(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -203,6 +236,21 @@ def vr_adam(
   return _mean_with_population.mean_with_population(where, inner, axes)
 
 
+# Battery case: Trust-ratio steps have near-fixed length: decay the rate to
+# settle.
+@metadata.describe(
+  citations=('jiang2023accelerating', 'liu2020understanding'),
+  properties=metadata.Properties(robust=False),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'learning_rate': 0.01},
+    alias=True,
+    hyperparams=('learning_rate', 'b1', 'b2', 'weight_decay'),
+    lr=0.01,
+    rosenbrock=(metadata.cosine_decay(1e-2, 10000), 10000),
+    strict_promotion=False,
+  ),
+)
 def vr_lamb(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -277,6 +325,18 @@ def vr_lamb(
   return _mean_with_population.mean_with_population(where, inner, axes)
 
 
+@metadata.describe(
+  citations=('jiang2023accelerating', 'liu2020understanding'),
+  properties=metadata.Properties(robust=False),
+  case=metadata.Case(
+    kind='aggregator',
+    kwargs={'learning_rate': 1.0},
+    alias=True,
+    hyperparams=('learning_rate', 'momentum', 'trust_coefficient'),
+    lr=1.0,
+    rosenbrock=(metadata.cosine_decay(1.0, 10000), 10000),
+  ),
+)
 def vr_lars(
   learning_rate: optax.ScalarOrSchedule,
   weight_decay: float = 0.0,

@@ -19,7 +19,8 @@ from tests import registry
 J = jnp.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
 G = J @ J.T
 
-# Spec section 6.7 (TorchJD 0.18 outputs / float64 recomputation).
+# TorchJD 0.18's weights and outputs on J (README example of TorchJD),
+# recomputed in float64 and rounded to 4 decimals.
 GOLDEN = {
   'upgrad': ([1.1109, 0.7894], [0.2929, 1.9004, 1.9004]),
   'dualproj': ([0.6109, 0.5], [0.5563, 1.1109, 1.1109]),
@@ -49,11 +50,16 @@ WEIGHTINGS = {
 }
 
 
-# TorchJD's property table (spec 6.6) for the deterministic rules, from the
+# TorchJD's property table for the deterministic rules, from the
 # registry: (non-conflicting, linear under scaling, permutation-invariant).
 PROPERTIES = {
-  name.removeprefix('aggregate_by_'): e.properties.multitask[:3]
+  name.removeprefix('aggregate_by_'): (
+    m.non_conflicting,
+    m.linear_under_scaling,
+    m.permutation_invariant,
+  )
   for name, e in registry.with_property(lambda p: p.multitask).items()
+  for m in [e.properties.multitask]
 }
 
 

@@ -174,7 +174,7 @@ def test_lean_centered_clipping_several_iterations_over_several_steps(
       id='geometric_median',
     ),
     pytest.param(
-      lambda: robust.aggregate_by_nearest_neighbours(
+      lambda: robust.aggregate_by_nearest_neighbors(
         1, pivot=lambda g, a: robust.geometric_median(g, a)[0]
       ),
       id='nna_geometric_median_pivot',

@@ -28,15 +28,15 @@ BOUNDS = {
   ('aggregate_by_graddrop', 'jit', 'temp_bytes'): 3.3,
   # NNM returns a population: distances (one all_to_all of D), the mix (two
   # all_to_alls), then the mean the benchmark chains after it.
-  ('mix_by_nearest_neighbours', 'shard_map', 'collective_bytes'): 4.05,
+  ('mix_by_nearest_neighbors', 'shard_map', 'collective_bytes'): 4.05,
   # ... and under jit the mixed population (D per device) is a temporary
   # next to the resharded one.
-  ('mix_by_nearest_neighbours', 'jit', 'temp_bytes'): 4.05,
+  ('mix_by_nearest_neighbors', 'jit', 'temp_bytes'): 4.05,
   # Distance-based rules under jit: XLA keeps one more D / N block (the
   # coordinate median the distances are centred on) at N = 8 (3.13 D; 2.07
   # D at N = 16).
   ('aggregate_by_krum', 'jit', 'temp_bytes'): 3.2,
-  ('aggregate_by_nearest_neighbours', 'jit', 'temp_bytes'): 3.2,
+  ('aggregate_by_nearest_neighbors', 'jit', 'temp_bytes'): 3.2,
   # Centered clipping's member-by-member mean on XLA:CPU holds one more
   # D / N accumulator besides: 3.25 D at N = 8, 2.13 D at N = 16.
   ('aggregate_by_centered_clipping', 'jit', 'temp_bytes'): 3.3,

@@ -12,9 +12,11 @@ import inspect
 import pathlib
 
 import jax
+import optax
 import pytest
 
 import optax_ext
+from optax_ext._src import metadata
 from tests import helpers
 from tests import registry
 
@@ -78,36 +80,166 @@ def test_registry_has_only_public_factories():
   assert set(registry.BY_NAME) <= set(helpers.FACTORIES)
 
 
-def _needs_benchmark(entry):
-  """Optimisers and robust or multi-task aggregators are benchmarked."""
-  props = entry.properties
-  return (entry.kind == 'param' and entry.alias) or (
-    props is not None and (props.robust or props.multitask is not None)
+def checklist_omissions(name: str, method) -> list[str]:
+  """What a public function still lacks, as CONTRIBUTING's checklist says.
+
+  ``method`` is its ``metadata.Method`` (``None`` if it declares nothing).
+  A factory needs citations, a battery case, properties (population rules;
+  the multi-task properties for an ``aggregate_by_*`` of the alignment
+  family), a benchmark row (optimisers, robust and multi-task rules) and a
+  README row; any other public function needs its declaration (citations,
+  ``()`` for a utility without a paper).
+  """
+  if method is None:
+    return [
+      "@metadata.describe(citations=('<bibtex key>',)) on its definition "
+      '(citations=() for a utility without a paper), the key in '
+      'optax_ext/references.bib'
+    ]
+  if name not in helpers.FACTORIES:
+    return []
+  missing = []
+  if not method.citations:
+    missing.append(
+      "citations=('<bibtex key>',) in its @metadata.describe (and the "
+      'entry in optax_ext/references.bib)'
+    )
+  case, props = method.case, method.properties
+  if case is None:
+    missing.append(
+      'case=metadata.Case(kind=..., kwargs=...) in its @metadata.describe '
+      '(the test battery runs it)'
+    )
+  elif case.kind in ('aggregator', 'population') and props is None:
+    missing.append(
+      'properties=metadata.Properties(robust=..., lean=...) in its '
+      '@metadata.describe (a population rule)'
+    )
+  multitask_rule = method.public_module == 'optax_ext.alignment' and (
+    name.startswith('aggregate_by_')
+  )
+  declared = props is not None and (
+    props.multitask is not None or props.multitask_exempt is not None
+  )
+  if multitask_rule and not declared:
+    missing.append(
+      'properties=metadata.Properties(..., multitask=metadata.Multitask('
+      'non_conflicting=..., linear_under_scaling=..., '
+      'permutation_invariant=..., homogeneity_degree=...)) (an '
+      'aggregate_by_* of the alignment family is a multi-task rule: the '
+      'property tests select it by this), or multitask_exempt="why"'
+    )
+  optimiser = case is not None and case.kind == 'param' and case.alias
+  population_rule = props is not None and (
+    props.robust or props.multitask is not None
+  )
+  if (optimiser or population_rule) and not method.benchmarks:
+    missing.append(
+      "benchmarks=(metadata.Benchmark('transforms' or 'aggregators' or "
+      "'multitask', label, ...),) in its @metadata.describe"
+    )
+  in_rows = any(
+    m.row is not None and name in (m.name, *m.row.also)
+    for m in metadata.methods().values()
+  )
+  if not in_rows:
+    missing.append(
+      'row=metadata.Row(family, method, papers=...) in its '
+      "@metadata.describe, or its name in another row's also="
+    )
+  return missing
+
+
+FAMILY_FUNCTIONS = {
+  n
+  for m in helpers.MODULES
+  if m.__name__
+  not in ('optax_ext', 'optax_ext.population', 'optax_ext.aggregation')
+  for n in m.__all__
+  if inspect.isfunction(getattr(m, n))
+}
+
+
+@pytest.mark.parametrize(
+  'name', sorted(FAMILY_FUNCTIONS | set(helpers.FACTORIES))
+)
+def test_checklist(name):
+  """A public function is told what it still lacks (CONTRIBUTING)."""
+  missing = checklist_omissions(name, metadata.methods().get(name))
+  assert not missing, f'{name} needs: ' + '; '.join(missing)
+
+
+def _plain_ema(decay: float = 0.9) -> optax.GradientTransformation:
+  """A stand-in new factory for the checklist's own tests."""
+  del decay
+  return optax.identity()
+
+
+def _declared(fn, **declared):
+  metadata_fields = {
+    'citations': ('robbins1951stochastic',),
+    'properties': None,
+    'case': metadata.Case(kind='param'),
+    'benchmarks': (),
+    'row': None,
+    **declared,
+  }
+  return metadata.Method(
+    name=fn.__name__,
+    function=fn,
+    module='optax_ext.alignment._new',
+    **metadata_fields,
   )
 
 
-@pytest.mark.parametrize('name', sorted(helpers.FACTORIES))
-def test_checklist(name):
-  """A new factory is told what it still lacks: the registry entry, its
-  properties (for population rules), its citation, the README row, a
-  benchmark row (optimisers, robust and multi-task rules); the docs page
-  is checked by test_docs (built with -W)."""
-  missing = []
-  entry = registry.BY_NAME.get(name)
-  if entry is None:
-    missing.append('an Entry in tests/registry.py')
-  elif entry.kind in ('aggregator', 'population') and entry.properties is None:
-    missing.append('properties=registry.Properties(...) in its Entry')
-  try:
-    optax_ext.citation_keys(name)
-  except ValueError:
-    missing.append('a citation in optax_ext/_src/citations.py')
-  if f'`{name}`' not in README and f'.{name}`' not in README:
-    missing.append('a row in the README methods table')
-  benchmarked = helpers.benchmark_module('run').benchmarked_factories()
-  if entry and _needs_benchmark(entry) and entry.factory not in benchmarked:
-    missing.append('a row in a table of benchmarks/run.py')
-  assert not missing, f'{name} needs: ' + '; '.join(missing)
+def test_checklist_names_each_omission(monkeypatch):
+  """The omissions CONTRIBUTING warns of fail, saying what to add."""
+  for name in ('scale_by_plain_ema', 'aggregate_by_plain'):
+    monkeypatch.setitem(helpers.FACTORIES, name, _plain_ema)
+  # A public helper without a declaration (so without a citation).
+  (missing,) = checklist_omissions('plain_ema_weights', None)
+  assert 'citations=' in missing and 'references.bib' in missing
+  # A multi-task rule declared without its multi-task properties.
+  _plain_ema.__name__ = 'aggregate_by_plain'
+  rule = _declared(
+    _plain_ema,
+    case=metadata.Case(kind='aggregator'),
+    properties=metadata.Properties(robust=False),
+  )
+  missing = checklist_omissions('aggregate_by_plain', rule)
+  assert any('multitask=metadata.Multitask(' in m for m in missing), missing
+  # No case: the battery would not run it.
+  missing = checklist_omissions(
+    'aggregate_by_plain', _declared(_plain_ema, case=None)
+  )
+  assert any(m.startswith('case=metadata.Case(') for m in missing), missing
+
+
+def _state_names() -> set[str]:
+  """``CamelCase(f) + 'State'`` for every public function ``f`` (and for
+  ``*_init`` functions, without ``_init``): the names a state may take."""
+  functions = set(FAMILY_FUNCTIONS) | set(helpers.FACTORIES)
+  stems = functions | {f.removesuffix('_init') for f in functions}
+  return {
+    ''.join(w.capitalize() for w in f.split('_')) + 'State' for f in stems
+  }
+
+
+def state_naming_omission(cls_name: str, factory: str) -> str | None:
+  """Why a state class breaks the naming rule, or ``None``."""
+  if cls_name in _state_names():
+    return None
+  want = ''.join(w.capitalize() for w in factory.split('_')) + 'State'
+  return (
+    f'{cls_name} is not named after a public function: name it {want} '
+    f'after {factory} (CamelCase of the factory, then State)'
+  )
+
+
+def test_state_naming_rule_names_the_expected_name():
+  message = state_naming_omission('PlainEmaState', 'scale_by_plain_ema')
+  assert message and 'ScaleByPlainEmaState' in message, message
+  assert state_naming_omission('ScaleByQhadamState', 'qhadam') is None
 
 
 @pytest.mark.parametrize('name', sorted(helpers.FACTORIES))
@@ -140,7 +272,8 @@ def _state_nodes(state):
 
 @pytest.mark.parametrize('entry', registry.REGISTRY, ids=lambda e: e.name)
 def test_state_classes_follow_the_naming_rule(entry):
-  """Our states are public NamedTuples named ``...State``; counts int32."""
+  """Our states are public NamedTuples named after a public function
+  (``scale_by_foo`` -> ``ScaleByFooState``); counts int32."""
   params = {'w': jax.numpy.zeros(3), 'b': jax.numpy.zeros((2, 2))}
   exported = {
     getattr(m, n)
@@ -153,6 +286,8 @@ def test_state_classes_follow_the_naming_rule(entry):
     if not cls.__module__.startswith('optax_ext'):
       continue
     assert cls.__name__.endswith('State'), cls
+    omission = state_naming_omission(cls.__name__, entry.name)
+    assert omission is None, omission
     assert cls in exported, f'{cls.__name__} is not exported publicly'
     for field in ('count', 'mini_step', 'step'):
       if field in node._fields:

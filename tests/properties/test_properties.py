@@ -93,7 +93,11 @@ def test_dtype_is_preserved(name, k, dtype):
 # weights solve G a = 1/a, so they scale as 1/c and the update does not
 # scale (p = 0).
 MULTITASK = {
-  name.removeprefix('aggregate_by_'): (m[0], m[2], m[3])
+  name.removeprefix('aggregate_by_'): (
+    m.non_conflicting,
+    m.permutation_invariant,
+    m.homogeneity_degree,
+  )
   for name, e in registry.with_property(lambda p: p.multitask).items()
   for m in [e.properties.multitask]
 }

@@ -252,7 +252,7 @@ def _stated_ranges():
     entry, name, match = param.values
     stated = match.group(0).split(' must be ')[1].rstrip(',')
     lines.append(f'{entry.name}.{name}: {stated}')
-  return '\n'.join(lines) + '\n'
+  return '\n'.join(sorted(lines)) + '\n'
 
 
 def test_stated_ranges_match_the_reviewed_table():
@@ -260,12 +260,15 @@ def test_stated_ranges_match_the_reviewed_table():
 
   A validator whose range changes (say a decay that starts accepting 1.0)
   would still pass the derived tests, so the stated ranges are compared
-  with the reviewed table ``validation_ranges.txt``. After a deliberate
-  change, regenerate it with
-  ``python -m tests.properties.test_validation`` and review the diff.
+  with the reviewed table ``validation_ranges.txt``. A difference (a new
+  method's parameters, or a changed range) rewrites the table and fails:
+  review ``git diff`` and commit it.
   """
-  assert _stated_ranges() == _RANGES_FILE.read_text()
-
-
-if __name__ == '__main__':
-  _RANGES_FILE.write_text(_stated_ranges())
+  fresh = _stated_ranges()
+  if fresh != _RANGES_FILE.read_text():
+    _RANGES_FILE.write_text(fresh)
+    pytest.fail(
+      'tests/properties/validation_ranges.txt was stale and has been '
+      'regenerated from the validators: review `git diff` (a range that '
+      'changed by accident is a bug) and commit it.'
+    )

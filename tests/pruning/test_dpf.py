@@ -192,7 +192,7 @@ def test_custom_prunable_and_nan_weights():
 
 
 def test_helpers_need_exactly_one_state():
-  with pytest.raises(ValueError, match='exactly one DPFState'):
+  with pytest.raises(ValueError, match='exactly one DpfState'):
     pruning.dpf_sparsity(optax.sgd(0.1).init(jnp.zeros(2)))
 
 

@@ -81,7 +81,7 @@ AGGREGATORS = {
   'krum': lambda: R.aggregate_by_krum(2),
   'multi_krum': lambda: R.aggregate_by_krum(2, num_selected=5),
   'geomed': lambda: R.aggregate_by_geometric_median(ftol=1e-8),
-  'nna': lambda: R.aggregate_by_nearest_neighbours(2),
+  'nna': lambda: R.aggregate_by_nearest_neighbors(2),
   # tau on the scale of the honest spread: f corrupted members move the
   # aggregate by at most tau * f / K per iteration.
   'cc': lambda: R.aggregate_by_centered_clipping(0.5, iterations=3),
@@ -157,7 +157,7 @@ def test_named_paths_match_stacked(name, mesh):
       'krum': lambda: R.aggregate_by_krum(2, axes=ax),
       'multi_krum': lambda: R.aggregate_by_krum(2, 5, ax),
       'geomed': lambda: R.aggregate_by_geometric_median(ftol=1e-8, axes=ax),
-      'nna': lambda: R.aggregate_by_nearest_neighbours(2, axes=ax),
+      'nna': lambda: R.aggregate_by_nearest_neighbors(2, axes=ax),
       'cc': lambda: R.aggregate_by_centered_clipping(0.5, 3, ax),
     }[name]
     return factory()
@@ -273,7 +273,7 @@ def test_shape_preconditions_are_trace_time_errors():
   with pytest.raises(ValueError, match=r'`num_selected` must be <= K - '):
     _agg(R.aggregate_by_krum(1, num_selected=5), g)
   with pytest.raises(ValueError, match=r'`num_byzantine` must be < K=5'):
-    _agg(R.aggregate_by_nearest_neighbours(5), g)
+    _agg(R.aggregate_by_nearest_neighbors(5), g)
 
 
 @pytest.mark.parametrize(
@@ -562,7 +562,7 @@ BOTH = {
   'krum': lambda ax: R.aggregate_by_krum(2, axes=ax),
   'multi_krum': lambda ax: R.aggregate_by_krum(2, 5, ax),
   'geomed': lambda ax: R.aggregate_by_geometric_median(ftol=1e-8, axes=ax),
-  'nna': lambda ax: R.aggregate_by_nearest_neighbours(2, axes=ax),
+  'nna': lambda ax: R.aggregate_by_nearest_neighbors(2, axes=ax),
   'cc': lambda ax: R.aggregate_by_centered_clipping(0.5, 3, ax),
 }
 
@@ -593,19 +593,19 @@ def test_local_stacks_on_a_named_axis_match_stacked(name, mesh):
 
 def test_nearest_neighbour_mixing():
   members = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [40.0, -40.0]])
-  tx = R.mix_by_nearest_neighbours(num_byzantine=1)
+  tx = R.mix_by_nearest_neighbors(num_byzantine=1)
   out, _ = tx.update(members, tx.init(jnp.zeros(2)))
   honest_mean = jnp.mean(members[:3], 0)
   for i in range(3):  # honest members mix only honest ones
     np.testing.assert_allclose(out[i], honest_mean, rtol=1e-6)
   # f = 0: everyone becomes the mean; f = K - 1: the identity.
-  zero = R.mix_by_nearest_neighbours(0)
+  zero = R.mix_by_nearest_neighbors(0)
   np.testing.assert_allclose(
     zero.update(members, zero.init(jnp.zeros(2)))[0],
     jnp.broadcast_to(jnp.mean(members, 0), members.shape),
     rtol=1e-6,
   )
-  ident = R.mix_by_nearest_neighbours(3)
+  ident = R.mix_by_nearest_neighbors(3)
   np.testing.assert_array_equal(
     ident.update(members, ident.init(jnp.zeros(2)))[0], members
   )
@@ -616,21 +616,21 @@ def test_nearest_neighbour_mixing():
   assert bool(jnp.isnan(out[3, 0]))
   # Chained with a robust aggregator.
   chain = optax.chain(
-    R.mix_by_nearest_neighbours(1), R.aggregate_by_coordinate_median()
+    R.mix_by_nearest_neighbors(1), R.aggregate_by_coordinate_median()
   )
   agg, _ = chain.update(members, chain.init(jnp.zeros(2)))
   np.testing.assert_allclose(agg, honest_mean, rtol=1e-6)
   with pytest.raises(ValueError, match='`num_byzantine` must be < K=4'):
-    R.mix_by_nearest_neighbours(4).update(members, tx.init(jnp.zeros(2)))
+    R.mix_by_nearest_neighbors(4).update(members, tx.init(jnp.zeros(2)))
 
 
 def test_nearest_neighbour_mixing_paths(mesh):
   members = jnp.asarray(
     np.random.default_rng(0).normal(size=(8, 5)), jnp.float32
   )
-  ref, _ = R.mix_by_nearest_neighbours(2).update(members, optax.EmptyState())
+  ref, _ = R.mix_by_nearest_neighbors(2).update(members, optax.EmptyState())
   named = pop.PopulationAxes(axis=None, axis_name='data')
-  tx = R.mix_by_nearest_neighbours(2, axes=named)
+  tx = R.mix_by_nearest_neighbors(2, axes=named)
   out = jax.jit(
     jax.shard_map(
       lambda g: tx.update(g[0], optax.EmptyState())[0][None],
@@ -640,7 +640,7 @@ def test_nearest_neighbour_mixing_paths(mesh):
     )
   )(members)
   np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
-  moved = R.mix_by_nearest_neighbours(2, axes=pop.PopulationAxes(axis=1))
+  moved = R.mix_by_nearest_neighbors(2, axes=pop.PopulationAxes(axis=1))
   got, _ = moved.update(members.T, optax.EmptyState())
   np.testing.assert_allclose(got.T, ref, rtol=1e-6)
 
@@ -678,7 +678,7 @@ def test_monna_peer_to_peer_with_byzantine_nodes():
   assert float(spread) < 0.3
   # nna_mix on a named axis equals NNM on the stack.
   stack = centres.at[0].set(1e3)
-  ref, _ = R.mix_by_nearest_neighbours(f).update(stack, optax.EmptyState())
+  ref, _ = R.mix_by_nearest_neighbors(f).update(stack, optax.EmptyState())
   got = jax.vmap(lambda m: R.nna_mix(m, f, nodes), axis_name='nodes')(stack)
   np.testing.assert_allclose(got, ref, rtol=1e-6)
 

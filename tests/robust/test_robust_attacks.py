@@ -115,7 +115,7 @@ def test_distance_rules_ignore_a_common_offset(offset):
   rules = {
     'krum': robust.aggregate_by_krum(2),
     'multi_krum': robust.aggregate_by_krum(2, num_selected=4),
-    'nearest': robust.aggregate_by_nearest_neighbours(2),
+    'nearest': robust.aggregate_by_nearest_neighbors(2),
   }
   for name, tx in rules.items():
     base = np.asarray(_update(tx, jnp.asarray(x, jnp.float32)))
@@ -124,7 +124,7 @@ def test_distance_rules_ignore_a_common_offset(offset):
     np.testing.assert_allclose(
       moved - shift, base, atol=5e-7 * offset, err_msg=name
     )
-  mix = robust.mix_by_nearest_neighbours(2)
+  mix = robust.mix_by_nearest_neighbors(2)
   base = np.asarray(_update(mix, jnp.asarray(x, jnp.float32)))
   moved = np.asarray(_update(mix, jnp.asarray(x + shift, jnp.float32)))
   np.testing.assert_allclose(moved - shift, base, atol=5e-7 * offset)
@@ -141,7 +141,7 @@ def test_finite_members_above_1e19_are_clipped_not_dropped(far, jit):
   np.testing.assert_allclose(clipped[:-1], [[0, 0], [1, 0], [1, 0], [1, 0]])
   cc = run(robust.aggregate_by_centered_clipping(1.0), pop)
   np.testing.assert_allclose(cc, [0.8, 0.0], rtol=1e-6)
-  mixed = run(robust.mix_by_nearest_neighbours(1), pop)
+  mixed = run(robust.mix_by_nearest_neighbors(1), pop)
   assert bool(jnp.all(jnp.isfinite(mixed)))
   assert float(mixed[-1, 0]) < far  # the far row is mixed, not left alone
 
@@ -190,7 +190,7 @@ AGGREGATORS = {
   'trimmed_mean': (robust.aggregate_by_trimmed_mean, 2.0),
   'geometric_median': (lambda f: robust.aggregate_by_geometric_median(), 2.0),
   'krum': (robust.aggregate_by_krum, 3.0),
-  'nearest': (robust.aggregate_by_nearest_neighbours, 2.0),
+  'nearest': (robust.aggregate_by_nearest_neighbors, 2.0),
 }
 
 
