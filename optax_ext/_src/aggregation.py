@@ -28,7 +28,7 @@ def reducing_aggregator(
   reduce_fn: Callable[[optax.Params, pop_lib.PopulationAxes], optax.Params],
   axes: pop_lib.PopulationAxes | None,
   *,
-  lean_ok: bool = False,
+  lean_ok: bool | str = False,
 ) -> base.Aggregator:
   """A stateless aggregator applying ``reduce_fn`` to the population.
 

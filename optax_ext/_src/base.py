@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from optax.experimental import aggregating
 
+from optax_ext._src import axes as axes_lib
 from optax_ext._src import lean
 from optax_ext._src import population as pop_lib
 
@@ -137,13 +138,25 @@ def _with_explicit_axes(update, population_out=False):
   return wrapped
 
 
+def reject_microbatches(where: str, updates: Any, hint: str) -> None:
+  """Raises for a memory-lean population where a rule takes something else.
+
+  Args:
+    where: the public name used in the error.
+    updates: what the rule received.
+    hint: what it takes instead.
+  """
+  if lean.is_lean(updates):
+    raise ValueError(f'{where}: takes {hint}, not a Microbatches population.')
+
+
 def check_population(
   where: str,
   population: optax.Params,
   params: optax.Params | None,
   axes: pop_lib.PopulationAxes,
   *,
-  lean_ok: bool = False,
+  lean_ok: bool | str = False,
 ) -> int:
   """Trace-time check that ``population`` matches ``params`` under ``axes``.
 
@@ -153,7 +166,8 @@ def check_population(
     params: the parameters, or ``None`` to check only the population.
     axes: where the members live.
     lean_ok: whether the caller accepts a memory-lean ``Microbatches``
-      population (a clear error otherwise).
+      population (a clear error otherwise); a string says what needs every
+      member at once, for that error (e.g. an option of the rule).
 
   Returns:
     The local number of members.
@@ -164,8 +178,8 @@ def check_population(
       number of members.
   """
   if lean.is_lean(population):
-    if not lean_ok:
-      raise lean.unsupported(where, 'this rule')
+    if lean_ok is not True:
+      raise lean.unsupported(where, lean_ok or 'this rule')
     if params is not None and (
       jax.tree.structure(population.params) != jax.tree.structure(params)
     ):
@@ -243,7 +257,7 @@ def _check_varies_over_axis(where, population, axes) -> None:
   names = axes.axis_name
   names = tuple(names) if isinstance(names, (tuple, list)) else (names,)
   manual = set(getattr(jax.sharding.get_abstract_mesh(), 'manual_axes', ()))
-  varying = pop_lib._varying_axes  # pylint: disable=protected-access
+  varying = axes_lib.varying_axes
   typed = {
     n for n in names if n in manual and n in varying(jax.lax.axis_index(n))
   }
@@ -311,4 +325,4 @@ def _check_against_params(where, population, params, axes) -> None:
 def resolve_axes(where: str, axes) -> pop_lib.PopulationAxes:
   """``axes`` or the default (stacked on axis 0); a clear error naming
   ``where`` otherwise (``population``'s one resolver)."""
-  return pop_lib._axes(axes, where)  # pylint: disable=protected-access
+  return axes_lib.resolve(axes, where)

@@ -77,3 +77,24 @@ def use(new_mode: str):
     yield
   finally:
     _mode = previous
+
+
+# Tuning constants of the XLA:CPU kernels, named once here. Each is a
+# cut-over between two exact forms of the same result (the tests run both
+# sides), so a value off for another machine costs time, never accuracy.
+
+# Coordinates per block of the Gramian's contraction on XLA:CPU: a block of
+# float32 columns for a group of members stays cache-resident.
+GRAM_BLOCK = 8192
+# Members per row group (the blocked path computes the upper triangle of
+# group pairs, one small dot per block and pair).
+GRAM_GROUP = 8
+# Up to this many members: sorting networks on order keys instead of
+# jnp.sort, and member-by-member sums (one straight-line fusion) instead of
+# a reduction over the major axis.
+NETWORK_MAX = 64
+STRAIGHT_LINE_MEMBERS = 64
+# Up to this many K * (b + 1) (members times trimmed-per-side plus one), the
+# trimmed mean selects its b + 1 extremes by repeated max/min instead of
+# sorting the members.
+SELECTION_MAX = 512

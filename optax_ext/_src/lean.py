@@ -45,6 +45,7 @@ from jax import lax
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import axes as axes_lib
 from optax_ext._src import numerics
 
 _F32 = jnp.float32
@@ -174,9 +175,7 @@ def microbatches(
   split = split_batch(where, batch, num_microbatches, 'num_microbatches')
   # Under jax.shard_map, per-device gradients need the params varying over
   # the axes the batch varies over (else the gradient comes back psum-ed).
-  from optax_ext._src import population as pop_lib  # noqa: PLC0415
-
-  params = pop_lib.vary_like(params, batch)
+  params = axes_lib.vary_like(params, batch)
   _refuse_flax_graph_traversal()
   return Microbatches(loss_fn, params, split)
 
@@ -278,10 +277,8 @@ def scan_members(
       g = jax.tree.map(lambda x: jnp.where(scale != 0, x, 0), g)
     return body(carry, g, index, scale), None
 
-  from optax_ext._src import population as pop_lib  # noqa: PLC0415
-
   # The carry varies like the gradients (under jax.shard_map).
-  init = pop_lib.vary_like(init, population.params)
+  init = axes_lib.vary_like(init, population.params)
   out, _ = lax.scan(
     step,
     init,
@@ -350,16 +347,25 @@ def norms(
   population: Microbatches, center: optax.Params | None = None
 ) -> jax.Array:
   """``[k]`` float32 norms :math:`\\|s_k g_k - c\\|` (overflow-safe)."""
-  from optax_ext._src import population as pop_lib  # noqa: PLC0415
+  centers = None if center is None else jax.tree.leaves(center)
 
   def body(out, g, k, scale):
-    member = jax.tree.map(
-      lambda x: (scale * x.astype(_F32))[None].astype(
-        numerics.accumulation_dtype(x.dtype)
-      ),
-      g,
-    )
-    return out.at[k].set(pop_lib.norms(member, center=center)[0])
+    leaves = jax.tree.leaves(g)
+    acc = numerics.tree_common_accumulation_dtype(g)
+
+    def flats():
+      rows = [
+        jnp.reshape((scale * x.astype(_F32)).astype(acc), (1, -1))
+        for x in leaves
+      ]
+      if centers is not None:
+        rows = [
+          r - jnp.reshape(jnp.asarray(c).astype(acc), (1, -1))
+          for r, c in zip(rows, centers, strict=True)
+        ]
+      return rows
+
+    return out.at[k].set(numerics.row_norms(flats)[0].astype(_F32))
 
   return scan_members(
     population, body, jnp.zeros((local_size(population),), _F32)

@@ -291,9 +291,11 @@ def describe(
 
 
 def methods() -> dict[str, Method]:
-  """Every declaration, by public name, in declaration order."""
-  import optax_ext  # noqa: F401, PLC0415 - every family declares on import
+  """Every declaration, by public name, in declaration order.
 
+  Complete once ``optax_ext`` is imported (each family declares its methods
+  on import, and importing any ``optax_ext`` module imports the package).
+  """
   return dict(_METHODS)
 
 

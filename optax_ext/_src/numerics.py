@@ -14,7 +14,11 @@
 # ==============================================================================
 """Numerical helpers shared by every family: accumulation dtypes, casts."""
 
+from collections.abc import Callable
+import functools
+
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
@@ -54,16 +58,17 @@ def to_accumulation(x: jax.Array) -> jax.Array:
 
 
 def tree_common_accumulation_dtype(tree) -> jnp.dtype:
-  """The widest accumulation dtype over the leaves of ``tree``."""
-  dtypes = [accumulation_dtype(x.dtype) for x in jax.tree.leaves(tree)]
+  """The widest accumulation dtype over the leaves of ``tree`` (arrays, or
+  dtypes as :func:`~optax_ext.population.member_dtypes` gives)."""
+  dtypes = [
+    accumulation_dtype(getattr(x, 'dtype', x)) for x in jax.tree.leaves(tree)
+  ]
   if not dtypes:
     return jnp.dtype(jnp.float32)
   return max(dtypes, key=lambda d: d.itemsize)
 
 
-_GROUP = 64  # members summed in one straight-line fusion
-# Up to this many local members, XLA:CPU code may be written member by member.
-STRAIGHT_LINE_MEMBERS = _GROUP
+_GROUP = kernels.STRAIGHT_LINE_MEMBERS  # members summed in one fusion
 _MAX_STATIC_GROUPS = 4  # beyond 4 * 64 members, loop over groups
 
 
@@ -72,12 +77,13 @@ def sum_over_members(x: jax.Array, fns, dtype=None) -> tuple[jax.Array, ...]:
 
   Equivalent to ``jnp.sum(f(x), axis=0)`` for each ``f``, but written as
   element-wise additions of member slices, which XLA compiles to loops that
-  stream the members. On XLA:CPU a reduction over the leading (major) axis is
-  20-40x slower than this, and a ``fori_loop`` over small chunks writes its
+  stream the members. On XLA:CPU a reduction over the leading (major) axis
+  is much slower than this, and a ``fori_loop`` over small chunks writes its
   accumulators once per chunk (costly where writes are slow); see
-  ``benchmarks/``. Up to 64 members are summed in straight-line code; up to
-  256 in static groups of 64 whose partial sums are then added; beyond that a
-  ``lax.fori_loop`` runs over groups of 64, which keeps compile time flat.
+  docs/benchmarks.md, kernel notes. Up to 64 members are summed in
+  straight-line code; up to 256 in static groups of 64 whose partial sums
+  are then added; beyond that a ``lax.fori_loop`` runs over groups of 64,
+  which keeps compile time flat.
 
   Off XLA:CPU (``kernels.cpu_tuned()`` false) it is ``jnp.sum(f(x),
   axis=0)`` for each ``f``.
@@ -153,8 +159,8 @@ def order_key(x: jax.Array, nan_above_inf: bool = False) -> jax.Array:
   to ``max_order_key(dtype) + 1``, above ``+Inf``, so that NaN can be told
   apart without counting it). Signed integer ``min``/``max`` are single
   instructions where float ones need NaN tests, so sorting and selection
-  networks run on keys: the coordinate median over 16-32 members was 1.3x
-  faster on XLA:CPU (AVX-512) than on floats. Same width as ``x`` (``int16``
+  networks run on keys, which XLA:CPU compares faster than floats
+  (docs/benchmarks.md, kernel notes). Same width as ``x`` (``int16``
   keys for bf16/f16).
   """
   itype = _key_type(x.dtype)
@@ -168,3 +174,40 @@ def order_key(x: jax.Array, nan_above_inf: bool = False) -> jax.Array:
 def from_order_key(key: jax.Array, dtype) -> jax.Array:
   """The float of dtype ``dtype`` whose :func:`order_key` is ``key``."""
   return jax.lax.bitcast_convert_type(_flip_negatives(key), jnp.dtype(dtype))
+
+
+def row_norms(flats: Callable[[], list[jax.Array]]) -> jax.Array:
+  r"""Overflow-safe L2 norms of the rows of ``[k, d_i]`` blocks, ``[k]``.
+
+  ``flats`` builds the blocks (in the accumulation dtype); it is called
+  again inside the rescaled branch rather than passing its result in, so a
+  centred copy is fused into each reduction instead of materialised. When a
+  squared norm is not finite the norms are recomputed from the row's
+  :math:`\max_i |x_i|`: every finite row has a finite norm, and only a
+  NaN/Inf row gives NaN/Inf.
+  """
+  sq = sum(jnp.sum(jnp.square(x), axis=1) for x in flats())
+
+  def scaled():
+    flat = flats()
+    # max|x| first, then the sum of squares of x / max|x|: finite for every
+    # finite member (the plain sum of squares overflows above ~1.8e19 in
+    # float32, which would count a finite member as non-finite).
+    peak = functools.reduce(
+      jnp.maximum, [jnp.max(jnp.abs(x), axis=1) for x in flat]
+    )
+    safe = jnp.where((peak > 0) & jnp.isfinite(peak), peak, 1.0)
+    # x / peak as two multiplications by 1 / sqrt(peak): XLA turns the
+    # division into a multiplication by 1 / peak, which is subnormal (and
+    # flushed to 0) for peaks above ~8.5e37.
+    inv_root = (1.0 / jnp.sqrt(safe))[:, None]
+    ssq = sum(
+      jnp.sum(jnp.square((x * inv_root) * inv_root), axis=1) for x in flat
+    )
+    finite_peak = (peak > 0) & jnp.isfinite(peak)
+    # 0 for a zero member; the peak itself (Inf or NaN) for a non-finite one.
+    rescaled = jnp.where(finite_peak, safe * jnp.sqrt(ssq), peak)
+    return jnp.where(jnp.isfinite(sq), jnp.sqrt(sq), rescaled)
+
+  # The rescaled pass runs only when some squared norm is not finite.
+  return lax.cond(jnp.all(jnp.isfinite(sq)), lambda: jnp.sqrt(sq), scaled)

@@ -41,8 +41,9 @@ def project_scale_invariant(p, g, d, delta, eps, channel_axis):
   the layer view (one row); the first whose largest ``|cos(g_row, p_row)|``
   is below ``delta / sqrt(row length)`` removes the radial part of ``d`` row
   by row. Weights with ``ndim <= 1`` are never projected. Rows are reduced
-  in place (no transposes: a transposed view made a 10M-parameter step 20x
-  slower on CPU); the layer view's sums are the channel sums summed.
+  in place (no transposes: XLA:CPU copies a transposed view, which made
+  the step several times slower; docs/benchmarks.md, kernel notes); the
+  layer view's sums are the channel sums summed.
 
   Returns:
     ``(d projected or not, whether it was projected)``.

@@ -243,10 +243,9 @@ def dga_alignment_scores(
   else:
     moved = jax.tree.map(lambda x: jnp.moveaxis(x, axes.axis, 0), domain_grads)
     dots, norms = jax.vmap(dots_and_norms)(moved)
-  if axes.is_named:
-    dots = pop_lib.gather(dots, pop_lib.PopulationAxes(0, axes.axis_name))
-    norms = pop_lib.gather(norms, pop_lib.PopulationAxes(0, axes.axis_name))
-    dots, norms = dots.reshape(-1), norms.reshape(-1)
+  # [k] per index (a leading axis of 1 for one member per index) -> all K.
+  dots = pop_lib.all_members(dots, axes.locally_stacked()).reshape(-1)
+  norms = pop_lib.all_members(norms, axes.locally_stacked()).reshape(-1)
   if not normalize:
     return dots
   return dots / (jnp.mean(norms) + 1e-6)

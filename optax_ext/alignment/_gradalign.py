@@ -221,8 +221,8 @@ def _gradalign(
   vg = _value_and_grad(loss_fn, has_aux)
   grad = lambda p, b: vg(p, b)[1]
   stacked = axes.axis == 0
-  if axes.is_named:  # per-worker (not device-summed) gradients
-    params = pop_lib.vary_like(params, batch, axes.axis_name)
+  # Per-worker (not device-summed) gradients under jax.shard_map.
+  params = pop_lib.vary_over_members(params, batch, axes)
 
   if not stacked:
     (loss, aux), anchor = vg(params, batch)
@@ -243,8 +243,8 @@ def _gradalign(
   else:
     zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _F32), params)
     zero = jnp.zeros([], _F32)
-    if axes.is_named:  # the loop carries per-device partial sums
-      zero, zeros = pop_lib.vary_like((zero, zeros), batch, axes.axis_name)
+    # The loop carries per-device partial sums.
+    zero, zeros = pop_lib.vary_over_members((zero, zeros), batch, axes)
 
     def anchor_pass(acc, xs):
       b, wi = xs
@@ -388,7 +388,7 @@ def gradient_variance(
   axes = base.resolve_axes(where, axes)
   if axes.axis not in (0, None):
     grads = jax.tree.map(lambda x: jnp.moveaxis(x, axes.axis, 0), grads)
-    axes = pop_lib.PopulationAxes(axis=0, axis_name=axes.axis_name)
+    axes = axes.locally_stacked()
   k_local, k = _num_workers(where, grads, axes)
   w = _local_weights(where, weights, axes, k_local, k)
   mean = _weighted_sum(grads, w, axes)
@@ -498,10 +498,10 @@ def fedga_grad(
   w = _local_weights(where, weights, axes, k_local, k)
   grad = jax.grad(loss_fn)
   server = params
-  if axes.is_named:  # per-client (not device-summed) gradients
-    params = pop_lib.vary_like(
-      params, (local_batches, anchor_batch, anchor_grads), axes.axis_name
-    )
+  # Per-client (not device-summed) gradients under jax.shard_map.
+  params = pop_lib.vary_over_members(
+    params, (local_batches, anchor_batch, anchor_grads), axes
+  )
   if anchor_grads is None:
     _, k_anchor = _num_workers(where, anchor_batch, axes)
     if k_anchor != k:

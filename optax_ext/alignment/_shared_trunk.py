@@ -21,7 +21,6 @@ import optax
 
 from optax_ext._src import aggregation
 from optax_ext._src import base
-from optax_ext._src import lean
 from optax_ext._src import metadata
 from optax_ext.alignment import _jacobian
 
@@ -119,11 +118,9 @@ def aggregate_shared_trunk(
         f'{where}: `params` are required by update (they tell the shared '
         'leaves and their shapes).'
       )
-    if lean.is_lean(updates):
-      raise ValueError(
-        f'{where}: takes the mixed tree of task_jacobian(..., shared=), not '
-        'a Microbatches population.'
-      )
+    base.reject_microbatches(
+      where, updates, 'the mixed tree of task_jacobian(..., shared=)'
+    )
     flags = _jacobian.shared_leaves(where, shared, params)
     trunk_rows, head_grads = split(updates, flags)
     trunk_params, _ = split(params, flags)

@@ -144,9 +144,9 @@ def scale_by_cluster_momentum(
   named axis (``axes=PopulationAxes(axis=None, axis_name=...)``) each index
   is one cluster and holds its own buffer.
 
-  Cost: ``K`` param-sized float32 buffers (``K * |theta| * 4`` bytes, e.g.
-  1000 classes x 25.6M params = 100 GB: choose ``K`` accordingly); one pass
-  over them per step.
+  Cost: ``K`` param-sized float32 buffers (``K * |theta| * 4`` bytes: 1000
+  classes hold 1000 copies of the model, so choose ``K`` accordingly); one
+  pass over them per step.
 
   Args:
     num_clusters: ``K >= 1``.
@@ -236,7 +236,7 @@ def scale_by_cluster_momentum(
 
     momenta = jax.tree.map(mom, state.momenta, cluster_grads)
     seen = state.seen | present
-    all_seen = pop_lib.gather(seen, axes) if axes.is_named else seen
+    all_seen = pop_lib.all_members(seen, axes)
     w = _visited_weights(prior, all_seen)
     direction = pop_lib.combine(momenta, w, axes)
     if nu is not None:

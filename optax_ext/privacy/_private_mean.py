@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
-from optax_ext._src import lean
 from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
@@ -174,24 +173,20 @@ def aggregate_by_private_mean(
 
   def update_fn(updates, state, params=None, **extra_args):
     updates = base.population_arg(where, updates, extra_args)
+    if per_layer:  # a Microbatches population is clipped as whole members
+      base.reject_microbatches(
+        where,
+        updates,
+        'stacked members with per_layer=True (build them with '
+        'grad_population, or use per_layer=False)',
+      )
     base.check_population(where, updates, params, axes, lean_ok=True)
     k = pop_lib.size(updates, axes)
     if per_layer:
-      if lean.is_lean(updates):
-        raise ValueError(
-          f'{where}: per_layer=True needs the members stacked (a '
-          'Microbatches population is clipped as whole members); use '
-          'grad_population, or per_layer=False.'
-        )
       max_norm = l2_norm_clip / len(jax.tree.leaves(updates)) ** 0.5
       total = jax.tree.map(
         lambda x: _clipped_sum({'x': x}, axes, max_norm)['x'], updates
       )
-    elif lean.is_lean(updates):  # the members are scaled as they are made
-      factors, _ = pop_lib.clip_factors(
-        pop_lib.norms(updates, axes), l2_norm_clip
-      )
-      total = pop_lib.sum(updates.with_scales(factors), axes)
     else:
       total = _clipped_sum(updates, axes, l2_norm_clip)
     step_key = jax.random.fold_in(

@@ -22,12 +22,12 @@
 * :func:`cubic_sparsity_schedule`: the gradual (cubic) sparsity ramp.
 """
 
-from optax_ext.pruning._dpf import cubic_sparsity_schedule
 from optax_ext.pruning._dpf import dpf
 from optax_ext.pruning._dpf import dpf_pruned_params
 from optax_ext.pruning._dpf import dpf_refresh
 from optax_ext.pruning._dpf import dpf_sparsity
 from optax_ext.pruning._dpf import DpfState
+from optax_ext.pruning._sparsity_schedule import cubic_sparsity_schedule
 
 __all__ = (
   'DpfState',

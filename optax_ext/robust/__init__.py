@@ -24,16 +24,16 @@ iterations: median tracking (:func:`scale_by_median_tracking`,
 :func:`median_tracking`) and AutoClip (:func:`clip_by_norm_percentile`).
 """
 
+from optax_ext.robust._centered_clipping import aggregate_by_centered_clipping
+from optax_ext.robust._centered_clipping import AggregateByCenteredClippingState
 from optax_ext.robust._clip_each import clip_each_by_global_norm
-from optax_ext.robust._distance import aggregate_by_centered_clipping
-from optax_ext.robust._distance import aggregate_by_geometric_median
-from optax_ext.robust._distance import aggregate_by_krum
-from optax_ext.robust._distance import aggregate_by_nearest_neighbors
-from optax_ext.robust._distance import AggregateByCenteredClippingState
-from optax_ext.robust._distance import geometric_median
-from optax_ext.robust._distance import GeometricMedianState
-from optax_ext.robust._distance import mix_by_nearest_neighbors
-from optax_ext.robust._distance import nna_mix
+from optax_ext.robust._geometric_median import aggregate_by_geometric_median
+from optax_ext.robust._geometric_median import geometric_median
+from optax_ext.robust._geometric_median import GeometricMedianState
+from optax_ext.robust._krum import aggregate_by_krum
+from optax_ext.robust._nearest_neighbors import aggregate_by_nearest_neighbors
+from optax_ext.robust._nearest_neighbors import mix_by_nearest_neighbors
+from optax_ext.robust._nearest_neighbors import nna_mix
 from optax_ext.robust._order_statistics import aggregate_by_coordinate_median
 from optax_ext.robust._order_statistics import aggregate_by_trimmed_mean
 from optax_ext.robust._tracking import clip_by_norm_percentile

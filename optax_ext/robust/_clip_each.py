@@ -17,7 +17,6 @@
 import optax
 
 from optax_ext._src import base
-from optax_ext._src import lean
 from optax_ext._src import metadata
 from optax_ext._src import population as pop_lib
 from optax_ext._src import validation
@@ -102,8 +101,6 @@ def clip_each_by_global_norm(
     factors, roots = pop_lib.clip_factors(
       pop_lib.norms(updates, axes), max_norm
     )
-    if lean.is_lean(updates):  # the members are scaled when they are made
-      return updates.with_scales(factors), state
     return pop_lib.scale_members(updates, factors, roots, axes), state
 
   return base.population_transform(lambda params: optax.EmptyState(), update_fn)

@@ -90,9 +90,6 @@ def aggregate_by_coordinate_median(
   )
 
 
-_SELECTION_MAX = 512  # K * (b + 1) up to which selection replaces sorting
-
-
 def _trimmed_mean_by_selection(x: jax.Array, b: int) -> jax.Array:
   r"""Coordinate-wise trimmed mean of ``x`` ``[K, ...]`` without sorting.
 
@@ -246,9 +243,9 @@ def aggregate_by_trimmed_mean(
 
     if not kernels.cpu_tuned():
       block_fn = functools.partial(_trimmed_mean_by_sort, b=num_trim)
-    elif k <= 16 or (k <= pop_lib.NETWORK_MAX and num_trim >= 4):
+    elif k <= 16 or (k <= kernels.NETWORK_MAX and num_trim >= 4):
       block_fn = functools.partial(_trimmed_mean_by_network, b=num_trim)
-    elif k * (num_trim + 1) <= _SELECTION_MAX:
+    elif k * (num_trim + 1) <= kernels.SELECTION_MAX:
       block_fn = functools.partial(_trimmed_mean_by_selection, b=num_trim)
     else:
       block_fn = functools.partial(_trimmed_mean_by_sort, b=num_trim)

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import optax
 
 from optax_ext._src import base
-from optax_ext._src import lean
 from optax_ext._src import metadata
 from optax_ext._src import numerics
 from optax_ext._src import population as pop_lib
@@ -62,24 +61,7 @@ def _labels(where, module_labels, tree):
 def _half_means(population, axes: pop_lib.PopulationAxes, k: int):
   """Means of members ``[0, K//2)`` and ``[K//2, K)``, in member order."""
   half = k // 2
-  if not lean.is_lean(population) and not axes.is_named:
-    # Stacked: two slices, so the population is read once.
-    def part(lo, hi):
-      sub = jax.tree.map(
-        lambda x: jax.lax.slice_in_dim(x, lo, hi, axis=axes.axis), population
-      )
-      return pop_lib.mean(sub, axes)
-
-    return part(0, half), part(half, k)
-  ids = jnp.arange(k)
-  ref = population.params if lean.is_lean(population) else population
-  acc = numerics.tree_common_accumulation_dtype(ref)
-  first = jnp.where(ids < half, 1.0 / half, 0.0).astype(acc)
-  second = jnp.where(ids >= half, 1.0 / (k - half), 0.0).astype(acc)
-  return (
-    pop_lib.combine(population, first, axes),
-    pop_lib.combine(population, second, axes),
-  )
+  return pop_lib.range_means(population, ((0, half), (half, k)), axes)
 
 
 def _battery_labels(params):

@@ -19,7 +19,6 @@ import jax
 import optax
 
 from optax_ext._src import base
-from optax_ext._src import lean
 from optax_ext._src import population as pop_lib
 
 
@@ -59,8 +58,9 @@ def mean_with_population(
     extra_args.pop('population', None)
     base.check_population(where, updates, params, axes, lean_ok=True)
     mean_f32, var = pop_lib.mean_and_var(updates, axes)
-    template = updates.params if lean.is_lean(updates) else updates
-    mean = jax.tree.map(lambda m, g: m.astype(g.dtype), mean_f32, template)
+    mean = jax.tree.map(
+      lambda m, dt: m.astype(dt), mean_f32, pop_lib.member_dtypes(updates)
+    )
     return inner.update(
       mean,
       state,

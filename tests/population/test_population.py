@@ -439,15 +439,16 @@ def test_blocked_cpu_gramian_matches_float64(k):
   # short), with and without centring (the suite's 8 devices keep the
   # stacked global view on the single dot, so the blocked path is called
   # here).
-  from optax_ext._src import population as pop_lib  # noqa: PLC0415
+  from optax_ext._src import gram as gram_lib  # noqa: PLC0415
+  from optax_ext._src import kernels  # noqa: PLC0415
 
   rng = np.random.default_rng(k)
-  d = 9 * pop_lib.GRAM_BLOCK + 123  # loop steps of 2 or 4 blocks, a tail
+  d = 9 * kernels.GRAM_BLOCK + 123  # loop steps of 2 or 4 blocks, a tail
   x = rng.normal(size=(k, d)).astype(np.float32) + 3.0
   mid = np.median(x, axis=0)
   for center in (None, mid):
     got = jax.jit(
-      lambda r, c: pop_lib._gram_of_rows(  # noqa: SLF001
+      lambda r, c: gram_lib._gram_of_rows(  # noqa: SLF001
         r, c, jnp.float32, blocked=True
       )
     )(jnp.asarray(x), None if center is None else jnp.asarray(center))

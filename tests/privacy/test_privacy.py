@@ -144,7 +144,7 @@ def test_errors():
   lean = population.microbatches(
     lambda p, b: jnp.mean(b @ p['w']), w0, jnp.ones((4, 5)), 2
   )
-  with pytest.raises(ValueError, match=r'per_layer=True needs the members'):
+  with pytest.raises(ValueError, match=r'stacked members with per_layer=True'):
     tx.update(lean, tx.init(w0), w0)
 
 

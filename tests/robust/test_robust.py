@@ -45,9 +45,9 @@ def test_spec_vectors():
 
 def test_krum_scores_follow_the_spec():
   # Scores 7.25, 3.25, 2.5, 4.25, ~18915 (f = 1: K - f - 2 = 2 neighbours).
-  from optax_ext.robust import _distance
+  from optax_ext._src import population as pop_lib  # noqa: PLC0415
 
-  d = _distance._squared_distances(SPEC, pop.PopulationAxes())
+  d = pop_lib.squared_distances(SPEC, pop.PopulationAxes())
   scores = jnp.sum(jnp.sort(d, axis=1)[:, :2], axis=1)
   np.testing.assert_allclose(scores[:4], [7.25, 3.25, 2.5, 4.25])
   np.testing.assert_allclose(scores[4], 97.0**2 + 97.5**2, rtol=1e-6)
