@@ -29,13 +29,37 @@ All messages share one style::
   <factory>: `<name>` must be <range>, got <value!r>.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+import functools
 import math
 import numbers
 from typing import Any
 
 import jax
 import numpy as np
+
+
+def named_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """Errors raised while ``fn`` builds its transform name ``fn`` itself.
+
+  A public alias that delegates to another public factory (``qhadam`` to
+  ``scale_by_qhadam``) would otherwise report the delegate's name; the
+  error's ``where:`` prefix is replaced by the alias's name (the delegate's
+  error is kept as the cause).
+  """
+  where = fn.__name__
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    try:
+      return fn(*args, **kwargs)
+    except (ValueError, TypeError) as e:
+      head, sep, rest = str(e).partition(': ')
+      if sep and head != where and head.isidentifier():
+        raise type(e)(f'{where}: {rest}') from e
+      raise
+
+  return wrapped
 
 
 def _as_python_scalar(value: Any) -> Any:

@@ -273,6 +273,7 @@ def scale_by_adamp(
     ),
   ),
 )
+@validation.named_errors
 def adamp(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -470,6 +471,7 @@ def scale_by_sgdp(
     ),
   ),
 )
+@validation.named_errors
 def sgdp(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float = 0.0,

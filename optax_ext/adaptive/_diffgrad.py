@@ -160,6 +160,7 @@ def scale_by_diffgrad(
     ),
   ),
 )
+@validation.named_errors
 def diffgrad(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,

@@ -178,6 +178,7 @@ def scale_by_gravity(
     ),
   ),
 )
+@validation.named_errors
 def gravity(
   learning_rate: optax.ScalarOrSchedule,
   alpha: float = 0.01,

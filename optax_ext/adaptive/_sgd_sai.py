@@ -177,6 +177,7 @@ def scale_by_sgd_sai(
     ),
   ),
 )
+@validation.named_errors
 def sgd_sai(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float = 0.9,

@@ -216,6 +216,7 @@ def _record_schedules(alpha, b3) -> optax.GradientTransformationExtraArgs:
     ),
   ),
 )
+@validation.named_errors
 def ademamix_with_warmup(
   learning_rate: optax.ScalarOrSchedule,
   *,

@@ -146,6 +146,7 @@ def scale_by_grams(
     ),
   ),
 )
+@validation.named_errors
 def grams(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,

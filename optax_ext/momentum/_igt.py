@@ -225,6 +225,7 @@ def igt_true_params(state: optax.OptState) -> optax.Params:
   ),
   benchmarks=(metadata.Benchmark('transforms', 'igt_sgd', args=(1e-3,)),),
 )
+@validation.named_errors
 def igt_sgd(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float = 0.0,
@@ -293,6 +294,7 @@ def igt_sgd(
   ),
   benchmarks=(metadata.Benchmark('transforms', 'igt_adam', args=(1e-3,)),),
 )
+@validation.named_errors
 def igt_adam(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,

@@ -235,6 +235,7 @@ def _default_mars_mask(params):
     ),
   ),
 )
+@validation.named_errors
 def mars(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.95,

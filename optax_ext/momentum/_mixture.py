@@ -254,6 +254,7 @@ def scale_by_momentum_mixture(
     ),
   ),
 )
+@validation.named_errors
 def momentum_mixture(
   learning_rate: optax.ScalarOrSchedule,
   decays: Sequence[optax.ScalarOrSchedule],

@@ -193,6 +193,7 @@ def scale_by_pnm(
     ),
   ),
 )
+@validation.named_errors
 def pnm(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -398,6 +399,7 @@ def scale_by_adapnm(
     ),
   ),
 )
+@validation.named_errors
 def adapnm(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,

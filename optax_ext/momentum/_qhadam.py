@@ -163,6 +163,7 @@ def scale_by_qhadam(
     ),
   ),
 )
+@validation.named_errors
 def qhadam(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.995,

@@ -112,6 +112,7 @@ def scale_by_qhm(
     ),
   ),
 )
+@validation.named_errors
 def qhm(
   learning_rate: optax.ScalarOrSchedule,
   decay: optax.ScalarOrSchedule = 0.999,

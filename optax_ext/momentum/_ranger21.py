@@ -266,6 +266,7 @@ def ranger21_schedule(
     also=('ranger21_schedule',),
   ),
 )
+@validation.named_errors
 def ranger21(
   learning_rate: optax.ScalarOrSchedule,
   num_iterations: int | None = None,

@@ -201,6 +201,7 @@ def xgrad_true_params(state: optax.OptState) -> optax.Params:
   ),
   benchmarks=(metadata.Benchmark('transforms', 'xgrad_sgd', args=(1e-3,)),),
 )
+@validation.named_errors
 def xgrad_sgd(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float = 0.9,
@@ -283,6 +284,7 @@ def xgrad_sgd(
   ),
   benchmarks=(metadata.Benchmark('transforms', 'xgrad_adam', args=(1e-3,)),),
 )
+@validation.named_errors
 def xgrad_adam(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -343,6 +345,7 @@ def xgrad_adam(
   ),
   benchmarks=(metadata.Benchmark('transforms', 'xgrad_adamw', args=(1e-3,)),),
 )
+@validation.named_errors
 def xgrad_adamw(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,

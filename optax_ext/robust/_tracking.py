@@ -225,6 +225,7 @@ def scale_by_median_tracking(
     ),
   ),
 )
+@validation.named_errors
 def median_tracking(
   learning_rate: optax.ScalarOrSchedule,
   threshold: float,

@@ -386,6 +386,7 @@ def scale_by_gsnr(
     metadata.Benchmark('train_step', 'gsnr'),
   ),
 )
+@validation.named_errors
 def aggregate_by_gsnr(
   gamma_min: float = 0.1,
   gamma_max: float = 10.0,

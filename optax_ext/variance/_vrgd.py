@@ -87,6 +87,7 @@ def _validated_adam(where, learning_rate, b1, b2, eps, eps_root, weight_decay):
     also=('vr_adam', 'vr_lamb', 'vr_lars'),
   ),
 )
+@validation.named_errors
 def vr_sgd(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float | None = None,
@@ -161,6 +162,7 @@ def vr_sgd(
     strict_promotion=False,
   ),
 )
+@validation.named_errors
 def vr_adam(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -251,6 +253,7 @@ def vr_adam(
     strict_promotion=False,
   ),
 )
+@validation.named_errors
 def vr_lamb(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -337,6 +340,7 @@ def vr_lamb(
     rosenbrock=(metadata.cosine_decay(1.0, 10000), 10000),
   ),
 )
+@validation.named_errors
 def vr_lars(
   learning_rate: optax.ScalarOrSchedule,
   weight_decay: float = 0.0,

@@ -52,6 +52,9 @@ def test_bad_value_is_rejected_naming_the_parameter(entry, name, bad):
   with pytest.raises((ValueError, TypeError)) as info:
     entry.make(**{name: bad})
   assert f'`{name}`' in str(info.value), str(info.value)
+  # The public function the user called, not a delegate (qhadam, not
+  # scale_by_qhadam): validation.named_errors on aliases.
+  assert str(info.value).startswith(f'{entry.name}:'), str(info.value)
 
 
 def test_the_battery_covers_many_hyper_parameters():
