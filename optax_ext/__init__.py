@@ -21,11 +21,17 @@ Public API:
 * :mod:`optax_ext.momentum`: momentum mixtures (QHM, AggMo, MARS, PNM, ...);
 * :mod:`optax_ext.adaptive`: adaptive step sizes (diffGrad, AdamP, ...);
 * :mod:`optax_ext.robust`: robust and clipped aggregation;
-* :mod:`optax_ext.variance`: GSNR variance reduction (VRGD);
-* :mod:`optax_ext.alignment`: gradient alignment (GradAlign, FedGA);
+* :mod:`optax_ext.variance`: GSNR variance reduction (VRGD), the gradient
+  noise scale, adaptive batch-size tests, AGVM;
+* :mod:`optax_ext.alignment`: multi-task aggregation (UPGrad, MGDA, CAGrad,
+  ...) and gradient alignment (GradAlign, FedGA, Bloop, ProGrad, DGA);
 * :mod:`optax_ext.lookahead`: Lookahead and Multilayer Lookahead;
 * :mod:`optax_ext.pruning`: DPF, dynamic pruning with feedback;
 * :mod:`optax_ext.losses`: CFG diffusion training losses;
+* :mod:`optax_ext.privacy`: DP-SGD (per-member clipping, Gaussian noise,
+  accounting);
+* :mod:`optax_ext.scalarization`: multi-task losses combined before
+  differentiating (GradNorm, uncertainty weighting, FAMO, ...);
 * :func:`cite`, :func:`bibliography`: BibTeX of the papers behind a name;
 * the most used names re-exported at the top level.
 """

@@ -199,3 +199,18 @@ def test_the_figure_rule_sees_figures():
     assert _FIGURE.search(text), text
   for text in ('K x K', 'float32', '8 devices', 'axis 0'):
     assert not _FIGURE.search(text), text
+
+
+def test_contributing_names_existing_files():
+  """Every file CONTRIBUTING.md points a contributor to exists."""
+  text = (ROOT / 'CONTRIBUTING.md').read_text()
+  named = set(re.findall(r'`((?:[\w.-]+/)*[\w.-]+\.(?:py|md|bib|txt))`', text))
+  missing = []
+  for name in sorted(named):
+    candidates = [ROOT / name, PACKAGE / name, PACKAGE / '_src' / name]
+    candidates += list(ROOT.glob(f'tests/**/{name}'))
+    if not any(p.exists() for p in candidates):
+      missing.append(name)
+  assert not missing, (
+    f'CONTRIBUTING.md names files that do not exist: {missing}'
+  )
