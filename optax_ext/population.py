@@ -20,6 +20,9 @@ axis, or both) and gives the same answer on every path.
 """
 
 # pylint: disable=redefined-builtin
+from optax_ext._src.ghost import ghost
+from optax_ext._src.ghost import GhostPopulation
+from optax_ext._src.ghost import report as ghost_report
 from optax_ext._src.lean import Microbatches
 from optax_ext._src.lean import microbatches
 from optax_ext._src.population import combine
@@ -44,6 +47,7 @@ from optax_ext._src.population import unstack
 from optax_ext._src.population import vary_like
 
 __all__ = (
+  'GhostPopulation',
   'Microbatches',
   'PopulationAxes',
   'combine',
@@ -51,6 +55,8 @@ __all__ = (
   'deviations',
   'dots',
   'gather',
+  'ghost',
+  'ghost_report',
   'grad_population',
   'gramian',
   'local_size',

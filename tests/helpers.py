@@ -42,9 +42,14 @@ def run_script(path, *args, timeout=300):
 
 
 @functools.cache
-def benchmark_module(name):
+def workload_module(name):
+  """``benchmarks/workloads/<name>.py`` imported as a module."""
+  return benchmark_module(name, folder='benchmarks/workloads')
+
+
+def benchmark_module(name, folder='benchmarks'):
   """``benchmarks/<name>.py`` imported as a module (once per process)."""
-  path = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'
+  path = pathlib.Path(__file__).resolve().parents[1] / folder
   if str(path) not in sys.path:  # the scripts import their siblings
     sys.path.insert(0, str(path))
   spec = importlib.util.spec_from_file_location(

@@ -229,12 +229,31 @@ def split_batch(where: str, batch: Any, num: int, name: str) -> Any:
   )
 
 
+class MemberFree:
+  """A population whose members are never held at once, other than
+  :class:`Microbatches` (e.g. ``ghost.GhostPopulation``).
+
+  It answers the questions the core asks a lean population through these
+  methods (each over the local members, float32, scaled by ``scales``):
+  ``local_size()``, ``gramian()``, ``norms(center)``,
+  ``inner_products(vector)``, ``combine(weights, skip_zero_weights=)``,
+  ``mean_and_var_local()`` and ``with_scales(scales)``; ``params`` is the
+  params the gradients are taken at.
+  """
+
+  params: Any
+  scales: Any = None
+
+
 def is_lean(population: Any) -> bool:
-  """Whether ``population`` is a :class:`Microbatches`."""
-  return isinstance(population, Microbatches)
+  """Whether ``population`` holds no members (:class:`Microbatches` or
+  :class:`MemberFree`)."""
+  return isinstance(population, (Microbatches, MemberFree))
 
 
 def local_size(population: Microbatches) -> int:
+  if isinstance(population, MemberFree):
+    return population.local_size()
   return int(jnp.shape(jax.tree.leaves(population.batch)[0])[0])
 
 
@@ -301,6 +320,8 @@ def combine(
   skip_zero_weights: bool = False,
 ) -> optax.Params:
   """:math:`\\sum_k w_k g_k` over the local members, one scan (K backwards)."""
+  if isinstance(population, MemberFree):
+    return population.combine(weights, skip_zero_weights=skip_zero_weights)
   weights = jnp.asarray(weights, _F32)
 
   def body(acc, g, k, scale):
@@ -320,6 +341,8 @@ def combine(
 
 def mean_and_var_local(population: Microbatches):
   """Local ``(count, mean, M2)`` by Welford's update, in float32."""
+  if isinstance(population, MemberFree):
+    return population.mean_and_var_local()
 
   def body(carry, g, k, scale):
     n, mean, m2 = carry
@@ -347,6 +370,8 @@ def norms(
   population: Microbatches, center: optax.Params | None = None
 ) -> jax.Array:
   """``[k]`` float32 norms :math:`\\|s_k g_k - c\\|` (overflow-safe)."""
+  if isinstance(population, MemberFree):
+    return population.norms(center)
   centers = None if center is None else jax.tree.leaves(center)
 
   def body(out, g, k, scale):
@@ -385,6 +410,8 @@ def _vector_losses(population: Microbatches) -> Callable[..., jax.Array]:
 
 def inner_products(population: Microbatches, vector: optax.Params) -> jax.Array:
   """``[K]``: :math:`\\langle s_k g_k, v\\rangle`, one forward-mode pass."""
+  if isinstance(population, MemberFree):
+    return population.inner_products(vector)
   params = population.params
   tangent = jax.tree.map(lambda v, p: jnp.asarray(v, p.dtype), vector, params)
   _, column = jax.jvp(_vector_losses(population), (params,), (tangent,))
@@ -405,6 +432,8 @@ def gramian(population: Microbatches) -> jax.Array:
   Column ``j`` is the JVP of the microbatch losses along ``g_j`` (symmetrised
   at the end): O(D + K^2) memory.
   """
+  if isinstance(population, MemberFree):
+    return population.gramian()
   k = local_size(population)
   losses = _vector_losses(population)
 

@@ -268,8 +268,18 @@ def describe(
 
   def record(fn: Callable[..., Any]) -> Callable[..., Any]:
     name = fn.__name__
-    if name in _METHODS and _METHODS[name].function is not fn:
-      raise ValueError(f'describe: {name!r} is declared twice.')
+    known = _METHODS.get(name)
+    # The same definition executed again (a module imported twice, as
+    # pytest's doctest collection does for a file outside a package) keeps
+    # the first declaration; a second definition of a public name in
+    # another file is a mistake.
+    if known is not None:
+      if known.function.__code__.co_filename != fn.__code__.co_filename:
+        raise ValueError(
+          f'describe: {name!r} is declared in {known.module} and in '
+          f'{fn.__module__}.'
+        )
+      return fn
     if row is not None and row.family not in FAMILIES:
       raise ValueError(
         f'describe: {name!r} row family must be one of {FAMILIES}, got '

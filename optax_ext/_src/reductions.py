@@ -425,8 +425,19 @@ def mean_of_clipped_deviations(
     A param-shaped tree in ``center``'s dtypes, identical on every index.
   """
   axes = axes_lib.resolve(axes)
-  if lean.is_lean(population):
+  if isinstance(population, lean.Microbatches):
     return _streamed_clipped_deviations(population, center, max_norm, axes)
+  if lean.is_lean(population):
+    # (1/K) sum_k f_k (g_k - z) = combine(f / K) - (sum_k f_k / K) z, the
+    # factors from the distances to z.
+    k = layouts.size(population, axes)
+    factors, _ = clip_factors(norms(population, axes, center=center), max_norm)
+    factors = layouts.all_members(factors, axes)
+    moved = gram_lib.combine(population, factors / k, axes)
+    keep = jnp.sum(factors) / k
+    return jax.tree.map(
+      lambda m, c: m.astype(c.dtype) - keep.astype(c.dtype) * c, moved, center
+    )
   factors, roots = clip_factors(
     norms(population, axes, center=center), max_norm
   )

@@ -1,0 +1,544 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Populations at the cost of one backward pass ("ghost" populations).
+
+Almost every parameter of a network enters through a contraction with an
+activation, ``y = x @ W``; the gradient of member ``k`` is then
+:math:`x_k^\\top d_k` (activations ``x`` and output cotangents ``d`` of the
+rows of member ``k``), so the Gramian, the norms, the inner products and the
+combinations of the members' gradients follow from ``x`` and ``d`` without
+forming a per-member gradient:
+
+.. math::
+  G_{kl} = \\sum_{t \\in k,\\, s \\in l} (x_t \\cdot x_s)(d_t \\cdot d_s),
+  \\qquad \\sum_k w_k g_k = x^\\top (w_{k(t)} d_t).
+
+:func:`ghost` finds those contractions in the loss function's jaxpr (the
+``dot_general`` and ``conv_general_dilated`` equations one of whose operands
+is a parameter leaf used nowhere else), evaluates the jaxpr with a zero
+added to each such output, and differentiates once with respect to those
+zeros (the output cotangents) and to the other leaves, per member under
+``vmap``. Each leaf is then one of:
+
+* ``'ghost'``: a ``dot_general`` whose per-member rows are few
+  (:math:`2T^2 \\le` the leaf's size): Gramian and norms from the rows;
+* ``'materialised'``: a ``dot_general`` with many rows per member, or a
+  convolution: its per-member gradients formed from ``x`` and ``d`` (one
+  contraction per member, no second backward pass);
+* ``'fallback'``: any other use (biases, normalisation scales, gathers,
+  leaves used twice or inside a loop): per-member gradients of that leaf
+  from the same backward pass.
+
+:func:`report` lists which. Every population function of the core reads a
+:class:`GhostPopulation` through the same interface as a
+:class:`~optax_ext.population.Microbatches` (``lean.MemberFree``).
+"""
+
+from collections.abc import Callable
+import dataclasses
+import math
+from typing import Any
+
+import jax
+from jax import lax
+import jax.extend.core as jex
+import jax.numpy as jnp
+import optax
+
+from optax_ext._src import lean
+
+_F32 = jnp.float32
+_HIGHEST = lax.Precision.HIGHEST
+# Call primitives evaluated by walking into their jaxpr, so that a
+# contraction inside (``jnp.einsum`` and friends are jitted) is found.
+_TRANSPARENT = {'jit': 'jaxpr', 'pjit': 'jaxpr', 'closed_call': 'call_jaxpr'}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tap:
+  """A contraction of one parameter leaf: where it is and how it contracts."""
+
+  leaf: int
+  position: int  # the parameter's operand position in the equation
+  primitive: Any
+  params: dict[str, Any]
+  kind: str  # 'dot' or 'conv'
+
+
+def _is_var(v) -> bool:
+  return not isinstance(v, jex.Literal)
+
+
+def _dot_ok(eqn, position: int) -> bool:
+  (_, _), (lb, rb) = eqn.params['dimension_numbers']
+  return not lb and not rb and position in (0, 1)
+
+
+def _conv_ok(eqn, position: int) -> bool:
+  return (
+    position == 1
+    and eqn.params['feature_group_count'] == 1
+    and eqn.params['batch_group_count'] == 1
+  )
+
+
+def _analyse(jaxpr, num_leaves: int):
+  """``(taps by equation path, paths to walk into)`` for the leaves used
+  exactly once, by a contraction."""
+  uses: dict[int, list] = {i: [] for i in range(num_leaves)}
+
+  def walk(jx, leaf_of: dict, path: tuple) -> None:
+    for index, eqn in enumerate(jx.eqns):
+      here = path + (index,)
+      hits = [
+        (i, leaf_of[v])
+        for i, v in enumerate(eqn.invars)
+        if _is_var(v) and v in leaf_of
+      ]
+      if not hits:
+        continue
+      name = eqn.primitive.name
+      if name in _TRANSPARENT:
+        sub = eqn.params[_TRANSPARENT[name]]
+        sub = getattr(sub, 'jaxpr', sub)
+        for _, leaf in hits:
+          uses[leaf].append(('call', here))
+        walk(sub, {sub.invars[i]: leaf for i, leaf in hits}, here)
+      elif name == 'convert_element_type' and len(hits) == 1:
+        leaf_of[eqn.outvars[0]] = hits[0][1]
+      elif (
+        len(hits) == 1 and name == 'dot_general' and _dot_ok(eqn, hits[0][0])
+      ):
+        uses[hits[0][1]].append(('dot', here, hits[0][0], eqn))
+      elif (
+        len(hits) == 1
+        and name == 'conv_general_dilated'
+        and _conv_ok(eqn, hits[0][0])
+      ):
+        uses[hits[0][1]].append(('conv', here, hits[0][0], eqn))
+      else:
+        for _, leaf in hits:
+          uses[leaf].append(('other', here))
+    for v in jx.outvars:
+      if _is_var(v) and v in leaf_of:
+        uses[leaf_of[v]].append(('other', path))
+
+  params_in = jaxpr.invars[:num_leaves]
+  walk(jaxpr, dict(zip(params_in, range(num_leaves), strict=True)), ())
+  taps, walk_into = {}, set()
+  for leaf, found in uses.items():
+    contractions = [u for u in found if u[0] in ('dot', 'conv')]
+    others = [u for u in found if u[0] == 'other']
+    if len(contractions) != 1 or others:
+      continue
+    kind, path, position, eqn = contractions[0]
+    taps[path] = _Tap(leaf, position, eqn.primitive, dict(eqn.params), kind)
+    walk_into |= {path[:i] for i in range(1, len(path))}
+  return taps, walk_into
+
+
+def _read(env, v):
+  return v.val if isinstance(v, jex.Literal) else env[v]
+
+
+def _interpret(jx, consts, args, path, taps, walk_into, zs, found):
+  """Evaluates ``jx``, adding ``zs[path]`` to each tapped output and putting
+  the non-parameter operand of each tapped contraction in ``found``."""
+  env = {}
+  for v, x in zip(jx.constvars, consts, strict=True):
+    env[v] = x
+  for v, x in zip(jx.invars, args, strict=True):
+    env[v] = x
+  for index, eqn in enumerate(jx.eqns):
+    here = path + (index,)
+    invals = [_read(env, v) for v in eqn.invars]
+    if here in walk_into:
+      sub = eqn.params[_TRANSPARENT[eqn.primitive.name]]
+      outs = _interpret(
+        sub.jaxpr, sub.consts, invals, here, taps, walk_into, zs, found
+      )
+    else:
+      bind_params = eqn.primitive.get_bind_params(eqn.params)
+      with eqn.ctx.manager:
+        outs = eqn.primitive.bind(*invals, **bind_params)
+      if not eqn.primitive.multiple_results:
+        outs = [outs]
+      if here in taps:
+        found[here] = invals[1 - taps[here].position]
+        if zs is not None:
+          outs = [outs[0] + zs[here].astype(outs[0].dtype)]
+    for v, x in zip(eqn.outvars, outs, strict=True):
+      env[v] = x
+  return [_read(env, v) for v in jx.outvars]
+
+
+def _apply(tap: _Tap, x, w):
+  """The tapped equation on operand ``x`` and parameter ``w``."""
+  operands = (w, x) if tap.position == 0 else (x, w)
+  bind_params = tap.primitive.get_bind_params(tap.params)
+  return tap.primitive.bind(*operands, **bind_params)
+
+
+def _rows(tap: _Tap, x, d) -> tuple[jax.Array, jax.Array]:
+  """``[K, T, I]`` activation rows and ``[K, T, O]`` cotangent rows with
+  :math:`g_k = \\sum_t x_{kt} \\otimes d_{kt}` (the parameter permuted to
+  its contracted dimensions, then its free ones)."""
+  (lc, rc), _ = tap.params['dimension_numbers']
+  x_contract = lc if tap.position == 1 else rc
+  x_rank = x.ndim - 1  # a leading member axis
+  x_free = [i for i in range(x_rank) if i not in x_contract]
+  k = x.shape[0]
+  xr = jnp.transpose(
+    x, (0, *(1 + i for i in x_free), *(1 + i for i in x_contract))
+  )
+  t = math.prod(x.shape[1 + i] for i in x_free)
+  xr = xr.reshape(k, t, -1)
+  out_rank = d.ndim - 1
+  n_x_free = len(x_free)
+  w_free_count = out_rank - n_x_free
+  if tap.position == 1:  # out = x_free + w_free
+    order = list(range(out_rank))
+  else:  # out = w_free + x_free
+    order = list(range(w_free_count, out_rank)) + list(range(w_free_count))
+  dr = jnp.transpose(d, (0, *(1 + i for i in order))).reshape(k, t, -1)
+  return xr, dr
+
+
+def _applied(tap: _Tap, x, w):
+  """The tapped equation on every member's operand ``x[k]``."""
+  return jax.vmap(lambda xk: _apply(tap, xk, w))(x)
+
+
+def _member_grads(tap: _Tap, x, d, param) -> jax.Array:
+  """``[K, *param.shape]``: each member's :math:`x_k^\\top d_k`."""
+
+  def one(xk, dk):
+    _, vjp = jax.vjp(lambda w: _apply(tap, xk, w), param)
+    return vjp(dk.astype(param.dtype))[0]
+
+  return jax.vmap(one)(x, d)
+
+
+def _summed_grad(tap: _Tap, x, d, param):
+  """:math:`\\sum_k x_k^\\top d_k`: the equation's own transpose."""
+  _, vjp = jax.vjp(lambda w: _applied(tap, x, w), param)
+  return vjp(d.astype(param.dtype))[0]
+
+
+def _per_member_axis(w: jax.Array, ndim: int) -> jax.Array:
+  return w.reshape((-1,) + (1,) * (ndim - 1))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Leaf:
+  """One parameter leaf's per-member information."""
+
+  kind: str  # 'ghost', 'materialised' or 'fallback'
+  tap: _Tap | None = None
+  x: jax.Array | None = None  # [K, ...] operand of the tapped equation
+  d: jax.Array | None = None  # [K, ...] output cotangents
+  per_member: jax.Array | None = None  # [K, *leaf.shape]
+
+
+class GhostPopulation(lean.MemberFree):
+  """A population of per-member gradients never formed (see :func:`ghost`).
+
+  Attributes:
+    params: the params the gradients are taken at.
+    losses: ``[K]`` float32 member losses.
+    scales: optional ``[K]`` float32 per-member factors.
+  """
+
+  def __init__(self, params, treedef, leaves, losses, scales=None):
+    self.params = params
+    self._treedef = treedef
+    self._leaves = leaves
+    self.losses = losses
+    self.scales = scales
+
+  def local_size(self) -> int:
+    return int(self.losses.shape[0])
+
+  def with_scales(self, scales: jax.Array) -> 'GhostPopulation':
+    scales = jnp.asarray(scales, _F32)
+    if self.scales is not None:
+      scales = scales * self.scales
+    return GhostPopulation(
+      self.params, self._treedef, self._leaves, self.losses, scales
+    )
+
+  def kinds(self) -> list[str]:
+    return [leaf.kind for leaf in self._leaves]
+
+  # The member-free interface (lean.MemberFree).
+
+  def _scaled(self, values: jax.Array, power: int = 1) -> jax.Array:
+    if self.scales is None:
+      return values
+    s = self.scales**power
+    return jnp.where(s != 0, s * values, 0.0)
+
+  def _per_member(self, leaf: _Leaf, param) -> jax.Array:
+    """``[K, *shape]`` per-member gradients of one leaf (float32)."""
+    if leaf.per_member is not None:
+      return leaf.per_member.astype(_F32)
+    return _member_grads(leaf.tap, leaf.x, leaf.d, param).astype(_F32)
+
+  def _pairs(self):
+    return zip(self._leaves, jax.tree.leaves(self.params), strict=True)
+
+  def gramian(self) -> jax.Array:
+    k = self.local_size()
+    g = jnp.zeros((k, k), _F32)
+    for leaf, param in self._pairs():
+      if leaf.kind == 'ghost':
+        xr, dr = _rows(leaf.tap, leaf.x.astype(_F32), leaf.d.astype(_F32))
+        xx = jnp.einsum('kti,lsi->ktls', xr, xr, precision=_HIGHEST)
+        dd = jnp.einsum('kto,lso->ktls', dr, dr, precision=_HIGHEST)
+        g = g + jnp.einsum('ktls,ktls->kl', xx, dd, precision=_HIGHEST)
+      else:
+        p = self._per_member(leaf, param).reshape(k, -1)
+        g = g + jnp.matmul(p, p.T, precision=_HIGHEST)
+    g = 0.5 * (g + g.T)
+    if self.scales is None:
+      return g
+    s = self.scales
+    return jnp.where(
+      s[:, None] * s[None, :] != 0, s[:, None] * s[None, :] * g, 0.0
+    )
+
+  def _squared_norms(self) -> jax.Array:
+    k = self.local_size()
+    sq = jnp.zeros((k,), _F32)
+    for leaf, param in self._pairs():
+      if leaf.kind == 'ghost':
+        xr, dr = _rows(leaf.tap, leaf.x.astype(_F32), leaf.d.astype(_F32))
+        xx = jnp.einsum('kti,ksi->kts', xr, xr, precision=_HIGHEST)
+        dd = jnp.einsum('kto,kso->kts', dr, dr, precision=_HIGHEST)
+        sq = sq + jnp.sum(xx * dd, axis=(1, 2))
+      else:
+        p = self._per_member(leaf, param).reshape(k, -1)
+        sq = sq + jnp.sum(jnp.square(p), axis=1)
+    return self._scaled(jnp.maximum(sq, 0.0), power=2)
+
+  def inner_products(self, vector) -> jax.Array:
+    """``[K]``: :math:`\\langle s_k g_k, v\\rangle`."""
+    k = self.local_size()
+    out = jnp.zeros((k,), _F32)
+    leaves = jax.tree.leaves(self.params)
+    for leaf, param, v in zip(
+      self._leaves, leaves, jax.tree.leaves(vector), strict=True
+    ):
+      v = jnp.asarray(v)
+      if leaf.kind in ('ghost', 'materialised'):
+        # <x_k^T d_k, v> = <x_k v, d_k>: the equation applied to v.
+        applied = _applied(leaf.tap, leaf.x, v.astype(param.dtype))
+        prod = applied.astype(_F32) * leaf.d.astype(_F32)
+        out = out + jnp.sum(prod.reshape(k, -1), axis=1)
+      else:
+        p = leaf.per_member.astype(_F32).reshape(k, -1)
+        out = out + p @ v.astype(_F32).reshape(-1)
+    return self._scaled(out)
+
+  def norms(self, center=None) -> jax.Array:
+    sq = self._squared_norms()
+    if center is not None:
+      c = jax.tree.leaves(center)
+      cc = sum(jnp.sum(jnp.square(jnp.asarray(x, _F32))) for x in c)
+      sq = sq - 2.0 * self.inner_products(center) + cc
+    return jnp.sqrt(jnp.maximum(sq, 0.0))
+
+  def combine(self, weights: jax.Array, *, skip_zero_weights: bool = False):
+    """:math:`\\sum_k w_k s_k g_k` in the params' dtypes."""
+    w = jnp.asarray(weights, _F32)
+    if self.scales is not None:
+      w = jnp.where(self.scales != 0, w * self.scales, 0.0)
+    out = []
+    for leaf, param in self._pairs():
+      if leaf.kind in ('ghost', 'materialised'):
+        wk = _per_member_axis(w, leaf.d.ndim)
+        d = leaf.d.astype(_F32) * wk
+        if skip_zero_weights:  # a NaN member of weight 0 adds nothing
+          d = jnp.where(wk != 0, d, 0.0)
+        x = leaf.x
+        if skip_zero_weights:
+          x = jnp.where(_per_member_axis(w, x.ndim) != 0, x, jnp.zeros_like(x))
+        total = _summed_grad(leaf.tap, x, d, param)
+      else:
+        p = leaf.per_member.astype(_F32)
+        wk = _per_member_axis(w, p.ndim)
+        terms = wk * p
+        if skip_zero_weights:
+          terms = jnp.where(wk != 0, terms, 0.0)
+        total = jnp.sum(terms, axis=0)
+      out.append(total.astype(param.dtype))
+    return jax.tree.unflatten(self._treedef, out)
+
+  def mean_and_var_local(self):
+    """``(count, mean, M2)`` over the local members, float32 (each leaf's
+    per-member gradients formed one leaf at a time)."""
+    k = self.local_size()
+    means, m2s = [], []
+    for leaf, param in self._pairs():
+      p = self._per_member(leaf, param)
+      if self.scales is not None:
+        s = self.scales.reshape((-1,) + (1,) * (p.ndim - 1))
+        p = jnp.where(s != 0, s * p, 0.0)
+      mean = jnp.mean(p, axis=0)
+      means.append(mean)
+      m2s.append(jnp.sum(jnp.square(p - mean[None]), axis=0))
+    unflat = lambda xs: jax.tree.unflatten(self._treedef, xs)
+    return jnp.asarray(k, _F32), unflat(means), unflat(m2s)
+
+
+def ghost(
+  loss_fn: Callable[..., jax.Array],
+  params: optax.Params,
+  batch: Any,
+  num_members: int | None = None,
+  *,
+  mode: str = 'auto',
+) -> GhostPopulation:
+  r"""The population of ``K`` member gradients, from one backward pass.
+
+  Member ``k`` is the gradient of ``loss_fn(params, batch_k)`` where
+  ``batch_k`` is the ``k``-th of ``K`` equal consecutive slices of the
+  batch's leading axis (``K`` = the batch size by default: per-example
+  gradients). Nothing per member is formed for the contractions found in
+  ``loss_fn``'s jaxpr (see the module docstring); the aggregators read the
+  result as they read :func:`~optax_ext.population.microbatches`.
+
+  Args:
+    loss_fn: ``(params, batch) -> scalar``, the loss of a batch (of
+      ``B / K`` examples: 1 for per-example members).
+    params: the params the gradients are taken at.
+    batch: a pytree whose leaves share a leading axis ``B``.
+    num_members: ``K``, dividing ``B``; default ``B``.
+    mode: ``'auto'``: a ``dot_general`` with ``T`` rows per member is ghost
+      when :math:`2 T^2` is at most the leaf's size (the usual rule: the
+      ``T x T`` row products cost less than the per-member gradient),
+      materialised otherwise; ``'ghost'`` or ``'materialise'`` forces one
+      form for every ``dot_general`` (tests, benchmarks).
+
+  Returns:
+    A :class:`GhostPopulation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from optax_ext import population, robust
+    >>> params = {'w': jnp.ones((3, 2)), 'b': jnp.zeros(2)}
+    >>> loss = lambda p, b: jnp.sum(jnp.tanh(b @ p['w'] + p['b']))
+    >>> batch = jnp.arange(12.).reshape(4, 3) / 12
+    >>> pop = population.ghost(loss, params, batch)  # 4 per-example members
+    >>> population.ghost_report(pop)
+    {"['b']": 'fallback', "['w']": 'ghost'}
+    >>> tx = robust.aggregate_by_krum(num_byzantine=0, num_selected=2)
+    >>> update, _ = tx.update(pop, tx.init(params), params)
+    >>> update['w'].shape
+    (3, 2)
+  """
+  where = 'ghost'
+  if mode not in ('auto', 'ghost', 'materialise'):
+    raise ValueError(
+      f"{where}: `mode` must be 'auto', 'ghost' or 'materialise', got {mode!r}."
+    )
+  if not callable(loss_fn):
+    raise TypeError(f'{where}: `loss_fn` must be callable, got {loss_fn!r}.')
+  sizes = {jnp.shape(x)[0] for x in jax.tree.leaves(batch)}
+  if len(sizes) != 1:
+    raise ValueError(
+      f'{where}: the batch leaves must share their leading axis, got '
+      f'{sorted(sizes)}.'
+    )
+  b = sizes.pop()
+  k = b if num_members is None else num_members
+  split = lean.split_batch(where, batch, k, 'num_members')
+  leaves, treedef = jax.tree.flatten(params)
+  n = len(leaves)
+  member = jax.tree.map(lambda x: x[0], split)
+  batch_leaves, batch_def = jax.tree.flatten(member)
+
+  def flat_loss(*args):
+    p = jax.tree.unflatten(treedef, args[:n])
+    return loss_fn(p, jax.tree.unflatten(batch_def, args[n:]))
+
+  closed = jax.make_jaxpr(flat_loss)(*leaves, *batch_leaves)
+  taps, walk_into = _analyse(closed.jaxpr, n)
+  tapped = {tap.leaf: path for path, tap in taps.items()}
+  others = [i for i in range(n) if i not in tapped]
+
+  def run(other_leaves, zs, member_batch):
+    full = list(leaves)
+    for i, x in zip(others, other_leaves, strict=True):
+      full[i] = x
+    found = {}
+    (loss,) = _interpret(
+      closed.jaxpr,
+      closed.consts,
+      [*full, *jax.tree.leaves(member_batch)],
+      (),
+      taps,
+      walk_into,
+      zs,
+      found,
+    )
+    return loss.astype(_F32), found
+
+  out_shapes = {}
+  # Evaluate once abstractly to learn the tapped outputs' shapes.
+  _, found_shapes = jax.eval_shape(
+    lambda b_: run([leaves[i] for i in others], None, b_), member
+  )
+  for path, tap in taps.items():
+    x_aval = found_shapes[path]
+    w = leaves[tap.leaf]
+    out_shapes[path] = jax.eval_shape(
+      lambda x_, w_, tap=tap: _apply(tap, x_, w_), x_aval, w
+    )
+  zeros = {
+    path: jnp.zeros((k, *s.shape), s.dtype) for path, s in out_shapes.items()
+  }
+  grad_fn = jax.value_and_grad(run, argnums=(0, 1), has_aux=True)
+  (losses, xs), (other_grads, ds) = jax.vmap(grad_fn, in_axes=(None, 0, 0))(
+    [leaves[i] for i in others], zeros, split
+  )
+  records: list[_Leaf | None] = [None] * n
+  for i, g in zip(others, other_grads, strict=True):
+    records[i] = _Leaf('fallback', per_member=g)
+  for path, tap in taps.items():
+    x, d = xs[path], ds[path]
+    kind = 'materialised'
+    if tap.kind == 'dot' and mode != 'materialise':
+      t = _rows(tap, x[:1], d[:1])[0].shape[1]
+      if mode == 'ghost' or 2 * t * t <= leaves[tap.leaf].size:
+        kind = 'ghost'
+    records[tap.leaf] = _Leaf(kind, tap=tap, x=x, d=d)
+  return GhostPopulation(params, treedef, records, losses)
+
+
+def report(population: GhostPopulation) -> dict[str, str]:
+  """Which leaves ran ghost, materialised or fell back, by path.
+
+  Args:
+    population: a :func:`ghost` population.
+
+  Returns:
+    ``{keystr(path): 'ghost' | 'materialised' | 'fallback'}``.
+  """
+  paths = [
+    jax.tree_util.keystr(p)
+    for p, _ in jax.tree_util.tree_leaves_with_path(population.params)
+  ]
+  return dict(zip(paths, population.kinds(), strict=True))

@@ -1,0 +1,231 @@
+"""One-backward ("ghost") populations give the stacked population's update.
+
+``population.ghost(loss, params, batch, K)`` runs one forward and one
+backward pass and keeps, for every parameter that enters the loss through a
+contraction, its activations and output cotangents instead of per-member
+gradients. Every registry aggregator (and population transform, then the
+mean) that takes a lean population must give on it the update (and state)
+it gives on ``grad_population``'s stacked per-member gradients, over two
+steps, on an MLP, a CNN and the Transformer of ``benchmarks/workloads/lm.py``,
+with ``K`` microbatch members and with per-example members.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optax_ext
+from optax_ext import alignment
+from optax_ext import population
+from optax_ext import privacy
+from optax_ext import robust
+from tests import helpers
+from tests import registry
+
+K = registry.NUM_MEMBERS
+UNSUPPORTED = set(registry.with_property(lambda p: not p.lean))
+# Weiszfeld from the medoid (weight form) against the coordinate median
+# (coordinate form): both run to convergence and agree to its accuracy.
+OVERRIDES = {'aggregate_by_geometric_median': {'ftol': 0.0, 'maxiter': 500}}
+# GSNR divides by the members' variance: the two summation orders (per
+# member, or from the stacked population) differ by rounding it amplifies.
+LOOSE = {'aggregate_by_geometric_median': 1e-4, 'aggregate_by_gsnr': 1e-4}
+ENTRIES = [
+  pytest.param(e, id=e.name)
+  for e in registry.REGISTRY
+  if e.kind in ('aggregator', 'population') and e.layouts
+]
+
+
+def _mlp(seed=0, batch_size=4 * K):
+  rng = np.random.default_rng(seed)
+  params = {
+    'l1': {
+      'w': jnp.asarray(rng.normal(size=(6, 5)) * 0.5, jnp.float32),
+      'b': jnp.asarray(rng.normal(size=(5,)) * 0.1, jnp.float32),
+    },
+    'l2': {
+      'w': jnp.asarray(rng.normal(size=(5, 3)) * 0.5, jnp.float32),
+      'b': jnp.zeros((3,), jnp.float32),
+    },
+  }
+  x = rng.normal(size=(batch_size, 6)).astype(np.float32)
+  x *= np.repeat(np.arange(1, K + 1), batch_size // K)[:, None]
+  batch = {
+    'x': jnp.asarray(x),
+    'y': jnp.asarray(rng.normal(size=(batch_size, 3))),
+  }
+
+  def loss(p, b):
+    h = jnp.tanh(b['x'] @ p['l1']['w'] + p['l1']['b'])
+    return jnp.mean((h @ p['l2']['w'] + p['l2']['b'] - b['y']) ** 2)
+
+  return loss, params, batch
+
+
+def _two_steps(tx, make_pop, params, steps=2):
+  state = tx.init(params)
+  out = []
+  for _ in range(steps):
+    u, state = tx.update(make_pop(params), state, params)
+    out.append((u, helpers.float_leaves(state)))
+    params = jax.tree.map(lambda p, x: p - 0.1 * x, params, u)
+  return out
+
+
+def _ghost_and_stacked(tx, loss, params, batch, k, steps=2, mode='auto'):
+  runs = (
+    lambda q: population.ghost(loss, q, batch, k, mode=mode),
+    lambda q: population.grad_population(loss, k)(q, batch)[1],
+  )
+  return tuple(
+    jax.jit(lambda p, f=f: _two_steps(tx, f, p, steps=steps))(params)
+    for f in runs
+  )
+
+
+def _close(a, b, rtol):
+  jax.tree.map(
+    lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * 1e-1),
+    a,
+    b,
+  )
+
+
+@pytest.mark.parametrize('entry', ENTRIES)
+def test_ghost_equals_stacked(entry):
+  loss, params, batch = _mlp()
+  tx = entry.aggregator(**OVERRIDES.get(entry.name, {}))
+  if entry.name in UNSUPPORTED:
+    with pytest.raises(ValueError, match='grad_population'):
+      jax.jit(
+        lambda p: tx.update(population.ghost(loss, p, batch, K), tx.init(p), p)
+      )(params)
+    return
+  ghost, stacked = _ghost_and_stacked(tx, loss, params, batch, K)
+  _close(ghost, stacked, LOOSE.get(entry.name, 1e-5))
+
+
+def _cnn(seed=0, batch_size=8):
+  from flax import nnx  # noqa: PLC0415
+
+  class Net(nnx.Module):
+    def __init__(self, rngs):
+      self.conv = nnx.Conv(2, 4, kernel_size=(3, 3), rngs=rngs)
+      self.conv1d = nnx.Conv(4, 3, kernel_size=(2,), rngs=rngs)
+      self.norm = nnx.LayerNorm(3, rngs=rngs)
+      self.head = nnx.Linear(3 * 5 * 5, 2, rngs=rngs)
+
+    def __call__(self, x):
+      h = jnp.tanh(self.conv(x))  # [N, 5, 5, 4]
+      h = h.reshape(h.shape[0], 25, 4)
+      h = self.norm(jnp.tanh(self.conv1d(h)))  # 1-D convolution over rows
+      return self.head(h.reshape(h.shape[0], -1))
+
+  graphdef, params = nnx.split(Net(nnx.Rngs(seed)))
+  rng = np.random.default_rng(seed)
+  batch = {
+    'x': jnp.asarray(rng.normal(size=(batch_size, 5, 5, 2)), jnp.float32),
+    'y': jnp.asarray(rng.integers(0, 2, size=(batch_size,)), jnp.int32),
+  }
+
+  def loss(p, b):
+    logits = nnx.merge(graphdef, p)(b['x'])
+    return optax.softmax_cross_entropy_with_integer_labels(
+      logits, b['y']
+    ).mean()
+
+  return loss, params, batch
+
+
+def _transformer(seed=0):
+  lm = helpers.workload_module('lm')
+  workload = lm.Workload(lm.SMOKE)
+  params = workload.init(seed)
+  batch = next(workload.batches(seed))
+  return workload.loss, params, batch
+
+
+MODELS = {'mlp': _mlp, 'cnn': _cnn, 'transformer': _transformer}
+# Rules run on every model and member count (one per kind of population
+# function: streamed mean, Gramian weights, Gramian iterates, clipping).
+RULES = {
+  'mean': lambda: optax_ext.aggregate_by_mean(),
+  'krum': lambda: robust.aggregate_by_krum(0, num_selected=2),
+  'upgrad': lambda: alignment.aggregate_by_upgrad(),
+  'geometric_median': lambda: robust.aggregate_by_geometric_median(
+    ftol=0.0, maxiter=500
+  ),
+  'clip_then_mean': lambda: optax.chain(
+    robust.clip_each_by_global_norm(0.05), optax_ext.aggregate_by_mean()
+  ),
+  'centered_clipping': lambda: robust.aggregate_by_centered_clipping(
+    0.05, iterations=2
+  ),
+}
+
+
+@pytest.mark.parametrize('rule', sorted(RULES))
+@pytest.mark.parametrize('members', ['K', 'per_example'])
+@pytest.mark.parametrize('model', sorted(MODELS))
+def test_models_and_member_counts(model, members, rule):
+  loss, params, batch = MODELS[model]()
+  size = jax.tree.leaves(batch)[0].shape[0]
+  k = size if members == 'per_example' else K
+  ghost, stacked = _ghost_and_stacked(RULES[rule](), loss, params, batch, k)
+  _close(ghost, stacked, 1e-4 if rule == 'geometric_median' else 2e-5)
+
+
+@pytest.mark.parametrize('model', sorted(MODELS))
+def test_per_example_norms_equal_the_vmapped_ones(model):
+  loss, params, batch = MODELS[model]()
+  size = jax.tree.leaves(batch)[0].shape[0]
+  ghost = jax.jit(lambda p: population.norms(population.ghost(loss, p, batch)))(
+    params
+  )
+  per_example = jax.jit(
+    lambda p: population.norms(
+      population.grad_population(loss, size)(p, batch)[1]
+    )
+  )(params)
+  np.testing.assert_allclose(ghost, per_example, rtol=1e-5)
+
+
+@pytest.mark.parametrize('mode', ['ghost', 'materialise'])
+def test_both_forms_of_a_contraction_agree(mode):
+  loss, params, batch = _transformer()
+  tx = alignment.aggregate_by_upgrad()
+  ghost, stacked = _ghost_and_stacked(tx, loss, params, batch, K, mode=mode)
+  _close(ghost, stacked, 2e-5)
+
+
+def test_report_names_each_leaf_form():
+  loss, params, batch = _transformer()
+  kinds = population.ghost_report(population.ghost(loss, params, batch))
+  # 32 tokens per example and a 32 x 32 projection: 2 T^2 > I O.
+  assert kinds["['blocks'][0]['attn']['query']['kernel'].value"] == (
+    'materialised'
+  )
+  forced = population.ghost(loss, params, batch, mode='ghost')
+  kinds = population.ghost_report(forced)
+  assert kinds["['blocks'][0]['attn']['query']['kernel'].value"] == 'ghost'
+  assert kinds["['blocks'][0]['attn']['out']['kernel'].value"] == 'ghost'
+  assert kinds["['blocks'][0]['ln1']['scale'].value"] == 'fallback'
+  assert kinds["['embed']['embedding'].value"] == 'fallback'
+  loss, params, batch = _cnn()
+  kinds = population.ghost_report(population.ghost(loss, params, batch))
+  assert kinds["['conv']['kernel'].value"] == 'materialised'
+  assert kinds["['conv1d']['kernel'].value"] == 'materialised'
+  assert kinds["['head']['kernel'].value"] in ('ghost', 'materialised')
+
+
+def test_dp_sgd_equals_the_vmapped_step():
+  """Per-example clipping, one Gaussian draw, the same key: the private
+  mean of the ghost population is the private mean of the per-example
+  gradients."""
+  loss, params, batch = _mlp(batch_size=16)
+  tx = privacy.aggregate_by_private_mean(0.1, 1.1, seed=3)
+  ghost, stacked = _ghost_and_stacked(tx, loss, params, batch, 16, steps=3)
+  _close(ghost, stacked, 2e-5)
