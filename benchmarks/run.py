@@ -651,6 +651,7 @@ def main(argv=None):
       'scale',
       'memory',
       'train_step',
+      'populations',
     ),
     help='run one section (written to <section>.json/.md)',
   )
@@ -672,6 +673,8 @@ def main(argv=None):
     return _main_memory(args)
   if args.only == 'train_step':
     return _main_train_step(args)
+  if args.only == 'populations':
+    return _main_populations(args)
   if args.quick:
     d, ks, repeats, n_stream = 100_000, [2, 8], 3, 1_000_000
   else:
@@ -767,6 +770,34 @@ def _step_meta(meta):
     'torch_threads': threads,
     'machine': meta['machine'],
   }
+
+
+def _main_populations(args):
+  import sys  # noqa: PLC0415
+
+  here = pathlib.Path(__file__).parent
+  sys.path.insert(0, str(here / 'workloads'))
+  import populations  # noqa: PLC0415
+
+  rows = populations.measure(quick=args.quick, rounds=2 if args.quick else 5)
+  meta = {
+    'machine': f'{platform.machine()}, {jax.device_count()} x '
+    f'{jax.devices()[0].platform}, {platform.processor() or "cpu"}',
+    'jax': jax.__version__,
+    'date': datetime.date.today().isoformat(),
+    'quick': args.quick,
+  }
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  stem = 'quick_populations' if args.quick else 'populations'
+  if args.device:
+    stem = ('quick_' if args.quick else '') + 'populations-' + device_stem()
+  (out / f'{stem}.json').write_text(
+    json.dumps({'meta': meta, 'populations': rows}, indent=2)
+  )
+  (out / f'{stem}.md').write_text(populations.markdown(rows, meta))
+  print((out / f'{stem}.md').read_text())
+  return rows
 
 
 def _main_memory(args):

@@ -57,6 +57,7 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import optax
 
+from optax_ext._src import axes as axes_lib
 from optax_ext._src import lean
 
 _F32 = jnp.float32
@@ -363,26 +364,27 @@ class GhostPopulation(lean.MemberFree):
   def combine(self, weights: jax.Array, *, skip_zero_weights: bool = False):
     """:math:`\\sum_k w_k s_k g_k` in the params' dtypes."""
     w = jnp.asarray(weights, _F32)
+    # A zero-scaled member (clipped away: non-finite) is zero, and with
+    # skip_zero_weights a member of weight 0 adds nothing: neither may bring
+    # a NaN of its activations or cotangents into the sum.
+    dropped = (w == 0) if skip_zero_weights else jnp.zeros(w.shape, bool)
     if self.scales is not None:
-      w = jnp.where(self.scales != 0, w * self.scales, 0.0)
+      dropped = dropped | (self.scales == 0)
+      w = w * self.scales
+    w = jnp.where(dropped, 0.0, w)
     out = []
     for leaf, param in self._pairs():
       if leaf.kind in ('ghost', 'materialised'):
-        wk = _per_member_axis(w, leaf.d.ndim)
-        d = leaf.d.astype(_F32) * wk
-        if skip_zero_weights:  # a NaN member of weight 0 adds nothing
-          d = jnp.where(wk != 0, d, 0.0)
-        x = leaf.x
-        if skip_zero_weights:
-          x = jnp.where(_per_member_axis(w, x.ndim) != 0, x, jnp.zeros_like(x))
+        gone = _per_member_axis(dropped, leaf.d.ndim)
+        d = jnp.where(gone, 0.0, leaf.d.astype(_F32))
+        d = d * _per_member_axis(w, leaf.d.ndim)
+        x_gone = _per_member_axis(dropped, leaf.x.ndim)
+        x = jnp.where(x_gone, jnp.zeros_like(leaf.x), leaf.x)
         total = _summed_grad(leaf.tap, x, d, param)
       else:
         p = leaf.per_member.astype(_F32)
-        wk = _per_member_axis(w, p.ndim)
-        terms = wk * p
-        if skip_zero_weights:
-          terms = jnp.where(wk != 0, terms, 0.0)
-        total = jnp.sum(terms, axis=0)
+        p = jnp.where(_per_member_axis(dropped, p.ndim), 0.0, p)
+        total = jnp.sum(_per_member_axis(w, p.ndim) * p, axis=0)
       out.append(total.astype(param.dtype))
     return jax.tree.unflatten(self._treedef, out)
 
@@ -465,7 +467,9 @@ def ghost(
   b = sizes.pop()
   k = b if num_members is None else num_members
   split = lean.split_batch(where, batch, k, 'num_members')
-  leaves, treedef = jax.tree.flatten(params)
+  # Under jax.shard_map, per-device gradients need the params varying like
+  # the local batch (else the gradients come back summed over devices).
+  leaves, treedef = jax.tree.flatten(axes_lib.vary_like(params, batch))
   n = len(leaves)
   member = jax.tree.map(lambda x: x[0], split)
   batch_leaves, batch_def = jax.tree.flatten(member)
@@ -510,6 +514,7 @@ def ghost(
   zeros = {
     path: jnp.zeros((k, *s.shape), s.dtype) for path, s in out_shapes.items()
   }
+  zeros = axes_lib.vary_like(zeros, batch)  # per-device cotangents
   grad_fn = jax.value_and_grad(run, argnums=(0, 1), has_aux=True)
   (losses, xs), (other_grads, ds) = jax.vmap(grad_fn, in_axes=(None, 0, 0))(
     [leaves[i] for i in others], zeros, split
@@ -525,7 +530,8 @@ def ghost(
       if mode == 'ghost' or 2 * t * t <= leaves[tap.leaf].size:
         kind = 'ghost'
     records[tap.leaf] = _Leaf(kind, tap=tap, x=x, d=d)
-  return GhostPopulation(params, treedef, records, losses)
+  varying = jax.tree.unflatten(treedef, leaves)  # as the local batch
+  return GhostPopulation(varying, treedef, records, losses)
 
 
 def report(population: GhostPopulation) -> dict[str, str]:

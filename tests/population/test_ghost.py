@@ -12,6 +12,7 @@ with ``K`` microbatch members and with per-example members.
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
 import pytest
@@ -229,3 +230,99 @@ def test_dp_sgd_equals_the_vmapped_step():
   tx = privacy.aggregate_by_private_mean(0.1, 1.1, seed=3)
   ghost, stacked = _ghost_and_stacked(tx, loss, params, batch, 16, steps=3)
   _close(ghost, stacked, 2e-5)
+
+
+def test_ghost_inside_nnx_optimizer():
+  from flax import nnx  # noqa: PLC0415
+
+  model = nnx.Linear(6, 3, rngs=nnx.Rngs(0))
+  tx = optax.chain(alignment.aggregate_by_upgrad(), optax.sgd(0.1))
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  graphdef, _ = nnx.split(model)
+  _, _, batch = _mlp()
+
+  def loss(params, b):
+    return jnp.mean((nnx.merge(graphdef, params)(b['x']) - b['y']) ** 2)
+
+  @nnx.jit
+  def step(model, optimizer):
+    params = nnx.state(model, nnx.Param)
+    members = population.ghost(loss, nnx.as_pure(params), batch, K)
+    optimizer.update(model, params, population=members)
+
+  pure = nnx.as_pure(nnx.state(nnx.clone(model), nnx.Param))
+  stacked = population.grad_population(loss, K)(pure, batch)[1]
+  want, _ = tx.update(stacked, tx.init(pure), pure)
+  step(model, optimizer)
+  got = nnx.as_pure(nnx.state(model, nnx.Param))
+  jax.tree.map(
+    lambda new, old, u: np.testing.assert_allclose(
+      new, old + u, rtol=1e-5, atol=1e-7
+    ),
+    got,
+    pure,
+    want,
+  )
+
+
+@pytest.mark.parametrize(
+  'make',
+  [
+    lambda: robust.aggregate_by_krum(0, num_selected=2),
+    lambda: robust.aggregate_by_geometric_median(maxiter=50),
+    lambda: optax.chain(
+      robust.clip_each_by_global_norm(0.1), optax_ext.aggregate_by_mean()
+    ),
+  ],
+  ids=['krum', 'geometric_median', 'clip_each_then_mean'],
+)
+def test_a_nan_member_is_handled_as_on_the_stacked_path(make):
+  loss, params, batch = _mlp()
+  x = np.asarray(batch['x']).copy()
+  x[4 * 2] = np.nan  # member 2 of 4
+  batch = {**batch, 'x': jnp.asarray(x)}
+  tx = make()
+  ghost, _ = jax.jit(
+    lambda p: tx.update(population.ghost(loss, p, batch, K), tx.init(p), p)
+  )(params)
+  want, _ = jax.jit(
+    lambda p: tx.update(
+      population.grad_population(loss, K)(p, batch)[1], tx.init(p), p
+    )
+  )(params)
+  for a, b in zip(jax.tree.leaves(ghost), jax.tree.leaves(want), strict=True):
+    assert np.all(np.isfinite(a))
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+
+
+def test_streamed_rules_across_devices(mesh):
+  """Per-example members on each device, all members across devices: the
+  mean, per-member clipping and DP-SGD compose with the named axis."""
+  loss, params, batch = _mlp()
+  n = mesh.shape['data']
+  big = jax.tree.map(lambda x: jnp.concatenate([x] * n), batch)
+  size = jax.tree.leaves(batch)[0].shape[0]
+  axes = population.PopulationAxes(axis=0, axis_name='data')
+  for make in (
+    optax_ext.aggregate_by_mean,
+    lambda axes=None: privacy.aggregate_by_private_mean(0.1, 1.1, axes=axes),
+  ):
+    tx = make(axes=axes)
+    local = jax.jit(
+      jax.shard_map(
+        lambda b, tx=tx: tx.update(
+          population.ghost(loss, params, b), tx.init(params), params
+        )[0],
+        mesh=mesh,
+        in_specs=P('data'),
+        out_specs=P(),
+      )
+    )(big)
+    ref = make()
+    stacked = population.grad_population(loss, size * n)(params, big)[1]
+    want = ref.update(stacked, ref.init(params), params)[0]
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+      local,
+      want,
+    )

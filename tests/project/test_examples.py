@@ -208,3 +208,12 @@ def test_lean_population_smoke(aggregator):
   assert ': fits' in stdout.split('lean     step')[1].splitlines()[0], stdout
   acc = float(re.findall(r'final test accuracy (\d\.\d+)', stdout)[0])
   assert acc > 0.2, stdout
+
+
+@pytest.mark.parametrize('rule', ['dp_sgd', 'upgrad'])
+def test_per_example_transformer_smoke(rule):
+  stdout = _run_example('per_example_transformer.py', '--smoke', '--rule', rule)
+  assert re.search(r'leaves: .*\d+ ghost', stdout), stdout
+  before = float(re.search(r'before training: validation (\d\.\d+)', stdout)[1])
+  after = float(re.search(r'after 4 steps: validation (\d\.\d+)', stdout)[1])
+  assert after < before, stdout

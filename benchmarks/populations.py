@@ -1,0 +1,226 @@
+# Copyright 2026 The optax_ext Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+# ==============================================================================
+"""Population rules inside a train step: vmapped, lean and ghost populations.
+
+``python benchmarks/run.py --only populations`` compiles, on the tanh MLP
+784-1024-1024-10 (batch 128) and the LM workload's Transformer
+(``benchmarks/workloads/lm.py``, default size, batch 16), the jitted and
+donated train step ``population -> rule -> AdamW`` for each rule and each
+way of making the population:
+
+* ``vmapped``: ``population.grad_population`` (``K`` stacked gradients);
+* ``lean``: ``population.microbatches`` (one microbatch at a time; the
+  Gramian rules take ``K`` forward-mode passes), for ``K <= 32``;
+* ``ghost``: ``population.ghost`` (one backward pass; Gramians, norms and
+  combinations from activations and output cotangents),
+
+at ``K = 8``, ``K = 32`` and ``K = B`` (per-example members), and times
+them round-robin in one run next to the plain step (``jax.grad`` then
+``optax.adamw``), reporting each as a ratio to it (median of rounds), with
+XLA's temporaries of the compiled step (``memory_analysis``).
+"""
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optax_ext
+from optax_ext import alignment
+from optax_ext import population
+from optax_ext import robust
+
+RULES = {
+  'mean': lambda k: optax_ext.aggregate_by_mean(),
+  'clip + mean': lambda k: optax.chain(
+    robust.clip_each_by_global_norm(1.0), optax_ext.aggregate_by_mean()
+  ),
+  'krum': lambda k: robust.aggregate_by_krum(1),
+  'upgrad': lambda k: alignment.aggregate_by_upgrad(),
+  'geometric median': lambda k: robust.aggregate_by_geometric_median(
+    maxiter=10
+  ),
+}
+
+
+def mlp(sizes=(784, 1024, 1024, 10), batch_size=128, seed=0):
+  """Tanh MLP on synthetic inputs and labels (timing only)."""
+  rng = np.random.default_rng(seed)
+  params = {
+    f'l{i}': {
+      'w': jnp.asarray(rng.normal(size=(a, b)) / np.sqrt(a), jnp.float32),
+      'b': jnp.zeros((b,), jnp.float32),
+    }
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+  }
+  batch = {
+    'x': jnp.asarray(rng.normal(size=(batch_size, sizes[0])), jnp.float32),
+    'y': jnp.asarray(rng.integers(0, sizes[-1], batch_size), jnp.int32),
+  }
+  n = len(sizes) - 1
+
+  def loss(p, b):
+    h = b['x']
+    for i in range(n):
+      h = h @ p[f'l{i}']['w'] + p[f'l{i}']['b']
+      if i < n - 1:
+        h = jnp.tanh(h)
+    return optax.softmax_cross_entropy_with_integer_labels(h, b['y']).mean()
+
+  return loss, params, batch
+
+
+def transformer(quick=False, seed=0):
+  import lm  # noqa: PLC0415 - benchmarks/workloads on the path
+
+  workload = lm.Workload(lm.SMOKE if quick else lm.Config())
+  return workload.loss, workload.init(seed), next(workload.batches(seed))
+
+
+def _step(loss, rule, make, k):
+  tx = optax.chain(rule, optax.adamw(1e-3))
+
+  def step(params, state, batch):
+    if make == 'plain':
+      grads = jax.grad(loss)(params, batch)
+    elif make == 'vmapped':
+      grads = population.grad_population(loss, k)(params, batch)[1]
+    elif make == 'lean':
+      grads = population.microbatches(loss, params, batch, k)
+    else:
+      grads = population.ghost(loss, params, batch, k)
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  return tx, jax.jit(step, donate_argnums=(0, 1))
+
+
+class _Runner:
+  def __init__(self, loss, params, batch, rule, make, k):
+    tx, step = _step(loss, rule, make, k)
+    copy = jax.tree.map(jnp.copy, params)
+    state = tx.init(copy)
+    t0 = time.perf_counter()
+    self.compiled = step.lower(copy, state, batch).compile()
+    self.compile_seconds = time.perf_counter() - t0
+    analysis = self.compiled.memory_analysis()
+    self.temp_bytes = None if analysis is None else analysis.temp_size_in_bytes
+    self.carry = [copy, state]
+    self.batch = batch
+    self.times = []
+    jax.block_until_ready(self.run())
+
+  def run(self):
+    self.carry = list(self.compiled(*self.carry, self.batch))
+    return self.carry[0]
+
+  def burst(self, n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+      out = self.run()
+    jax.block_until_ready(out)
+    self.times.append((time.perf_counter() - t0) / n)
+
+
+def measure(quick=False, rounds=5):
+  """Rows ``{model, K, rule, population, seconds, x_plain, temp_bytes}``."""
+  models = {'mlp': mlp(batch_size=32 if quick else 128)}
+  models['transformer'] = transformer(quick)
+  rows = []
+  for name, (loss, params, batch) in models.items():
+    b = jax.tree.leaves(batch)[0].shape[0]
+    ks = sorted({8, b} if quick else {8, 32, b})
+    runners = {
+      ('plain', 0, 'plain'): _Runner(
+        loss, params, batch, optax.identity(), 'plain', 1
+      )
+    }
+    for k in ks:
+      for rule_name, rule in RULES.items():
+        for make in ('vmapped', 'lean', 'ghost'):
+          if make == 'lean' and k > 32:
+            continue  # K forward-mode passes: the path this replaces
+          runners[(rule_name, k, make)] = _Runner(
+            loss, params, batch, rule(k), make, k
+          )
+          print(f'{name} K={k} {rule_name} {make}: compiled', flush=True)
+    for _ in range(rounds):
+      for r in runners.values():
+        r.burst(1 if quick else 2)
+    plain = statistics.median(runners[('plain', 0, 'plain')].times)
+    for (rule_name, k, make), r in runners.items():
+      t = statistics.median(r.times)
+      rows.append(
+        {
+          'model': name,
+          'batch': b,
+          'K': k,
+          'rule': rule_name,
+          'population': make,
+          'seconds': t,
+          'x_plain': t / plain,
+          'temp_bytes': r.temp_bytes,
+          'compile_seconds': r.compile_seconds,
+        }
+      )
+      print(
+        f'{name:12s} K={k:4d} {rule_name:18s} {make:8s} '
+        f'{t * 1e3:9.2f} ms  x{t / plain:7.2f}',
+        flush=True,
+      )
+  return rows
+
+
+def markdown(rows, meta) -> str:
+  lines = [
+    '# Population rules in a train step (vmapped, lean, ghost)',
+    '',
+    f'{meta["date"]}, {meta["machine"]}, jax {meta["jax"]}. Median step '
+    'time as a multiple of the plain step (`jax.grad` then `optax.adamw`) '
+    'timed in the same run; the rule is followed by AdamW; XLA '
+    'temporaries of the compiled step in MB.',
+    '',
+  ]
+  for model in dict.fromkeys(r['model'] for r in rows):
+    sub = [r for r in rows if r['model'] == model and r['rule'] != 'plain']
+    plain = next(
+      r for r in rows if r['model'] == model and r['rule'] == 'plain'
+    )
+    b = plain['batch']
+    lines += [
+      f'## {model} (batch {b}; plain step {plain["seconds"] * 1e3:.1f} ms)',
+      '',
+      '| rule | K | vmapped | lean | ghost | ghost temporaries MB |',
+      '|---|---:|---:|---:|---:|---:|',
+    ]
+    for rule in dict.fromkeys(r['rule'] for r in sub):
+      for k in sorted({r['K'] for r in sub}):
+        cells = {
+          r['population']: r for r in sub if r['rule'] == rule and r['K'] == k
+        }
+        ratios = [
+          f'{cells[m]["x_plain"]:.2f}x' if m in cells else '—'
+          for m in ('vmapped', 'lean', 'ghost')
+        ]
+        temp = cells.get('ghost', {}).get('temp_bytes')
+        lines.append(
+          f'| {rule} | {k} | ' + ' | '.join(ratios) + ' | '
+          f'{"" if temp is None else f"{temp / 2**20:.1f}"} |'
+        )
+    lines.append('')
+  return '\n'.join(lines)
