@@ -186,7 +186,36 @@ def measure(quick=False, rounds=5):
   return rows
 
 
-def markdown(rows, meta) -> str:
+def memory_rows(quick=False):
+  """XLA temporaries of the compiled steps at ``K = B = 256`` on an MLP whose
+  stacked per-example gradients would need several GB (compiled, not run)."""
+  sizes = (784, 256, 256, 10) if quick else (784, 2048, 2048, 10)
+  loss, params, batch = mlp(sizes, batch_size=256)
+  d = sum(x.size for x in jax.tree.leaves(params))
+  rows = []
+  for rule_name in ('mean', 'clip + mean', 'upgrad'):
+    for make in ('plain', 'vmapped', 'ghost'):
+      if make == 'plain' and rule_name != 'mean':
+        continue
+      rule = optax.identity() if make == 'plain' else RULES[rule_name](256)
+      tx, step = _step(loss, rule, make, 256)
+      compiled = step.lower(params, tx.init(params), batch).compile()
+      analysis = compiled.memory_analysis()
+      rows.append(
+        {
+          'rule': 'plain' if make == 'plain' else rule_name,
+          'population': make,
+          'params': d,
+          'temp_bytes': None
+          if analysis is None
+          else analysis.temp_size_in_bytes,
+        }
+      )
+      print(f'memory {rows[-1]}', flush=True)
+  return rows
+
+
+def markdown(rows, meta, memory=()) -> str:
   lines = [
     '# Population rules in a train step (vmapped, lean, ghost)',
     '',
@@ -222,5 +251,24 @@ def markdown(rows, meta) -> str:
           f'| {rule} | {k} | ' + ' | '.join(ratios) + ' | '
           f'{"" if temp is None else f"{temp / 2**20:.1f}"} |'
         )
+    lines.append('')
+  if memory:
+    d = memory[0]['params']
+    lines += [
+      f'## Memory at K = B = 256 (MLP, D = {d / 1e6:.2f}M; stacked '
+      f'per-example gradients {256 * d * 4 / 2**30:.1f} GiB)',
+      '',
+      'XLA temporaries of the compiled train step (`memory_analysis`).',
+      '',
+      '| rule | population | temporaries MB | / plain |',
+      '|---|---|---:|---:|',
+    ]
+    plain = next(r for r in memory if r['population'] == 'plain')
+    for r in memory:
+      lines.append(
+        f'| {r["rule"]} | {r["population"]} | '
+        f'{r["temp_bytes"] / 2**20:.0f} | '
+        f'{r["temp_bytes"] / plain["temp_bytes"]:.2f}x |'
+      )
     lines.append('')
   return '\n'.join(lines)

@@ -779,6 +779,7 @@ def _main_populations(args):
   sys.path.insert(0, str(here / 'workloads'))
   import populations  # noqa: PLC0415
 
+  memory = populations.memory_rows(quick=args.quick)
   rows = populations.measure(quick=args.quick, rounds=2 if args.quick else 5)
   meta = {
     'machine': f'{platform.machine()}, {jax.device_count()} x '
@@ -793,9 +794,9 @@ def _main_populations(args):
   if args.device:
     stem = ('quick_' if args.quick else '') + 'populations-' + device_stem()
   (out / f'{stem}.json').write_text(
-    json.dumps({'meta': meta, 'populations': rows}, indent=2)
+    json.dumps({'meta': meta, 'populations': rows, 'memory': memory}, indent=2)
   )
-  (out / f'{stem}.md').write_text(populations.markdown(rows, meta))
+  (out / f'{stem}.md').write_text(populations.markdown(rows, meta, memory))
   print((out / f'{stem}.md').read_text())
   return rows
 
