@@ -27,19 +27,20 @@ forming a per-member gradient:
 
 :func:`ghost` finds those contractions in the loss function's jaxpr (the
 ``dot_general`` and ``conv_general_dilated`` equations one of whose operands
-is a parameter leaf used nowhere else), evaluates the jaxpr with a zero
-added to each such output, and differentiates once with respect to those
-zeros (the output cotangents) and to the other leaves, per member under
-``vmap``. Each leaf is then one of:
+is a parameter leaf used nowhere else, and the row lookups of a parameter
+table), evaluates the jaxpr with a zero added to each such output, and
+differentiates once with respect to those zeros (the output cotangents) and
+to the other leaves, per member under ``vmap``. Each leaf is then one of:
 
-* ``'ghost'``: a ``dot_general`` whose per-member rows are few
-  (:math:`2T^2 \\le` the leaf's size): Gramian and norms from the rows;
+* ``'ghost'``: a ``dot_general`` (or a lookup of whole rows of a table,
+  ``gather``) whose per-member rows are few (:math:`2T^2 \\le` the leaf's
+  size): Gramian and norms from the rows;
 * ``'materialised'``: a ``dot_general`` with many rows per member, or a
   convolution: its per-member gradients formed from ``x`` and ``d`` (one
   contraction per member, no second backward pass);
-* ``'fallback'``: any other use (biases, normalisation scales, gathers,
-  leaves used twice or inside a loop): per-member gradients of that leaf
-  from the same backward pass.
+* ``'fallback'``: any other use (biases, normalisation scales, other
+  gathers, leaves used twice or inside a loop): per-member gradients of
+  that leaf from the same backward pass.
 
 :func:`report` lists which. Every population function of the core reads a
 :class:`GhostPopulation` through the same interface as a
@@ -75,7 +76,7 @@ class _Tap:
   position: int  # the parameter's operand position in the equation
   primitive: Any
   params: dict[str, Any]
-  kind: str  # 'dot' or 'conv'
+  kind: str  # 'dot', 'conv' or 'gather'
 
 
 def _is_var(v) -> bool:
@@ -85,6 +86,26 @@ def _is_var(v) -> bool:
 def _dot_ok(eqn, position: int) -> bool:
   (_, _), (lb, rb) = eqn.params['dimension_numbers']
   return not lb and not rb and position in (0, 1)
+
+
+def _gather_ok(eqn, position: int) -> bool:
+  """An embedding lookup ``table[ids]``: whole rows of the table, picked by
+  the last axis of the indices, placed on the output's trailing axes."""
+  if position != 0:
+    return False
+  dn = eqn.params['dimension_numbers']
+  table = eqn.invars[0].aval
+  indices = eqn.invars[1].aval
+  rest = table.ndim - 1
+  out_rank = indices.ndim - 1 + rest
+  return (
+    tuple(dn.collapsed_slice_dims) == (0,)
+    and tuple(dn.start_index_map) == (0,)
+    and not tuple(getattr(dn, 'operand_batching_dims', ()))
+    and tuple(dn.offset_dims) == tuple(range(out_rank - rest, out_rank))
+    and tuple(eqn.params['slice_sizes']) == (1, *table.shape[1:])
+    and indices.shape[-1] == 1
+  )
 
 
 def _conv_ok(eqn, position: int) -> bool:
@@ -129,6 +150,8 @@ def _analyse(jaxpr, num_leaves: int):
         and _conv_ok(eqn, hits[0][0])
       ):
         uses[hits[0][1]].append(('conv', here, hits[0][0], eqn))
+      elif len(hits) == 1 and name == 'gather' and _gather_ok(eqn, hits[0][0]):
+        uses[hits[0][1]].append(('gather', here, hits[0][0], eqn))
       else:
         for _, leaf in hits:
           uses[leaf].append(('other', here))
@@ -140,7 +163,7 @@ def _analyse(jaxpr, num_leaves: int):
   walk(jaxpr, dict(zip(params_in, range(num_leaves), strict=True)), ())
   taps, walk_into = {}, set()
   for leaf, found in uses.items():
-    contractions = [u for u in found if u[0] in ('dot', 'conv')]
+    contractions = [u for u in found if u[0] in ('dot', 'conv', 'gather')]
     others = [u for u in found if u[0] == 'other']
     if len(contractions) != 1 or others:
       continue
@@ -190,6 +213,32 @@ def _apply(tap: _Tap, x, w):
   operands = (w, x) if tap.position == 0 else (x, w)
   bind_params = tap.primitive.get_bind_params(tap.params)
   return tap.primitive.bind(*operands, **bind_params)
+
+
+def _lookup_rows(x, d) -> tuple[jax.Array, jax.Array]:
+  """``[K, T]`` row indices and ``[K, T, O]`` cotangent rows of a lookup."""
+  k = x.shape[0]
+  ids = x.reshape(k, -1)
+  t = ids.shape[1]
+  return ids, d.reshape(k, t, -1)
+
+
+def _row_products(tap: _Tap, x, d, pairs: str):
+  """``(X X^T, D D^T)`` over the rows of members (``pairs``: ``'ktls'`` for
+  every pair of members, ``'kts'`` within each member)."""
+  if tap.kind == 'gather':
+    ids, dr = _lookup_rows(x, d.astype(_F32))
+    if pairs == 'ktls':
+      xx = (ids[:, :, None, None] == ids[None, None, :, :]).astype(_F32)
+    else:
+      xx = (ids[:, :, None] == ids[:, None, :]).astype(_F32)
+  else:
+    xr, dr = _rows(tap, x.astype(_F32), d.astype(_F32))
+    left = 'kti,lsi->ktls' if pairs == 'ktls' else 'kti,ksi->kts'
+    xx = jnp.einsum(left, xr, xr, precision=_HIGHEST)
+  right = 'kto,lso->ktls' if pairs == 'ktls' else 'kto,kso->kts'
+  dd = jnp.einsum(right, dr, dr, precision=_HIGHEST)
+  return xx, dd
 
 
 def _rows(tap: _Tap, x, d) -> tuple[jax.Array, jax.Array]:
@@ -305,9 +354,7 @@ class GhostPopulation(lean.MemberFree):
     g = jnp.zeros((k, k), _F32)
     for leaf, param in self._pairs():
       if leaf.kind == 'ghost':
-        xr, dr = _rows(leaf.tap, leaf.x.astype(_F32), leaf.d.astype(_F32))
-        xx = jnp.einsum('kti,lsi->ktls', xr, xr, precision=_HIGHEST)
-        dd = jnp.einsum('kto,lso->ktls', dr, dr, precision=_HIGHEST)
+        xx, dd = _row_products(leaf.tap, leaf.x, leaf.d, 'ktls')
         g = g + jnp.einsum('ktls,ktls->kl', xx, dd, precision=_HIGHEST)
       else:
         p = self._per_member(leaf, param).reshape(k, -1)
@@ -325,9 +372,7 @@ class GhostPopulation(lean.MemberFree):
     sq = jnp.zeros((k,), _F32)
     for leaf, param in self._pairs():
       if leaf.kind == 'ghost':
-        xr, dr = _rows(leaf.tap, leaf.x.astype(_F32), leaf.d.astype(_F32))
-        xx = jnp.einsum('kti,ksi->kts', xr, xr, precision=_HIGHEST)
-        dd = jnp.einsum('kto,kso->kts', dr, dr, precision=_HIGHEST)
+        xx, dd = _row_products(leaf.tap, leaf.x, leaf.d, 'kts')
         sq = sq + jnp.sum(xx * dd, axis=(1, 2))
       else:
         p = self._per_member(leaf, param).reshape(k, -1)
@@ -525,8 +570,11 @@ def ghost(
   for path, tap in taps.items():
     x, d = xs[path], ds[path]
     kind = 'materialised'
-    if tap.kind == 'dot' and mode != 'materialise':
-      t = _rows(tap, x[:1], d[:1])[0].shape[1]
+    if tap.kind in ('dot', 'gather') and mode != 'materialise':
+      if tap.kind == 'dot':
+        t = _rows(tap, x[:1], d[:1])[0].shape[1]
+      else:
+        t = _lookup_rows(x[:1], d[:1])[0].shape[1]
       if mode == 'ghost' or 2 * t * t <= leaves[tap.leaf].size:
         kind = 'ghost'
     records[tap.leaf] = _Leaf(kind, tap=tap, x=x, d=d)

@@ -214,7 +214,7 @@ def test_report_names_each_leaf_form():
   assert kinds["['blocks'][0]['attn']['query']['kernel'].value"] == 'ghost'
   assert kinds["['blocks'][0]['attn']['out']['kernel'].value"] == 'ghost'
   assert kinds["['blocks'][0]['ln1']['scale'].value"] == 'fallback'
-  assert kinds["['embed']['embedding'].value"] == 'fallback'
+  assert kinds["['embed']['embedding'].value"] == 'ghost'  # a lookup
   loss, params, batch = _cnn()
   kinds = population.ghost_report(population.ghost(loss, params, batch))
   assert kinds["['conv']['kernel'].value"] == 'materialised'
