@@ -780,7 +780,7 @@ def _main_populations(args):
   import populations  # noqa: PLC0415
 
   memory = populations.memory_rows(quick=args.quick)
-  rows = populations.measure(quick=args.quick, rounds=2 if args.quick else 5)
+  rows = populations.measure(quick=args.quick, rounds=2 if args.quick else 3)
   meta = {
     'machine': f'{platform.machine()}, {jax.device_count()} x '
     f'{jax.devices()[0].platform}, {platform.processor() or "cpu"}',

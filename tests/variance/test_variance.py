@@ -392,7 +392,7 @@ def test_scale_by_gsnr_type_errors():
     (
       variance.vr_lars,
       {'learning_rate': 0.1, 'gamma_max': 0.01},
-      r'scale_by_gsnr: `gamma_max` must be >= `gamma_min`',
+      r'vr_lars: `gamma_max` must be >= `gamma_min`',
     ),
   ],
 )
