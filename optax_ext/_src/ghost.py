@@ -33,8 +33,8 @@ differentiates once with respect to those zeros (the output cotangents) and
 to the other leaves, per member under ``vmap``. Each leaf is then one of:
 
 * ``'ghost'``: a ``dot_general`` (or a lookup of whole rows of a table,
-  ``gather``) whose per-member rows are few (:math:`2T^2 \\le` the leaf's
-  size): Gramian and norms from the rows;
+  ``gather``) whose per-member rows are few enough that the Gramian from
+  the rows is the cheaper (see ``mode``): Gramian and norms from the rows;
 * ``'materialised'``: a ``dot_general`` with many rows per member, or a
   convolution: its per-member gradients formed from ``x`` and ``d`` (one
   contraction per member, no second backward pass);
@@ -473,11 +473,13 @@ def ghost(
     params: the params the gradients are taken at.
     batch: a pytree whose leaves share a leading axis ``B``.
     num_members: ``K``, dividing ``B``; default ``B``.
-    mode: ``'auto'``: a ``dot_general`` with ``T`` rows per member is ghost
-      when :math:`2 T^2` is at most the leaf's size (the usual rule: the
-      ``T x T`` row products cost less than the per-member gradient),
-      materialised otherwise; ``'ghost'`` or ``'materialise'`` forces one
-      form for every ``dot_general`` (tests, benchmarks).
+    mode: ``'auto'``: a ``dot_general`` (or lookup) with ``T`` rows of
+      widths ``I`` and ``O`` per member is ghost when the Gramian from its
+      rows, :math:`K^2 T^2 (I + O)` multiply-adds, costs no more than
+      forming the per-member gradients and their Gramian, :math:`K T I O +
+      K^2 I O`; materialised otherwise. ``'ghost'`` (the least memory:
+      :math:`K^2 T^2` floats instead of :math:`K I O`) or
+      ``'materialise'`` forces one form for every ``dot_general``.
 
   Returns:
     A :class:`GhostPopulation`.
@@ -572,10 +574,18 @@ def ghost(
     kind = 'materialised'
     if tap.kind in ('dot', 'gather') and mode != 'materialise':
       if tap.kind == 'dot':
-        t = _rows(tap, x[:1], d[:1])[0].shape[1]
-      else:
-        t = _lookup_rows(x[:1], d[:1])[0].shape[1]
-      if mode == 'ghost' or 2 * t * t <= leaves[tap.leaf].size:
+        xr, dr = _rows(tap, x[:1], d[:1])
+        t, width = xr.shape[1], xr.shape[2] + dr.shape[2]
+      else:  # a lookup's rows compare ids: I = 1
+        ids, dr = _lookup_rows(x[:1], d[:1])
+        t, width = ids.shape[1], 1 + dr.shape[2]
+      size = leaves[tap.leaf].size
+      # Multiply-adds of the Gramian from the rows (K^2 T^2 (I + O)) and of
+      # forming and multiplying the per-member gradients (K T I O + K^2 I O);
+      # the row products also hold K^2 T^2 floats, the others K I O.
+      from_rows = k * k * t * t * width
+      formed = k * t * size + k * k * size
+      if mode == 'ghost' or from_rows <= formed:
         kind = 'ghost'
     records[tap.leaf] = _Leaf(kind, tap=tap, x=x, d=d)
   varying = jax.tree.unflatten(treedef, leaves)  # as the local batch

@@ -205,7 +205,8 @@ def test_both_forms_of_a_contraction_agree(mode):
 def test_report_names_each_leaf_form():
   loss, params, batch = _transformer()
   kinds = population.ghost_report(population.ghost(loss, params, batch))
-  # 32 tokens per example and a 32 x 32 projection: 2 T^2 > I O.
+  # 32 tokens per example and a 32 x 32 projection: forming the per-example
+  # gradients costs fewer multiply-adds than the Gramian of the rows.
   assert kinds["['blocks'][0]['attn']['query']['kernel'].value"] == (
     'materialised'
   )
