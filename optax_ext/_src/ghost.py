@@ -77,6 +77,7 @@ class _Tap:
   primitive: Any
   params: dict[str, Any]
   kind: str  # 'dot', 'conv' or 'gather'
+  dtype: Any = None  # the parameter operand's dtype (after a cast)
 
 
 def _is_var(v) -> bool:
@@ -168,7 +169,10 @@ def _analyse(jaxpr, num_leaves: int):
     if len(contractions) != 1 or others:
       continue
     kind, path, position, eqn = contractions[0]
-    taps[path] = _Tap(leaf, position, eqn.primitive, dict(eqn.params), kind)
+    dtype = eqn.invars[position].aval.dtype
+    taps[path] = _Tap(
+      leaf, position, eqn.primitive, dict(eqn.params), kind, dtype
+    )
     walk_into |= {path[:i] for i in range(1, len(path))}
   return taps, walk_into
 
@@ -209,7 +213,9 @@ def _interpret(jx, consts, args, path, taps, walk_into, zs, found):
 
 
 def _apply(tap: _Tap, x, w):
-  """The tapped equation on operand ``x`` and parameter ``w``."""
+  """The tapped equation on operand ``x`` and parameter ``w`` (cast as the
+  model casts it: a bfloat16 compute of float32 params)."""
+  w = w.astype(tap.dtype) if tap.dtype is not None else w
   operands = (w, x) if tap.position == 0 else (x, w)
   bind_params = tap.primitive.get_bind_params(tap.params)
   return tap.primitive.bind(*operands, **bind_params)
@@ -275,16 +281,16 @@ def _member_grads(tap: _Tap, x, d, param) -> jax.Array:
   """``[K, *param.shape]``: each member's :math:`x_k^\\top d_k`."""
 
   def one(xk, dk):
-    _, vjp = jax.vjp(lambda w: _apply(tap, xk, w), param)
-    return vjp(dk.astype(param.dtype))[0]
+    out, vjp = jax.vjp(lambda w: _apply(tap, xk, w), param)
+    return vjp(dk.astype(out.dtype))[0]
 
   return jax.vmap(one)(x, d)
 
 
 def _summed_grad(tap: _Tap, x, d, param):
   """:math:`\\sum_k x_k^\\top d_k`: the equation's own transpose."""
-  _, vjp = jax.vjp(lambda w: _applied(tap, x, w), param)
-  return vjp(d.astype(param.dtype))[0]
+  out, vjp = jax.vjp(lambda w: _applied(tap, x, w), param)
+  return vjp(d.astype(out.dtype))[0]
 
 
 def _per_member_axis(w: jax.Array, ndim: int) -> jax.Array:

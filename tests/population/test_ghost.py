@@ -327,3 +327,23 @@ def test_streamed_rules_across_devices(mesh):
       local,
       want,
     )
+
+
+def test_params_cast_before_their_contraction():
+  """A bfloat16 compute of float32 params (a cast between the param and
+  its contraction): the taps follow the cast."""
+  _, params, batch = _mlp()
+
+  def loss(p, b):
+    w = p['l1']['w'].astype(jnp.bfloat16)
+    h = jnp.tanh((b['x'].astype(jnp.bfloat16) @ w).astype(jnp.float32))
+    out = h @ p['l2']['w'] + p['l2']['b'] + 0.0 * jnp.sum(p['l1']['b'])
+    return jnp.mean((out - b['y']) ** 2)
+
+  forced = population.ghost(loss, params, batch, K, mode='ghost')
+  kinds = population.ghost_report(forced)
+  assert kinds["['l1']['w']"] == 'ghost', kinds
+  ghost, stacked = _ghost_and_stacked(
+    alignment.aggregate_by_upgrad(), loss, params, batch, K, mode='ghost'
+  )
+  _close(ghost, stacked, 1e-2)  # bfloat16 products, summed differently
