@@ -54,171 +54,15 @@ from typing import Any
 
 import jax
 from jax import lax
-import jax.extend.core as jex
 import jax.numpy as jnp
 import optax
 
 from optax_ext._src import axes as axes_lib
+from optax_ext._src import jaxpr_taps as taps_lib
 from optax_ext._src import lean
 
 _F32 = jnp.float32
 _HIGHEST = lax.Precision.HIGHEST
-# Call primitives evaluated by walking into their jaxpr, so that a
-# contraction inside (``jnp.einsum`` and friends are jitted) is found.
-_TRANSPARENT = {'jit': 'jaxpr', 'pjit': 'jaxpr', 'closed_call': 'call_jaxpr'}
-
-
-@dataclasses.dataclass(frozen=True)
-class _Tap:
-  """A contraction of one parameter leaf: where it is and how it contracts."""
-
-  leaf: int
-  position: int  # the parameter's operand position in the equation
-  primitive: Any
-  params: dict[str, Any]
-  kind: str  # 'dot', 'conv' or 'gather'
-  dtype: Any = None  # the parameter operand's dtype (after a cast)
-
-
-def _is_var(v) -> bool:
-  return not isinstance(v, jex.Literal)
-
-
-def _dot_ok(eqn, position: int) -> bool:
-  (_, _), (lb, rb) = eqn.params['dimension_numbers']
-  return not lb and not rb and position in (0, 1)
-
-
-def _gather_ok(eqn, position: int) -> bool:
-  """An embedding lookup ``table[ids]``: whole rows of the table, picked by
-  the last axis of the indices, placed on the output's trailing axes."""
-  if position != 0:
-    return False
-  dn = eqn.params['dimension_numbers']
-  table = eqn.invars[0].aval
-  indices = eqn.invars[1].aval
-  rest = table.ndim - 1
-  out_rank = indices.ndim - 1 + rest
-  return (
-    tuple(dn.collapsed_slice_dims) == (0,)
-    and tuple(dn.start_index_map) == (0,)
-    and not tuple(getattr(dn, 'operand_batching_dims', ()))
-    and tuple(dn.offset_dims) == tuple(range(out_rank - rest, out_rank))
-    and tuple(eqn.params['slice_sizes']) == (1, *table.shape[1:])
-    and indices.shape[-1] == 1
-  )
-
-
-def _conv_ok(eqn, position: int) -> bool:
-  return (
-    position == 1
-    and eqn.params['feature_group_count'] == 1
-    and eqn.params['batch_group_count'] == 1
-  )
-
-
-def _analyse(jaxpr, num_leaves: int):
-  """``(taps by equation path, paths to walk into)`` for the leaves used
-  exactly once, by a contraction."""
-  uses: dict[int, list] = {i: [] for i in range(num_leaves)}
-
-  def walk(jx, leaf_of: dict, path: tuple) -> None:
-    for index, eqn in enumerate(jx.eqns):
-      here = path + (index,)
-      hits = [
-        (i, leaf_of[v])
-        for i, v in enumerate(eqn.invars)
-        if _is_var(v) and v in leaf_of
-      ]
-      if not hits:
-        continue
-      name = eqn.primitive.name
-      if name in _TRANSPARENT:
-        sub = eqn.params[_TRANSPARENT[name]]
-        sub = getattr(sub, 'jaxpr', sub)
-        for _, leaf in hits:
-          uses[leaf].append(('call', here))
-        walk(sub, {sub.invars[i]: leaf for i, leaf in hits}, here)
-      elif name == 'convert_element_type' and len(hits) == 1:
-        leaf_of[eqn.outvars[0]] = hits[0][1]
-      elif (
-        len(hits) == 1 and name == 'dot_general' and _dot_ok(eqn, hits[0][0])
-      ):
-        uses[hits[0][1]].append(('dot', here, hits[0][0], eqn))
-      elif (
-        len(hits) == 1
-        and name == 'conv_general_dilated'
-        and _conv_ok(eqn, hits[0][0])
-      ):
-        uses[hits[0][1]].append(('conv', here, hits[0][0], eqn))
-      elif len(hits) == 1 and name == 'gather' and _gather_ok(eqn, hits[0][0]):
-        uses[hits[0][1]].append(('gather', here, hits[0][0], eqn))
-      else:
-        for _, leaf in hits:
-          uses[leaf].append(('other', here))
-    for v in jx.outvars:
-      if _is_var(v) and v in leaf_of:
-        uses[leaf_of[v]].append(('other', path))
-
-  params_in = jaxpr.invars[:num_leaves]
-  walk(jaxpr, dict(zip(params_in, range(num_leaves), strict=True)), ())
-  taps, walk_into = {}, set()
-  for leaf, found in uses.items():
-    contractions = [u for u in found if u[0] in ('dot', 'conv', 'gather')]
-    others = [u for u in found if u[0] == 'other']
-    if len(contractions) != 1 or others:
-      continue
-    kind, path, position, eqn = contractions[0]
-    dtype = eqn.invars[position].aval.dtype
-    taps[path] = _Tap(
-      leaf, position, eqn.primitive, dict(eqn.params), kind, dtype
-    )
-    walk_into |= {path[:i] for i in range(1, len(path))}
-  return taps, walk_into
-
-
-def _read(env, v):
-  return v.val if isinstance(v, jex.Literal) else env[v]
-
-
-def _interpret(jx, consts, args, path, taps, walk_into, zs, found):
-  """Evaluates ``jx``, adding ``zs[path]`` to each tapped output and putting
-  the non-parameter operand of each tapped contraction in ``found``."""
-  env = {}
-  for v, x in zip(jx.constvars, consts, strict=True):
-    env[v] = x
-  for v, x in zip(jx.invars, args, strict=True):
-    env[v] = x
-  for index, eqn in enumerate(jx.eqns):
-    here = path + (index,)
-    invals = [_read(env, v) for v in eqn.invars]
-    if here in walk_into:
-      sub = eqn.params[_TRANSPARENT[eqn.primitive.name]]
-      outs = _interpret(
-        sub.jaxpr, sub.consts, invals, here, taps, walk_into, zs, found
-      )
-    else:
-      bind_params = eqn.primitive.get_bind_params(eqn.params)
-      with eqn.ctx.manager:
-        outs = eqn.primitive.bind(*invals, **bind_params)
-      if not eqn.primitive.multiple_results:
-        outs = [outs]
-      if here in taps:
-        found[here] = invals[1 - taps[here].position]
-        if zs is not None:
-          outs = [outs[0] + zs[here].astype(outs[0].dtype)]
-    for v, x in zip(eqn.outvars, outs, strict=True):
-      env[v] = x
-  return [_read(env, v) for v in jx.outvars]
-
-
-def _apply(tap: _Tap, x, w):
-  """The tapped equation on operand ``x`` and parameter ``w`` (cast as the
-  model casts it: a bfloat16 compute of float32 params)."""
-  w = w.astype(tap.dtype) if tap.dtype is not None else w
-  operands = (w, x) if tap.position == 0 else (x, w)
-  bind_params = tap.primitive.get_bind_params(tap.params)
-  return tap.primitive.bind(*operands, **bind_params)
 
 
 def _lookup_rows(x, d) -> tuple[jax.Array, jax.Array]:
@@ -229,7 +73,7 @@ def _lookup_rows(x, d) -> tuple[jax.Array, jax.Array]:
   return ids, d.reshape(k, t, -1)
 
 
-def _row_products(tap: _Tap, x, d, pairs: str):
+def _row_products(tap: taps_lib.Tap, x, d, pairs: str):
   """``(X X^T, D D^T)`` over the rows of members (``pairs``: ``'ktls'`` for
   every pair of members, ``'kts'`` within each member)."""
   if tap.kind == 'gather':
@@ -247,7 +91,7 @@ def _row_products(tap: _Tap, x, d, pairs: str):
   return xx, dd
 
 
-def _rows(tap: _Tap, x, d) -> tuple[jax.Array, jax.Array]:
+def _rows(tap: taps_lib.Tap, x, d) -> tuple[jax.Array, jax.Array]:
   """``[K, T, I]`` activation rows and ``[K, T, O]`` cotangent rows with
   :math:`g_k = \\sum_t x_{kt} \\otimes d_{kt}` (the parameter permuted to
   its contracted dimensions, then its free ones)."""
@@ -272,22 +116,22 @@ def _rows(tap: _Tap, x, d) -> tuple[jax.Array, jax.Array]:
   return xr, dr
 
 
-def _applied(tap: _Tap, x, w):
+def _applied(tap: taps_lib.Tap, x, w):
   """The tapped equation on every member's operand ``x[k]``."""
-  return jax.vmap(lambda xk: _apply(tap, xk, w))(x)
+  return jax.vmap(lambda xk: taps_lib.apply(tap, xk, w))(x)
 
 
-def _member_grads(tap: _Tap, x, d, param) -> jax.Array:
+def _member_grads(tap: taps_lib.Tap, x, d, param) -> jax.Array:
   """``[K, *param.shape]``: each member's :math:`x_k^\\top d_k`."""
 
   def one(xk, dk):
-    out, vjp = jax.vjp(lambda w: _apply(tap, xk, w), param)
+    out, vjp = jax.vjp(lambda w: taps_lib.apply(tap, xk, w), param)
     return vjp(dk.astype(out.dtype))[0]
 
   return jax.vmap(one)(x, d)
 
 
-def _summed_grad(tap: _Tap, x, d, param):
+def _summed_grad(tap: taps_lib.Tap, x, d, param):
   """:math:`\\sum_k x_k^\\top d_k`: the equation's own transpose."""
   out, vjp = jax.vjp(lambda w: _applied(tap, x, w), param)
   return vjp(d.astype(out.dtype))[0]
@@ -302,7 +146,7 @@ class _Leaf:
   """One parameter leaf's per-member information."""
 
   kind: str  # 'ghost', 'materialised' or 'fallback'
-  tap: _Tap | None = None
+  tap: taps_lib.Tap | None = None
   x: jax.Array | None = None  # [K, ...] operand of the tapped equation
   d: jax.Array | None = None  # [K, ...] output cotangents
   per_member: jax.Array | None = None  # [K, *leaf.shape]
@@ -532,7 +376,7 @@ def ghost(
     return loss_fn(p, jax.tree.unflatten(batch_def, args[n:]))
 
   closed = jax.make_jaxpr(flat_loss)(*leaves, *batch_leaves)
-  taps, walk_into = _analyse(closed.jaxpr, n)
+  taps, walk_into = taps_lib.analyse(closed.jaxpr, n)
   tapped = {tap.leaf: path for path, tap in taps.items()}
   others = [i for i in range(n) if i not in tapped]
 
@@ -541,7 +385,7 @@ def ghost(
     for i, x in zip(others, other_leaves, strict=True):
       full[i] = x
     found = {}
-    (loss,) = _interpret(
+    (loss,) = taps_lib.interpret(
       closed.jaxpr,
       closed.consts,
       [*full, *jax.tree.leaves(member_batch)],
@@ -562,7 +406,7 @@ def ghost(
     x_aval = found_shapes[path]
     w = leaves[tap.leaf]
     out_shapes[path] = jax.eval_shape(
-      lambda x_, w_, tap=tap: _apply(tap, x_, w_), x_aval, w
+      lambda x_, w_, tap=tap: taps_lib.apply(tap, x_, w_), x_aval, w
     )
   zeros = {
     path: jnp.zeros((k, *s.shape), s.dtype) for path, s in out_shapes.items()
