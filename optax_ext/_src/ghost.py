@@ -397,19 +397,10 @@ def ghost(
     )
     return loss.astype(_F32), found
 
-  out_shapes = {}
-  # Evaluate once abstractly to learn the tapped outputs' shapes.
-  _, found_shapes = jax.eval_shape(
-    lambda b_: run([leaves[i] for i in others], None, b_), member
-  )
-  for path, tap in taps.items():
-    x_aval = found_shapes[path]
-    w = leaves[tap.leaf]
-    out_shapes[path] = jax.eval_shape(
-      lambda x_, w_, tap=tap: taps_lib.apply(tap, x_, w_), x_aval, w
-    )
+  # The zeros added to the tapped outputs, shaped as the jaxpr says.
   zeros = {
-    path: jnp.zeros((k, *s.shape), s.dtype) for path, s in out_shapes.items()
+    path: jnp.zeros((k, *tap.out.shape), tap.out.dtype)
+    for path, tap in taps.items()
   }
   zeros = axes_lib.vary_like(zeros, batch)  # per-device cotangents
   grad_fn = jax.value_and_grad(run, argnums=(0, 1), has_aux=True)

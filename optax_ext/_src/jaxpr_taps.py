@@ -42,6 +42,7 @@ class Tap:
   params: dict[str, Any]
   kind: str  # 'dot', 'conv' or 'gather'
   dtype: Any = None  # the parameter operand's dtype (after a cast)
+  out: Any = None  # the equation's output aval (one member's)
 
 
 def _is_var(v) -> bool:
@@ -135,7 +136,13 @@ def analyse(jaxpr, num_leaves: int):
     kind, path, position, eqn = contractions[0]
     dtype = eqn.invars[position].aval.dtype
     taps[path] = Tap(
-      leaf, position, eqn.primitive, dict(eqn.params), kind, dtype
+      leaf,
+      position,
+      eqn.primitive,
+      dict(eqn.params),
+      kind,
+      dtype,
+      eqn.outvars[0].aval,
     )
     walk_into |= {path[:i] for i in range(1, len(path))}
   return taps, walk_into
