@@ -25,6 +25,7 @@ accuracy per attack and saves a bar chart::
 """
 
 import argparse
+import pathlib
 
 from flax import nnx
 import jax
@@ -37,6 +38,9 @@ from tqdm import tqdm
 
 import optax_ext
 from optax_ext import robust
+
+# Figures go here unless --plot says otherwise (README, "Examples").
+OUTPUTS = pathlib.Path(__file__).resolve().parent / 'outputs'
 
 WORKERS = 8
 
@@ -129,7 +133,7 @@ def main(argv=None):
   parser.add_argument('--epochs', type=int, default=8)
   parser.add_argument(
     '--plot',
-    default='byzantine_robust_training.png',
+    default=str(OUTPUTS / 'byzantine_robust_training.png'),
     help="output PNG path ('' to skip)",
   )
   parser.add_argument('--smoke', action='store_true')
@@ -180,6 +184,7 @@ def main(argv=None):
     ax.set_title(f'digits, {WORKERS} workers, {f} Byzantine')
     ax.legend(fontsize=7, ncol=4, loc='lower left')
     fig.tight_layout()
+    pathlib.Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=120)
     print(f'saved {args.plot}')
   return table

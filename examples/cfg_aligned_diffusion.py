@@ -39,6 +39,7 @@ off support and unbalances the modes as w grows::
 """
 
 import argparse
+import pathlib
 import time
 
 import jax
@@ -48,6 +49,9 @@ import optax
 from tqdm import tqdm
 
 from optax_ext import losses
+
+# Figures go here unless --plot says otherwise (README, "Examples").
+OUTPUTS = pathlib.Path(__file__).resolve().parent / 'outputs'
 
 MODES, CLASSES, SIGMA, RADIUS = 8, 4, 0.25, 3.0
 NULL = CLASSES  # the null-condition token
@@ -197,7 +201,9 @@ def main(argv=None):
     '--guidance', type=float, nargs='+', default=[0.0, 0.5, 1.0, 2.0, 4.0]
   )
   parser.add_argument('--samples', type=int, default=500)
-  parser.add_argument('--plot', default='cfg_aligned_diffusion.png')
+  parser.add_argument(
+    '--plot', default=str(OUTPUTS / 'cfg_aligned_diffusion.png')
+  )
   parser.add_argument('--smoke', action='store_true')
   args = parser.parse_args(argv)
   if args.smoke:
@@ -261,6 +267,7 @@ def main(argv=None):
         ax.set_yticks([])
         ax.set_title(f'{name} {guide}, w={w}', fontsize=9)
     fig.tight_layout()
+    pathlib.Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=110)
     print(f'saved {args.plot}')
   return rows

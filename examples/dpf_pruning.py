@@ -25,6 +25,7 @@ the weight matrices (not the biases) with one global threshold::
 """
 
 import argparse
+import pathlib
 import time
 
 import _digits
@@ -34,6 +35,9 @@ import numpy as np
 import optax
 
 from optax_ext import pruning
+
+# Figures go here unless --plot says otherwise (README, "Examples").
+OUTPUTS = pathlib.Path(__file__).resolve().parent / 'outputs'
 
 
 def one_shot_prune(params, sparsity):
@@ -57,7 +61,7 @@ def main(argv=None):
   parser.add_argument(
     '--sparsities', type=float, nargs='+', default=[0.5, 0.8, 0.9, 0.97]
   )
-  parser.add_argument('--plot', default='dpf_pruning.png')
+  parser.add_argument('--plot', default=str(OUTPUTS / 'dpf_pruning.png'))
   parser.add_argument('--smoke', action='store_true')
   args = parser.parse_args(argv)
   if args.smoke:
@@ -116,6 +120,7 @@ def main(argv=None):
     ax.set_ylabel('test accuracy')
     ax.legend()
     fig.tight_layout()
+    pathlib.Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=120)
     print(f'saved {args.plot}')
   return dense, one_shot, dpf_acc

@@ -33,6 +33,7 @@ V / mean_i |g_i|^2 = 1 - |mean g|^2 / mean |g_i|^2 (0: aligned)::
 """
 
 import argparse
+import pathlib
 import time
 
 import _digits
@@ -43,6 +44,9 @@ import optax
 from tqdm import tqdm
 
 from optax_ext import alignment
+
+# Figures go here unless --plot says otherwise (README, "Examples").
+OUTPUTS = pathlib.Path(__file__).resolve().parent / 'outputs'
 
 WORKERS = 8
 
@@ -110,7 +114,9 @@ def main(argv=None):
   parser.add_argument('--beta', type=float, default=0.1)
   parser.add_argument('--beta-fed', type=float, default=0.025)
   parser.add_argument('--seeds', type=int, default=3)
-  parser.add_argument('--plot', default='gradalign_federated.png')
+  parser.add_argument(
+    '--plot', default=str(OUTPUTS / 'gradalign_federated.png')
+  )
   parser.add_argument('--smoke', action='store_true')
   args = parser.parse_args(argv)
   if args.smoke:
@@ -151,6 +157,7 @@ def main(argv=None):
     a2.set_ylabel('misalignment at the end')
     fig.suptitle('label-skewed digits, 8 workers')
     fig.tight_layout()
+    pathlib.Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=120)
     print(f'saved {args.plot}')
   return results

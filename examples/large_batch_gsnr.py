@@ -51,6 +51,9 @@ from tqdm import tqdm
 import optax_ext
 from optax_ext import variance
 
+# Figures go here unless --plot says otherwise (README, "Examples").
+OUTPUTS = pathlib.Path(__file__).resolve().parent / 'outputs'
+
 
 class Mlp(nnx.Module):
   def __init__(self, hidden: int, *, rngs: nnx.Rngs):
@@ -133,7 +136,7 @@ def main(argv=None):
   parser.add_argument('--hidden', type=int, default=128)
   parser.add_argument(
     '--plot',
-    default='large_batch_gsnr.png',
+    default=str(OUTPUTS / 'large_batch_gsnr.png'),
     help="output PNG path ('' to skip)",
   )
   parser.add_argument(
@@ -220,6 +223,7 @@ def main(argv=None):
     ax.legend()
     fig.tight_layout()
     path = pathlib.Path(args.plot)
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     print(f'saved {path}')
   return results

@@ -27,6 +27,7 @@ per method beyond that); IGT and XGrad are evaluated at their true parameters.
 """
 
 import argparse
+import pathlib
 import time
 
 import _digits
@@ -36,6 +37,9 @@ import optax
 
 from optax_ext import adaptive
 from optax_ext import momentum
+
+# Figures go here unless --plot says otherwise (README, "Examples").
+OUTPUTS = pathlib.Path(__file__).resolve().parent / 'outputs'
 
 
 def methods(total_steps: int):
@@ -104,7 +108,7 @@ def main(argv=None):
   parser.add_argument('--hidden', type=int, default=128)
   parser.add_argument(
     '--plot',
-    default='momentum_mixtures.png',
+    default=str(OUTPUTS / 'momentum_mixtures.png'),
     help="output PNG path ('' to skip)",
   )
   parser.add_argument(
@@ -160,6 +164,7 @@ def main(argv=None):
     ax.set_title('digits MLP, mean over seeds')
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
+    pathlib.Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=120)
     print(f'saved {args.plot}')
   return results

@@ -26,6 +26,7 @@ generalises better than Lookahead, which generalises better than SGD.
 """
 
 import argparse
+import pathlib
 import time
 
 import _digits
@@ -33,6 +34,9 @@ import numpy as np
 import optax
 
 from optax_ext import lookahead
+
+# Figures go here unless --plot says otherwise (README, "Examples").
+OUTPUTS = pathlib.Path(__file__).resolve().parent / 'outputs'
 
 
 def methods(lr: float):
@@ -58,7 +62,9 @@ def main(argv=None):
   parser.add_argument(
     '--learning-rates', type=float, nargs='+', default=[0.05, 0.3]
   )
-  parser.add_argument('--plot', default='multilayer_lookahead.png')
+  parser.add_argument(
+    '--plot', default=str(OUTPUTS / 'multilayer_lookahead.png')
+  )
   parser.add_argument('--smoke', action='store_true')
   args = parser.parse_args(argv)
   if args.smoke:
@@ -108,6 +114,7 @@ def main(argv=None):
       ax.set_title(f'learning rate {lr}')
       ax.legend(fontsize=8)
     fig.tight_layout()
+    pathlib.Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=120)
     print(f'saved {args.plot}')
   return results

@@ -31,6 +31,7 @@ gradients, fraction of steps with a conflicting pair); saves a plot::
 """
 
 import argparse
+import pathlib
 import time
 
 import _digits
@@ -43,6 +44,9 @@ from tqdm import tqdm
 from optax_ext import alignment
 from optax_ext import population
 from optax_ext import scalarization
+
+# Figures go here unless --plot says otherwise (README, "Examples").
+OUTPUTS = pathlib.Path(__file__).resolve().parent / 'outputs'
 
 TASKS = ('digit', 'parity', '>=5')
 
@@ -228,7 +232,7 @@ def main(argv=None):
   parser.add_argument('--hidden', type=int, default=64)
   parser.add_argument('--learning-rate', type=float, default=3e-3)
   parser.add_argument('--seeds', type=int, default=3)
-  parser.add_argument('--plot', default='multitask_digits.png')
+  parser.add_argument('--plot', default=str(OUTPUTS / 'multitask_digits.png'))
   parser.add_argument('--smoke', action='store_true')
   args = parser.parse_args(argv)
   if args.smoke:
@@ -274,6 +278,7 @@ def main(argv=None):
     a2.set_ylabel('mean pairwise cosine of task gradients')
     a2.legend(fontsize=7)
     fig.tight_layout()
+    pathlib.Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=120)
     print(f'saved {args.plot}')
   return results

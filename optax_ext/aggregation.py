@@ -14,7 +14,7 @@
 # ==============================================================================
 """Aggregators: transforms from a gradient population to param-shaped updates.
 
-An aggregator comes first in an ``optax.chain``; everything after it is an
+An aggregator comes first in an :func:`optax.chain`; everything after it is an
 ordinary optax transform::
 
   tx = optax.chain(optax_ext.aggregation.aggregate_by_mean(), optax.adam(1e-3))

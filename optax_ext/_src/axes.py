@@ -299,7 +299,7 @@ def coordinate_shardings(
   Each param is sharded on the dimension :func:`shard_coordinates` shards in
   its members, so params, the optimiser state (``tx.init`` of sharded params
   places every param-shaped buffer like its param) and the aggregated
-  update all hold ``D / N`` per device and ``optax.apply_updates`` needs no
+  update all hold ``D / N`` per device and :func:`optax.apply_updates` needs no
   communication. A param with no dimension divisible by the mesh axis size
   is replicated (``jax.device_put`` cannot place arrays unevenly); its
   update is then gathered, which costs that param's size, not ``K`` times.

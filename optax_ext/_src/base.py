@@ -29,11 +29,11 @@ from optax_ext._src import population as pop_lib
 class Aggregator(aggregating.Aggregator):
   """A transformation from a gradient population to param-shaped updates.
 
-  An ``Aggregator`` is an ``optax.GradientTransformationExtraArgs`` whose
+  An ``Aggregator`` is an :class:`optax.GradientTransformationExtraArgs` whose
   ``update`` receives a gradient *population* (see
   :class:`optax_ext.PopulationAxes`) in place of the usual param-shaped
   gradient, and returns param-shaped updates. It therefore comes first in an
-  ``optax.chain``; every transform after it is an ordinary optax transform.
+  :func:`optax.chain`; every transform after it is an ordinary optax transform.
   ``init`` receives the (param-shaped) parameters, so
   ``flax.nnx.Optimizer(model, tx, wrt=nnx.Param)`` works unchanged: pass the
   population as the gradient to ``optimizer.update``.

@@ -119,7 +119,7 @@ def gramian(
   the ``K x K`` partial Gramian of its block and one ``psum`` of ``K^2``
   floats completes it: per index O(D + K^2) memory and traffic, whatever
   ``K`` (``K^2 D / N`` multiply-adds). Leaves smaller than ``N`` are
-  gathered whole (see :func:`map_coordinates`).
+  gathered whole (see ``layouts.map_coordinates``).
 
   Args:
     population: leaves ``[K, *shape]`` (stacked) or ``shape`` (named).
@@ -178,10 +178,12 @@ def _gramian(
   if lean.is_lean(population):
     if axes.is_named:
       raise ValueError(
-        'gramian: a Microbatches population on a named axis would need '
-        'every member on every index (K D of traffic); gather the '
-        'microbatch gradients with grad_population, or keep the Gramian '
-        'rules to one index.'
+        'gramian: a lean population (population.microbatches or '
+        'population.ghost) on a named axis gives each index only its own '
+        'members; the Gramian rules need every pair across the indices. '
+        'Gather the gradients with grad_population, or keep the Gramian '
+        'rules to one index (the mean, per-member clipping and the private '
+        'mean work across indices).'
       )
     return lean.gramian(population)
   acc = numerics.tree_common_accumulation_dtype(population)

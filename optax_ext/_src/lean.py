@@ -57,7 +57,7 @@ class Microbatches:
 
   Not an array tree on purpose: build it inside the jitted step and hand it
   to an aggregator. Anything else that tries to read it as arrays (an optax
-  transform before the aggregator, ``optax.MultiSteps`` around it, a
+  transform before the aggregator, :class:`optax.MultiSteps` around it, a
   ``nnx.Optimizer.update``'s positional gradient) gets a ``TypeError`` that
   says where it goes, instead of failing inside another library.
 

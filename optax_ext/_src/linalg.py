@@ -188,7 +188,7 @@ def simplex_min_quadratic(gramian: jax.Array) -> jax.Array:
 def projection_simplex(v: jax.Array) -> jax.Array:
   """Euclidean projection of ``v`` onto the probability simplex (sort-based).
 
-  Written here rather than using ``optax.projections.projection_simplex``,
+  Written here rather than using :func:`optax.projections.projection_simplex`,
   which mixes int and float dtypes (not clean under strict promotion).
   """
   k = v.shape[0]

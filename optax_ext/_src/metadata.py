@@ -309,15 +309,23 @@ def methods() -> dict[str, Method]:
   return dict(_METHODS)
 
 
-def readme_table() -> str:
-  """The README methods table, one row per declared :class:`Row`."""
+def readme_table(*, links: bool = False) -> str:
+  """The README methods table, one row per declared :class:`Row`.
+
+  ``links``: names as MyST ``{func}`` references (the docs' landing page).
+  """
   rows = [m for m in methods().values() if m.row is not None]
   rows.sort(key=lambda m: FAMILIES.index(m.row.family))
   lines = ['| family | method | public name | paper |', '|---|---|---|---|']
   for m in rows:
-    names = ', '.join(
-      [f'`{m.public_module}.{m.name}`'] + [f'`{n}`' for n in m.row.also]
-    )
+    if links:
+      names = ', '.join(
+        f'{{func}}`~{m.public_module}.{n}`' for n in (m.name, *m.row.also)
+      )
+    else:
+      names = ', '.join(
+        [f'`{m.public_module}.{m.name}`'] + [f'`{n}`' for n in m.row.also]
+      )
     lines.append(
       f'| {m.row.family} | {m.row.method} | {names} | {m.row.papers} |'
     )

@@ -162,7 +162,7 @@ def median(
 
   For even ``K`` it is the mean of the two middle order statistics, computed
   in float32 and cast back to each leaf's dtype. On a named axis the
-  members are coordinate-sharded (:func:`map_coordinates`): O(D) memory and
+  members are coordinate-sharded (``layouts.map_coordinates``): O(D) memory and
   traffic per index. By default a coordinate with
   any NaN member is NaN (``jnp.median``'s behaviour); with
   ``nan_as_outlier=True`` NaN counts as larger than every number (it sorts

@@ -21,7 +21,7 @@ def map_multi(fn, n_out: int, tree, *rest):
   """``jax.tree.map`` for ``fn`` returning ``n_out`` values: ``n_out`` trees.
 
   Works for trees without leaves (e.g. everything masked by
-  ``optax.partition``).
+  :func:`optax.partition`).
   """
   treedef = jax.tree.structure(tree)
   flat = treedef.flatten_up_to(jax.tree.map(fn, tree, *rest))

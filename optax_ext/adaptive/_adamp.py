@@ -162,7 +162,7 @@ def scale_by_adamp(
     u = \frac{d}{1 - \beta_1^t} + \lambda\, r\, W, \qquad
     r = \texttt{wd\_ratio} \text{ if projected else } 1 .
 
-  Chain ``optax.scale_by_learning_rate`` after it (or use :func:`adamp`):
+  Chain :func:`optax.scale_by_learning_rate` after it (or use :func:`adamp`):
   :math:`W \leftarrow W(1 - \eta\lambda r) - \eta d / (1 - \beta_1^t)`, the
   clovaai reference's update. The test is repeated every step.
 
@@ -187,7 +187,7 @@ def scale_by_adamp(
       ``None`` keeps float32. Computation is in float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByAdampState`; ``update`` needs ``params``.
 
   Example:
@@ -302,7 +302,7 @@ def adamp(
     mu_dtype: storage dtype of the momentum buffer (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``; ``update`` needs
+    An :class:`optax.GradientTransformationExtraArgs`; ``update`` needs
     ``params``.
 
   Example:
@@ -393,7 +393,7 @@ def scale_by_sgdp(
       ``None`` keeps float32. Computation is in float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleBySgdpState`; ``update`` needs ``params``.
 
   Example:
@@ -501,7 +501,7 @@ def sgdp(
     mu_dtype: storage dtype of the momentum buffer (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``; ``update`` needs
+    An :class:`optax.GradientTransformationExtraArgs`; ``update`` needs
     ``params``.
 
   Example:

@@ -92,7 +92,7 @@ def scale_by_diffgrad(
       ``jnp.bfloat16``); ``None`` keeps float32. Computation is in float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByDiffgradState`.
 
   Example:
@@ -187,11 +187,11 @@ def diffgrad(
     weight_decay: :math:`\lambda`, ``>= 0`` (reference 0).
     decouple_weight_decay: decoupled instead of L2 decay.
     mask: which params weight decay applies to (a tree of bools or a
-      function of the params, as ``optax.add_decayed_weights``).
+      function of the params, as :func:`optax.add_decayed_weights`).
     mu_dtype: storage dtype of :math:`m` and :math:`g'` (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp

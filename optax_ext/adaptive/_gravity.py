@@ -95,7 +95,7 @@ def scale_by_gravity(
       ``None`` keeps float32. Computation is in float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByGravityState`.
 
   Example:
@@ -200,7 +200,7 @@ def gravity(
     mu_dtype: storage dtype of the velocity (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp

@@ -99,7 +99,7 @@ def scale_by_sgd_sai(
       ``None`` keeps float32. Computation is in float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleBySgdSaiState`.
 
   Example:
@@ -198,11 +198,11 @@ def sgd_sai(
     eps: added to the std, ``> 0``.
     weight_decay: decoupled :math:`\lambda`, ``>= 0`` (reference 1e-2).
     mask: which params weight decay applies to (a tree of bools or a
-      function of the params, as ``optax.add_decayed_weights``).
+      function of the params, as :func:`optax.add_decayed_weights`).
     mu_dtype: storage dtype of the momentum buffer (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp

@@ -102,7 +102,7 @@ def bloop(
     rescale: divide by :math:`1 + \lambda`.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`BloopState`; ``update`` requires ``aux_grads=`` (param-shaped).
 
   Example:

@@ -89,7 +89,7 @@ def cagrad_weighting(
     \text{weights} = \mathbb 1/K + \frac{\sqrt\phi}{\|J^\top w^*\|}w^*.
 
   The dual is solved on the trace-normalised Gramian :math:`\hat G` (the
-  minimiser is scale-free; :func:`cagrad_dual`). The correction is zero,
+  minimiser is scale-free; ``cagrad_dual`` below). The correction is zero,
   leaving the mean, when :math:`\sqrt{w^{*\top}\hat G w^*} <`
   ``norm_eps`` (near Pareto stationarity; a threshold relative to the
   Jacobian's scale), or zero weights when :math:`c \ge 1` (see
@@ -187,7 +187,7 @@ def aggregate_by_cagrad(
 
   .. note::
     The official code solves the dual with SciPy's SLSQP and TorchJD with
-    cvxpy (Clarabel); here it is solved on device (:func:`cagrad_dual`:
+    cvxpy (Clarabel); here it is solved on device (``cagrad_dual``:
     spectral projected gradient with a non-monotone line search, and the
     exact minimum-norm point for the non-smooth case; within 2e-6 of
     SLSQP's objective in float64, 2e-5 in float32, on TorchJD-style

@@ -67,7 +67,7 @@ def aggregate_by_graddrop(
 
   with leak :math:`\ell` (default 0). Not a Gramian weighting: it needs the
   coordinates. On a named axis each device computes it for all members of
-  ``1/N`` of the coordinates (:func:`optax_ext.population.map_coordinates`:
+  ``1/N`` of the coordinates (``map_coordinates`` in the core:
   one ``all_to_all`` and one ``all_gather`` of the result, O(D) per device).
 
   Properties: permutation-invariant in distribution; not weighted, not

@@ -69,7 +69,7 @@ def task_jacobian(
   param-sized buffers.
 
   With ``shared`` (a bool pytree shaped like the params, or a callable
-  ``params -> mask``, as ``optax.masked`` takes), only the shared
+  ``params -> mask``, as :func:`optax.masked` takes), only the shared
   parameters (the trunk every task uses) get ``T`` rows; every other leaf
   (a task's own head) gets the ordinary gradient of the summed losses,
   which for a head used by one task is that task's gradient. Feed the

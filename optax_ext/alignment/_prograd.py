@@ -76,7 +76,7 @@ def prograd(
     per_leaf: one projection per leaf (the reference code) or one global.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` (stateless); ``update``
+    An :class:`optax.GradientTransformationExtraArgs` (stateless); ``update``
     requires ``general_grads=`` (param-shaped).
 
   Example:

@@ -69,7 +69,7 @@ def aggregate_shared_trunk(
       with the params' structure, or a callable ``params -> mask``).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` mapping that mixed tree to
+    An :class:`optax.GradientTransformationExtraArgs` mapping that mixed tree to
     param-shaped updates; ``update`` needs ``params``. Stacked task
     populations only (no named axis, no Microbatches).
 

@@ -79,9 +79,9 @@ def lookahead(
     \phi \leftarrow \phi + \alpha(\theta - \phi), \qquad \theta \leftarrow
     \phi \quad \text{every } k \text{ steps.}
 
-  Unlike ``optax.lookahead`` (same numbers step for step, tested), the slow
+  Unlike :func:`optax.lookahead` (same numbers step for step, tested), the slow
   weights live in the state, so the params are the fast weights alone and
-  the transform drops into ``optax.chain`` and ``flax.nnx.Optimizer``. It
+  the transform drops into :func:`optax.chain` and ``flax.nnx.Optimizer``. It
   must be the outermost transform (see :func:`multilayer_lookahead`, of which
   this is the one-layer case). Evaluate :func:`lookahead_slow_params`.
 
@@ -97,7 +97,7 @@ def lookahead(
     slow_dtype: dtype of the slow copy; ``None``: the params' dtype.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`LookaheadState`; ``update`` needs ``params``.
 
   Example:

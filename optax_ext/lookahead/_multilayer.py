@@ -294,8 +294,8 @@ def multilayer_lookahead(
   with :math:`\phi_0 = \theta` the fast weights after the inner step. The
   params you hold are the fast weights; ``update`` returns the inner update,
   or on synchronising steps the jump to the new fast weights, so the wrapper
-  works in ``optax.chain`` and ``flax.nnx.Optimizer`` with ordinary params
-  (``optax.lookahead`` needs ``LookaheadParams`` instead). With a constant
+  works in :func:`optax.chain` and ``flax.nnx.Optimizer`` with ordinary params
+  (:func:`optax.lookahead` needs ``LookaheadParams`` instead). With a constant
   gradient and SGD the long-run drift is :math:`\alpha_1\cdots\alpha_n
   \eta g` per base step.
 
@@ -313,13 +313,14 @@ def multilayer_lookahead(
   .. note::
     The paper's algorithm box and hyper-parameters were unavailable; the
     recursion is derived from its description ("Lookahead recursively
-    wrapped around itself") and equals nested ``optax.lookahead`` with outer
+    wrapped around itself") and equals nested :func:`optax.lookahead` with outer
     period :math:`k_1 k_2` (tested). Defaults :math:`k = (5, 5)`,
     :math:`\alpha = (0.5, 0.5)` are the usual single-Lookahead values per
     layer; ``reset_state=False`` as in the original Lookahead.
 
   Args:
-    inner: the fast optimiser (``optax.sgd``, ``optax.adam``, ...) with its
+    inner: the fast optimiser (:func:`optax.sgd`, :func:`optax.adam`, ...) with
+      its
       learning rate.
     sync_periods: ``(k_1, ..., k_n)``, integers ``>= 1``; ``k_1`` in base
       steps, ``k_i`` in synchronisations of layer ``i - 1``.
@@ -331,7 +332,7 @@ def multilayer_lookahead(
       twice the memory.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`MultilayerLookaheadState`; ``update`` needs ``params``.
 
   Example:

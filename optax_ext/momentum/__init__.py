@@ -18,7 +18,7 @@
 * QHM (:func:`scale_by_qhm`, :func:`qhm`), QHAdam (:func:`scale_by_qhadam`,
   :func:`qhadam`), AggMo (:func:`scale_by_aggmo`, :func:`aggmo`,
   :func:`aggmo_decays`);
-* AdEMAMix warm-ups for ``optax.contrib.ademamix``
+* AdEMAMix warm-ups for :func:`optax.contrib.ademamix`
   (:func:`ademamix_alpha_schedule`, :func:`ademamix_beta3_schedule`,
   :func:`ademamix_with_warmup`);
 * MARS (:func:`scale_by_mars`, :func:`mars`), Grams (:func:`scale_by_grams`,

@@ -234,7 +234,7 @@ def ademamix_with_warmup(
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdEMAMix with the paper's :math:`\alpha` and :math:`\beta_3` warm-ups.
 
-  ``optax.contrib.ademamix`` (reused, not re-implemented) with ``alpha =
+  :func:`optax.contrib.ademamix` (reused, not re-implemented) with ``alpha =
   ademamix_alpha_schedule(alpha, alpha_warmup_steps)`` and ``b3 =
   ademamix_beta3_schedule(b3, beta3_warmup_steps, beta_start=b1)``:
 
@@ -272,10 +272,10 @@ def ademamix_with_warmup(
       and bfloat16 params pass ``hyperparam_dtype=jnp.float32`` (0.9999 is
       1.0 in bfloat16).
     weight_decay: decoupled weight decay, ``>= 0`` (paper run: 0.1).
-    mask: ``optax.add_decayed_weights`` mask.
+    mask: :func:`optax.add_decayed_weights` mask.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp, optax

@@ -98,7 +98,7 @@ def scale_by_aggmo(
       :func:`scale_by_momentum_mixture`: ``None`` is float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByMomentumMixtureState`.
 
   Example:
@@ -168,12 +168,12 @@ def aggmo(
       (L2) as in the reference.
     decouple_weight_decay: decoupled (AdamW-style) instead of L2 decay.
     mask: which params weight decay applies to (a tree of bools or a
-      function of the params, as ``optax.add_decayed_weights``).
+      function of the params, as :func:`optax.add_decayed_weights`).
     mu_dtype: storage dtype of the buffer(s) (see
       :func:`scale_by_momentum_mixture`: ``None`` is float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp

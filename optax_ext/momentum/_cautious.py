@@ -106,12 +106,12 @@ def cautious(
       (needs ``learning_rate`` when not 0).
     learning_rate: :math:`\eta_t`, a number ``>= 0`` or a schedule of the
       step count (the one ``inner`` uses); only the decay reads it.
-    mask: which params decay, as in ``optax.add_decayed_weights``: a tree
+    mask: which params decay, as in :func:`optax.add_decayed_weights`: a tree
       of bools like the params or a callable ``params -> tree``
       (``None``: all).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`CautiousState`.
 
   Example:

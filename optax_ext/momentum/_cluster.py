@@ -158,7 +158,7 @@ def scale_by_cluster_momentum(
     axes: where the clusters live (default: stacked on axis 0).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByClusterMomentumState`.
 
   Example:
@@ -330,7 +330,7 @@ def cluster_igt(
     priors: ``[K]`` non-negative prior weights, default uniform.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ClusterIgtState`.
 
   Example:

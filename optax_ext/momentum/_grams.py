@@ -82,7 +82,7 @@ def scale_by_grams(
       ``None`` keeps float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByGramsState`.
 
   Example:
@@ -162,7 +162,7 @@ def grams(
 
   The reference decays the parameters first, :math:`\theta \leftarrow
   \theta(1 - \eta\lambda)`, then steps; with the decay computed from the same
-  :math:`\theta` this equals ``optax.add_decayed_weights`` after
+  :math:`\theta` this equals :func:`optax.add_decayed_weights` after
   :func:`scale_by_grams`.
 
   Args:
@@ -171,11 +171,11 @@ def grams(
     b2: second-moment decay in ``[0, 1)``.
     eps: added to the denominator, ``>= 0``.
     weight_decay: decoupled weight decay, ``>= 0``.
-    mask: ``optax.add_decayed_weights`` mask.
+    mask: :func:`optax.add_decayed_weights` mask.
     mu_dtype: storage dtype of the first moment (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp

@@ -109,7 +109,7 @@ def igt(
   **Shifted-parameter contract.** The params you hold (and differentiate at)
   are the shifted point :math:`\tilde\theta`; ``update(g, state, params)``
   needs them and returns :math:`\tilde\theta_{n+1} - \tilde\theta_n`, so
-  ``optax.apply_updates`` keeps them shifted. The true iterate is in the
+  :func:`optax.apply_updates` keeps them shifted. The true iterate is in the
   state: use :func:`igt_true_params` for evaluation and checkpoints. The step
   :math:`\Delta_n` is computed directly (the reference recovers it as a
   parameter difference, which its authors note cancels badly).
@@ -122,12 +122,13 @@ def igt(
   inner state.
 
   Args:
-    inner: the optimiser applied to :math:`v_n` (``optax.sgd``,
-      ``optax.adam``, ...), including its learning rate.
+    inner: the optimiser applied to :math:`v_n` (:func:`optax.sgd`,
+      :func:`optax.adam`, ...), including its learning rate.
     delta: :math:`\delta > 0` (reference 1).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state :class:`IgtState`.
+    An :class:`optax.GradientTransformationExtraArgs` with state
+    :class:`IgtState`.
 
   Example:
     >>> import jax.numpy as jnp, optax
@@ -244,7 +245,8 @@ def igt_sgd(
     delta: :math:`\delta > 0`.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state :class:`IgtState`.
+    An :class:`optax.GradientTransformationExtraArgs` with state
+    :class:`IgtState`.
 
   Example:
     >>> import jax.numpy as jnp
@@ -314,7 +316,8 @@ def igt_adam(
     delta: :math:`\delta > 0`.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state :class:`IgtState`.
+    An :class:`optax.GradientTransformationExtraArgs` with state
+    :class:`IgtState`.
 
   Example:
     >>> import jax, jax.numpy as jnp

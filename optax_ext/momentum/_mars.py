@@ -126,7 +126,7 @@ def scale_by_mars(
       keeps float32. Computation is in float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByMarsState`.
 
   Example:
@@ -260,7 +260,7 @@ def mars(
   decoupled weight decay, :math:`\theta \leftarrow \theta - \eta(u +
   \lambda\theta)`; the others get ``optax.adamw(learning_rate_1d, b1_1d,
   b2_1d, eps, weight_decay=weight_decay_1d)`` on the raw gradient (the
-  reference's ``optimize_1d=False``). Built with ``optax.partition``.
+  reference's ``optimize_1d=False``). Built with :func:`optax.partition`.
 
   Reference defaults: ``lr 3e-3``, ``betas (0.95, 0.99)``, ``gamma 0.025``,
   ``lr_1d 3e-3``, ``betas_1d (0.9, 0.95)``, ``weight_decay_1d 0.1``. The
@@ -284,10 +284,10 @@ def mars(
     b2_1d: their second-moment decay.
     weight_decay_1d: their decoupled weight decay.
     mu_dtype: storage dtype of both branches' first moments (``None``:
-      float32, for the ``optax.adamw`` branch too).
+      float32, for the :func:`optax.adamw` branch too).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp

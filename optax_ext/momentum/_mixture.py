@@ -101,7 +101,7 @@ def scale_by_momentum_mixture(
   This is the core that QHM, AggMo and the other mixtures reuse; the
   :math:`w_i` are mixing coefficients (not per-member weights, which the
   library's ``weights`` always mean). Special cases (tested): one
-  undampened buffer with coefficient 1 is ``optax.trace``
+  undampened buffer with coefficient 1 is :func:`optax.trace`
   (with ``nesterov=True``, ``optax.trace(nesterov=True)``); ``(beta,)``,
   coefficients ``(nu,)``, ``grad_coefficient = 1 - nu``, dampened is QHM;
   ``K`` undampened buffers with coefficients ``1/K`` is AggMo; ``(b1, b3)``,
@@ -111,7 +111,7 @@ def scale_by_momentum_mixture(
   .. note::
     The paper-less general form is our design. For Nesterov we apply the
     look-ahead :math:`\beta_i \hat m_i + c_i g` after debiasing, which is
-    exact for undampened, non-debiased buffers (``optax.trace``).
+    exact for undampened, non-debiased buffers (:func:`optax.trace`).
 
   Cost: one param-sized buffer per non-zero decay; a decay that is a static
   ``0.0`` is not stored. One read and write of each buffer per step.
@@ -132,7 +132,7 @@ def scale_by_momentum_mixture(
       change).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByMomentumMixtureState`; updates keep the gradient's dtype.
 
   Raises:
@@ -285,10 +285,10 @@ def momentum_mixture(
     nesterov: Nesterov look-ahead.
     mu_dtype: buffer dtype (see :func:`scale_by_momentum_mixture`).
     weight_decay: decoupled weight decay, ``>= 0``.
-    mask: ``optax.add_decayed_weights`` mask.
+    mask: :func:`optax.add_decayed_weights` mask.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp, optax

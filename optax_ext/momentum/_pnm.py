@@ -134,7 +134,7 @@ def scale_by_pnm(
       ``jnp.bfloat16``); ``None`` keeps float32. Computation is in float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByPnmState`.
 
   Example:
@@ -217,11 +217,11 @@ def pnm(
     weight_decay: :math:`\lambda`, ``>= 0``.
     decouple_weight_decay: decoupled instead of L2 decay.
     mask: which params weight decay applies to (a tree of bools or a
-      function of the params, as ``optax.add_decayed_weights``).
+      function of the params, as :func:`optax.add_decayed_weights`).
     mu_dtype: storage dtype of the momentum buffers (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp
@@ -310,7 +310,7 @@ def scale_by_adapnm(
       float32); ``None`` keeps float32. Computation is in float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByAdapnmState`.
 
   Example:
@@ -425,11 +425,11 @@ def adapnm(
     weight_decay: :math:`\lambda`, ``>= 0``.
     decouple_weight_decay: decoupled (reference default) instead of L2.
     mask: which params weight decay applies to (a tree of bools or a
-      function of the params, as ``optax.add_decayed_weights``).
+      function of the params, as :func:`optax.add_decayed_weights`).
     mu_dtype: storage dtype of the momentum buffers (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp

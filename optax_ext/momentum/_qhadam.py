@@ -73,7 +73,7 @@ def scale_by_qhadam(
              {\sqrt{(1 - \nu_2) g^2 + \nu_2 \hat v} + \epsilon} .
 
   :math:`\epsilon` is outside the square root, after mixing (qhoptim).
-  ``nu1 = nu2 = 1`` is ``optax.scale_by_adam``. Defaults are the QHAdam
+  ``nu1 = nu2 = 1`` is :func:`optax.scale_by_adam`. Defaults are the QHAdam
   README's recommendation (``nu = (0.7, 1.0)``, ``beta = (0.995, 0.999)``);
   the qhoptim class defaults (``nu = (1, 1)``, ``beta = (0.9, 0.999)``) give
   plain Adam. Moments are computed in float32; ``mu`` is stored in
@@ -89,7 +89,7 @@ def scale_by_qhadam(
       ``None`` keeps float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByQhadamState`.
 
   Example:
@@ -193,11 +193,11 @@ def qhadam(
     weight_decay: :math:`\lambda`, ``>= 0``.
     decouple_weight_decay: decoupled (AdamW-style) instead of L2 decay.
     mask: which params weight decay applies to (a tree of bools or a
-      function of the params, as ``optax.add_decayed_weights``).
+      function of the params, as :func:`optax.add_decayed_weights`).
     mu_dtype: storage dtype of the first moment (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp

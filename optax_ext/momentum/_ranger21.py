@@ -321,7 +321,7 @@ def ranger21(
     (the reference multiplies them: an :math:`O(\eta^2)` difference).
     Channels are on ``channel_axis`` (-1 for Flax kernels; the reference's
     PyTorch weights have them on axis 0). The AGC unit norms are
-    ``optax.adaptive_grad_clip``'s.
+    :func:`optax.adaptive_grad_clip`'s.
 
   Args:
     learning_rate: flat rate (reference required; pytorch_optimizer 1e-3)
@@ -348,7 +348,7 @@ def ranger21(
       float32); the second moments stay float32.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``; ``update`` needs
+    An :class:`optax.GradientTransformationExtraArgs`; ``update`` needs
     ``params``.
 
   Example:

@@ -101,7 +101,7 @@ def xgrad(
     weight_decay: decoupled :math:`\lambda \ge 0`.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`XgradState`.
 
   Example:
@@ -226,7 +226,7 @@ def xgrad_sgd(
     mu_dtype: storage dtype of the momentum buffer (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`XgradState`.
 
   Example:
@@ -304,7 +304,7 @@ def xgrad_adam(
     mu_dtype: storage dtype of Adam's first moment (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`XgradState`.
 
   Example:
@@ -363,13 +363,13 @@ def xgrad_adamw(
     b1: first-moment decay in ``[0, 1)``.
     b2: second-moment decay in ``[0, 1)``.
     eps: added to the denominator, ``>= 0``.
-    weight_decay: decoupled :math:`\lambda \ge 0` (``optax.adamw``'s
+    weight_decay: decoupled :math:`\lambda \ge 0` (:func:`optax.adamw`'s
       default).
     steps_ahead: :math:`s \ge 0`.
     mu_dtype: storage dtype of Adam's first moment (``None``: float32).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`XgradState`.
 
   Example:

@@ -101,7 +101,7 @@ def aggregate_by_private_mean(
   :math:`C`, and the Gaussian noise on the sum makes the step
   :math:`(\epsilon, \delta)`-differentially private with respect to one
   member (:func:`dp_sgd_epsilon` counts it over training). Follow it with
-  any optax optimiser (``optax.sgd`` for DP-SGD, ``optax.adam`` for
+  any optax optimiser (:func:`optax.sgd` for DP-SGD, :func:`optax.adam` for
   DP-Adam). With ``per_layer=True`` each leaf is clipped on its own to
   :math:`C / \sqrt{L}` for ``L`` leaves, so a member's whole norm stays
   within :math:`C` and the same noise calibrates it.
@@ -110,11 +110,12 @@ def aggregate_by_private_mean(
   the sum: on a named axis (``shard_map``) or a sharded global view every
   index draws the same numbers for its copy of the aggregate, so the
   aggregate carries one draw, not one per device. Members with NaN or Inf
-  are dropped (clipped to zero), as in :func:`optax_ext.robust.
-  clip_each_by_global_norm`; the clipped members are summed with their
-  clipping factors as weights, never materialised (a member whose norm
-  exceeds about :math:`10^{37} C`, at the top of float32's range, has a
-  factor that underflows and is dropped rather than clipped).
+  are dropped (clipped to zero), as in
+  :func:`optax_ext.robust.clip_each_by_global_norm`; the clipped members
+  are summed with their clipping factors as weights, never materialised
+  (a member whose norm exceeds about :math:`10^{37} C`, at the top of
+  float32's range, has a factor that underflows and is dropped rather than
+  clipped).
 
   .. note::
     The accounting of :func:`dp_sgd_epsilon` assumes each example enters a

@@ -297,7 +297,7 @@ def dpf(
       ``update_every``-th update.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`DpfState`; ``update`` needs ``params``.
 
   Example:
@@ -510,7 +510,7 @@ def dpf_sparsity(opt_state: optax.OptState) -> jax.Array:
     opt_state: an optimiser state holding exactly one :class:`DpfState`.
 
   Returns:
-    A float32 scalar: pruned prunable weights / prunable weights.
+    The float32 scalar pruned prunable weights / prunable weights.
 
   Example:
     >>> import jax.numpy as jnp, optax

@@ -73,7 +73,7 @@ def clip_each_by_global_norm(
     axes: where the members live.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` (stateless) mapping a
+    An :class:`optax.GradientTransformationExtraArgs` (stateless) mapping a
     population to a population with the same layout and dtypes.
 
   Example:

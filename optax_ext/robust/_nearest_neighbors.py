@@ -166,7 +166,7 @@ def nna_mix(
     params = optax.apply_updates(params, updates)
     params = robust.nna_mix(params, f, PopulationAxes(None, 'nodes'))
 
-  (``optax.ema`` without debiasing is the reference's momentum with
+  (:func:`optax.ema` without debiasing is the reference's momentum with
   dampening equal to the momentum.) Same maths as
   :func:`mix_by_nearest_neighbors`; non-finite models are never mixed in.
 
@@ -250,7 +250,7 @@ def mix_by_nearest_neighbors(
     axes: where the members live.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` mapping a population to a
+    An :class:`optax.GradientTransformationExtraArgs` mapping a population to a
     population of the same layout.
 
   Example:

@@ -143,7 +143,7 @@ def scale_by_median_tracking(
     mixture_mu: :math:`\mu \ge 0`, required by (only with) ``'mixture'``.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`MedianTrackingState`.
 
   Example:
@@ -251,7 +251,7 @@ def median_tracking(
     mixture_mu: :math:`\mu \ge 0` for ``'mixture'``.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An :class:`optax.GradientTransformationExtraArgs`.
 
   Example:
     >>> import jax.numpy as jnp
@@ -341,7 +341,7 @@ def clip_by_norm_percentile(
     ``history_size`` norms in a ring buffer (``4 * history_size`` bytes of
     state; the TF port used 10,000), so very old norms stop counting.
     Non-finite norms are not stored (the step itself then propagates
-    NaN/Inf: compose with ``optax.apply_if_finite``). With
+    NaN/Inf: compose with :func:`optax.apply_if_finite`). With
     ``include_current=False`` the threshold is computed before appending and
     the first step is not clipped.
 
@@ -352,7 +352,7 @@ def clip_by_norm_percentile(
       threshold (the paper and reference).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ClipByNormPercentileState`.
 
   Example:

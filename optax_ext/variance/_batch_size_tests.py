@@ -89,9 +89,9 @@ def batch_size_tests(
   ``microbatch_size`` examples have ``1/microbatch_size`` of the
   per-example variances, so the variances are scaled back by it.
 
-  Everything comes from the ``K x K`` Gramian (:func:`optax_ext.population.
-  gramian`): every population layout works, including memory-lean
-  ``population.microbatches``.
+  Everything comes from the ``K x K`` Gramian
+  (:func:`optax_ext.population.gramian`): every population layout works,
+  including memory-lean ``population.microbatches``.
 
   .. note::
     The papers tune the tolerances per problem, so they have no defaults

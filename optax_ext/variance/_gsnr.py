@@ -108,7 +108,7 @@ def gsnr(
     eps_rel: relative variance floor, ``>= 0``.
 
   Returns:
-    A float32 tree shaped like one member: :math:`r`. A coordinate where every
+    :math:`r`, a float32 tree shaped like one member. A coordinate where every
     member is equal has :math:`s^2 = 0` and a large but finite ratio (the
     floor), unless :math:`\bar g = 0` too, which gives ``0``. NaN or Inf
     members give NaN ratios in the coordinates they touch.
@@ -272,7 +272,7 @@ def scale_by_gsnr(
     axes: where the members of ``group_grads`` live.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    An :class:`optax.GradientTransformationExtraArgs` with state
     :class:`ScaleByGsnrState`; its updates keep the dtype of ``updates``.
 
   Example:
@@ -405,7 +405,8 @@ def aggregate_by_gsnr(
   is silent, and the cost.
 
   Properties: permutation-invariant; not robust (a NaN or Inf member makes
-  the statistics NaN; compose ``optax.apply_if_finite`` after it to skip such
+  the statistics NaN; compose :func:`optax.apply_if_finite` after it to skip
+  such
   steps). With identical members the factor is 1 and the update is the mean.
 
   Args:

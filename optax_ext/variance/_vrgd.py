@@ -55,7 +55,8 @@ def _check_common(where, learning_rate, **ranges):
 
 
 def _validated_adam(where, learning_rate, b1, b2, eps, eps_root, weight_decay):
-  """``optax.scale_by_adam`` after checking the Adam-family hyper-parameters."""
+  """:func:`optax.scale_by_adam` after checking the Adam-family
+  hyper-parameters."""
   _check_common(
     where,
     learning_rate,
@@ -186,11 +187,12 @@ def vr_adam(
     d = \hat r \odot \mathrm{Adam}(\bar g), \qquad
     \theta \leftarrow \theta - \eta (d + \lambda \theta) .
 
-  Chain: ``optax.scale_by_adam`` on the mean gradient, :func:`scale_by_gsnr`,
-  ``optax.add_decayed_weights``, ``optax.scale_by_learning_rate``. The factor
-  scales Adam's *output*: fed into Adam's moments it would be largely
+  Chain: :func:`optax.scale_by_adam` on the mean gradient,
+  :func:`scale_by_gsnr`,
+  :func:`optax.add_decayed_weights`, :func:`optax.scale_by_learning_rate`. The
+  factor scales Adam's *output*: fed into Adam's moments it would be largely
   cancelled by the second-moment normalisation. With ``weight_decay=0`` and
-  ``gamma_min = gamma_max = 1`` this is ``optax.adam``.
+  ``gamma_min = gamma_max = 1`` this is :func:`optax.adam`.
 
   .. note::
     Where the factor is applied (after Adam, before decoupled weight decay) is
@@ -203,7 +205,7 @@ def vr_adam(
     eps: added to the denominator, ``>= 0``.
     eps_root: added inside the square root, ``>= 0``.
     weight_decay: decoupled weight decay, ``>= 0``.
-    mask: ``optax.add_decayed_weights`` mask.
+    mask: :func:`optax.add_decayed_weights` mask.
     {gsnr}
 
   Returns:
@@ -273,13 +275,14 @@ def vr_lamb(
 ) -> base.Aggregator:
   r"""VR-LAMB: LAMB with the GSNR factor applied before the trust ratio.
 
-  Chain: ``optax.scale_by_adam``, :func:`scale_by_gsnr`,
-  ``optax.add_decayed_weights``, ``optax.scale_by_trust_ratio``,
-  ``optax.scale_by_learning_rate`` (``optax.lamb`` with the factor inserted).
+  Chain: :func:`optax.scale_by_adam`, :func:`scale_by_gsnr`,
+  :func:`optax.add_decayed_weights`, :func:`optax.scale_by_trust_ratio`,
+  :func:`optax.scale_by_learning_rate` (:func:`optax.lamb` with the factor
+  inserted).
   The trust ratio still fixes each layer's step norm; with a per-leaf mean of
   about one the factor redistributes the step within the layer. Weight decay
   is not GSNR-scaled. With ``gamma_min = gamma_max = 1`` this is
-  ``optax.lamb``.
+  :func:`optax.lamb`.
 
   .. note::
     The insertion point is our reading; the paper's algorithm box was
@@ -292,7 +295,7 @@ def vr_lamb(
     eps: added to the denominator, ``>= 0``.
     eps_root: added inside the square root, ``>= 0``.
     weight_decay: decoupled weight decay, ``>= 0``.
-    mask: ``optax.add_decayed_weights`` mask.
+    mask: :func:`optax.add_decayed_weights` mask.
     {gsnr}
 
   Returns:
@@ -359,13 +362,13 @@ def vr_lars(
   normalize: str = 'per_leaf',
   axes: pop_lib.PopulationAxes | None = None,
 ) -> base.Aggregator:
-  r"""VR-LARS: ``optax.lars`` applied to the GSNR-scaled mean gradient.
+  r"""VR-LARS: :func:`optax.lars` applied to the GSNR-scaled mean gradient.
 
-  Chain: :func:`scale_by_gsnr`, then ``optax.lars`` itself (weight decay,
+  Chain: :func:`scale_by_gsnr`, then :func:`optax.lars` itself (weight decay,
   trust ratio, learning rate, momentum, in optax's order). The factor acts
   before weight decay and the trust ratio, so decay is not GSNR-scaled and
   each layer's step norm is still set by the trust ratio. With
-  ``gamma_min = gamma_max = 1`` this is ``optax.lars``.
+  ``gamma_min = gamma_max = 1`` this is :func:`optax.lars`.
 
   .. note::
     The insertion point is our reading; the paper's algorithm box was
@@ -374,10 +377,10 @@ def vr_lars(
   Args:
     learning_rate: step size or schedule, ``>= 0``.
     weight_decay: weight decay, ``>= 0``.
-    weight_decay_mask: ``optax.lars`` weight-decay mask.
+    weight_decay_mask: :func:`optax.lars` weight-decay mask.
     trust_coefficient: LARS trust coefficient, ``> 0``.
     eps: added to the trust-ratio denominator, ``>= 0``.
-    trust_ratio_mask: ``optax.lars`` trust-ratio mask.
+    trust_ratio_mask: :func:`optax.lars` trust-ratio mask.
     momentum: momentum decay in ``[0, 1]``.
     nesterov: Nesterov momentum.
     {gsnr}

@@ -38,6 +38,22 @@ def test_quickstart_with_microbatch_population():
   assert 'population K=8 per batch of 64' in stdout
 
 
+def test_quickstart_robust_rule_withstands_what_breaks_the_mean():
+  """The first run's point: a quarter of the members send -10 times their
+  gradient; the mean collapses, the geometric median learns."""
+
+  def final(*args):
+    stdout = _run_example('quickstart.py', '--epochs', '2', *args)
+    return float(re.findall(r'final test accuracy (\d\.\d+)', stdout)[0])
+
+  attacked = ('--attack', 'sign_flip')
+  robust = final('--aggregator', 'geometric_median', *attacked)
+  mean = final('--aggregator', 'mean', *attacked)
+  clean = final('--aggregator', 'mean')
+  assert mean < 0.3, mean  # ten classes: chance is 0.1
+  assert robust > clean - 0.1, (robust, clean)
+
+
 def test_large_batch_gsnr_smoke(tmp_path):
   plot = tmp_path / 'gsnr.png'
   stdout = _run_example(
