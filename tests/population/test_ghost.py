@@ -347,3 +347,56 @@ def test_params_cast_before_their_contraction():
     alignment.aggregate_by_upgrad(), loss, params, batch, K, mode='ghost'
   )
   _close(ghost, stacked, 1e-2)  # bfloat16 products, summed differently
+
+
+def _linen_mlp():
+  linen = pytest.importorskip('flax.linen')
+
+  class Mlp(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+      h = linen.LayerNorm()(jnp.tanh(linen.Dense(5)(x)))
+      return linen.Dense(3)(h)
+
+  _, _, batch = _mlp()
+  model = Mlp()
+  params = model.init(jax.random.key(2), batch['x'])
+
+  def loss(p, b):
+    return jnp.mean((model.apply(p, b['x']) - b['y']) ** 2)
+
+  return loss, params, batch
+
+
+def _equinox_mlp():
+  eqx = pytest.importorskip('equinox')
+  _, _, batch = _mlp()
+  model = eqx.nn.MLP(6, 3, 5, 2, activation=jnp.tanh, key=jax.random.key(3))
+  params, static = eqx.partition(model, eqx.is_array)
+
+  def loss(p, b):
+    out = jax.vmap(eqx.combine(p, static))(b['x'])
+    return jnp.mean((out - b['y']) ** 2)
+
+  return loss, params, batch
+
+
+@pytest.mark.parametrize('mode', ['auto', 'ghost'])
+@pytest.mark.parametrize(
+  'make', [_linen_mlp, _equinox_mlp], ids=['linen', 'equinox']
+)
+def test_other_frameworks_need_no_changes(make, mode):
+  """The taps read the loss's jaxpr: a Flax Linen model (``apply`` with a
+  variables dict) and an Equinox model (``vmap`` over examples, weights
+  ``[out, in]``) give the stacked population's update as they are."""
+  loss, params, batch = make()
+  forms = population.ghost_report(
+    population.ghost(loss, params, batch, K, mode=mode)
+  )
+  weights = [form for leaf, form in forms.items() if 'bias' not in leaf]
+  assert weights and all(f != 'fallback' for f in weights[:2]), forms
+  if mode == 'ghost':
+    assert 'ghost' in forms.values(), forms
+  for tx in (robust.aggregate_by_krum(0), alignment.aggregate_by_upgrad()):
+    ghost, stacked = _ghost_and_stacked(tx, loss, params, batch, K, mode=mode)
+    _close(ghost, stacked, 1e-5)
