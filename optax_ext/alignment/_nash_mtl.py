@@ -41,7 +41,7 @@ def nash_mtl_weighting(
   positive, backtracking on the objective) on the trace-normalised Gramian
   with a ``1e-6`` ridge, then rescaled (:math:`J^\top\alpha` does not
   depend on the scale of :math:`J`). If ``max_norm > 0`` and
-  :math:`\|J^\top\alpha\| > ` ``max_norm`` the weights are scaled down
+  :math:`\|J^\top\alpha\|` exceeds ``max_norm`` the weights are scaled down
   to it. Zero weights when the Gramian's trace is at most ``norm_eps``
   (default 0: only an all-zero population; the weights are otherwise
   computed at every scale, as TorchJD's, which normalises without a
