@@ -262,6 +262,13 @@ nitpick_ignore_regex = [
 
 html_theme = 'sphinx_book_theme'
 html_title = 'optax_ext'
+html_static_path = ['_static']
+html_logo = '_static/logo.svg'
+# One search box: the header's button (the theme's sidebar field repeated
+# it).
+html_sidebars = {
+  '**': ['navbar-logo.html', 'icon-links.html', 'sbt-sidebar-nav.html']
+}
 html_theme_options = {
   'repository_url': 'https://github.com/optax-ext/optax_ext',
   'use_repository_button': True,
