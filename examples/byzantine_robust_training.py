@@ -128,15 +128,23 @@ def train(agg, kind, f, data, epochs, seed, batch_size=64):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--byzantine', type=int, default=2)
-  parser.add_argument('--epochs', type=int, default=8)
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument(
+    '--byzantine', type=int, default=2, help='Byzantine workers among the 8'
+  )
+  parser.add_argument(
+    '--epochs', type=int, default=8, help='passes over the training set'
+  )
   parser.add_argument(
     '--plot',
     default=str(OUTPUTS / 'byzantine_robust_training.png'),
     help="output PNG path ('' to skip)",
   )
-  parser.add_argument('--smoke', action='store_true')
+  parser.add_argument(
+    '--smoke', action='store_true', help='tiny run for CI (seconds)'
+  )
   args = parser.parse_args(argv)
   attacks = ['none', 'sign flip x10', 'nan', 'large noise', 'alie']
   if args.smoke:

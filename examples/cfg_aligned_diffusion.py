@@ -192,19 +192,44 @@ def class_metrics(samples, cls, reference):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--steps', type=int, default=6000)
-  parser.add_argument('--batch-size', type=int, default=512)
-  parser.add_argument('--p-uncond', type=float, default=0.1)
-  parser.add_argument('--train-guidance', type=float, default=2.0)
-  parser.add_argument(
-    '--guidance', type=float, nargs='+', default=[0.0, 0.5, 1.0, 2.0, 4.0]
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  parser.add_argument('--samples', type=int, default=500)
+  parser.add_argument('--steps', type=int, default=6000, help='training steps')
   parser.add_argument(
-    '--plot', default=str(OUTPUTS / 'cfg_aligned_diffusion.png')
+    '--batch-size', type=int, default=512, help='examples per step'
   )
-  parser.add_argument('--smoke', action='store_true')
+  parser.add_argument(
+    '--p-uncond',
+    type=float,
+    default=0.1,
+    help='probability of dropping the condition in training '
+    '(classifier-free guidance)',
+  )
+  parser.add_argument(
+    '--train-guidance',
+    type=float,
+    default=2.0,
+    help='guidance scale of the CFG-aligned loss in training',
+  )
+  parser.add_argument(
+    '--guidance',
+    type=float,
+    nargs='+',
+    default=[0.0, 0.5, 1.0, 2.0, 4.0],
+    help='guidance scales to sample at',
+  )
+  parser.add_argument(
+    '--samples', type=int, default=500, help='samples per evaluation'
+  )
+  parser.add_argument(
+    '--plot',
+    default=str(OUTPUTS / 'cfg_aligned_diffusion.png'),
+    help="output PNG path ('' to skip)",
+  )
+  parser.add_argument(
+    '--smoke', action='store_true', help='tiny run for CI (seconds)'
+  )
   args = parser.parse_args(argv)
   if args.smoke:
     args.steps, args.samples, args.guidance = 50, 64, [0.0, 2.0]

@@ -101,15 +101,39 @@ def check_against_stacked(local_step, mesh, params, state, x, y, make):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument(
-    '--aggregator', default='mean', choices=sorted(aggregators())
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  parser.add_argument('--epochs', type=int, default=10)
-  parser.add_argument('--per-device-batch', type=int, default=16)
-  parser.add_argument('--learning-rate', type=float, default=3e-3)
-  parser.add_argument('--cpu-devices', type=int, default=8)
-  parser.add_argument('--smoke', action='store_true')
+  parser.add_argument(
+    '--aggregator',
+    default='mean',
+    choices=sorted(aggregators()),
+    help='the rule that reduces the gradient population',
+  )
+  parser.add_argument(
+    '--epochs', type=int, default=10, help='passes over the training set'
+  )
+  parser.add_argument(
+    '--per-device-batch',
+    type=int,
+    default=16,
+    help='examples per device per step',
+  )
+  parser.add_argument(
+    '--learning-rate',
+    type=float,
+    default=3e-3,
+    help='learning rate of the optimiser',
+  )
+  parser.add_argument(
+    '--cpu-devices',
+    type=int,
+    default=8,
+    help='simulated CPU devices (XLA flag set before JAX starts)',
+  )
+  parser.add_argument(
+    '--smoke', action='store_true', help='tiny run for CI (seconds)'
+  )
   parser.add_argument(
     '--check',
     action='store_true',

@@ -53,16 +53,36 @@ def one_shot_prune(params, sparsity):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--epochs', type=int, default=30)
-  parser.add_argument('--batch-size', type=int, default=32)
-  parser.add_argument('--hidden', type=int, default=256)
-  parser.add_argument('--seeds', type=int, default=3)
-  parser.add_argument(
-    '--sparsities', type=float, nargs='+', default=[0.5, 0.8, 0.9, 0.97]
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  parser.add_argument('--plot', default=str(OUTPUTS / 'dpf_pruning.png'))
-  parser.add_argument('--smoke', action='store_true')
+  parser.add_argument(
+    '--epochs', type=int, default=30, help='passes over the training set'
+  )
+  parser.add_argument(
+    '--batch-size', type=int, default=32, help='examples per step'
+  )
+  parser.add_argument(
+    '--hidden', type=int, default=256, help='width of the hidden layer'
+  )
+  parser.add_argument(
+    '--seeds', type=int, default=3, help='number of seeds (runs) per method'
+  )
+  parser.add_argument(
+    '--sparsities',
+    type=float,
+    nargs='+',
+    default=[0.5, 0.8, 0.9, 0.97],
+    help='target sparsities of the weight matrices',
+  )
+  parser.add_argument(
+    '--plot',
+    default=str(OUTPUTS / 'dpf_pruning.png'),
+    help="output PNG path ('' to skip)",
+  )
+  parser.add_argument(
+    '--smoke', action='store_true', help='tiny run for CI (seconds)'
+  )
   args = parser.parse_args(argv)
   if args.smoke:
     args.epochs, args.seeds, args.hidden = 2, 1, 32

@@ -105,19 +105,50 @@ def run(method, data, args, seed):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--rounds', type=int, default=300)
-  parser.add_argument('--local-steps', type=int, default=5)
-  parser.add_argument('--batch-size', type=int, default=16)
-  parser.add_argument('--lr', type=float, default=0.1)
-  parser.add_argument('--local-lr', type=float, default=0.05)
-  parser.add_argument('--beta', type=float, default=0.1)
-  parser.add_argument('--beta-fed', type=float, default=0.025)
-  parser.add_argument('--seeds', type=int, default=3)
-  parser.add_argument(
-    '--plot', default=str(OUTPUTS / 'gradalign_federated.png')
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  parser.add_argument('--smoke', action='store_true')
+  parser.add_argument(
+    '--rounds', type=int, default=300, help='communication rounds'
+  )
+  parser.add_argument(
+    '--local-steps',
+    type=int,
+    default=5,
+    help='local SGD steps per round (FedAvg, FedGA)',
+  )
+  parser.add_argument(
+    '--batch-size', type=int, default=16, help='examples per worker per step'
+  )
+  parser.add_argument(
+    '--lr',
+    type=float,
+    default=0.1,
+    help='server SGD learning rate (mean-gradient SGD, GradAlign)',
+  )
+  parser.add_argument(
+    '--local-lr',
+    type=float,
+    default=0.05,
+    help='local SGD learning rate (FedAvg, FedGA)',
+  )
+  parser.add_argument(
+    '--beta', type=float, default=0.1, help="GradAlign's displacement"
+  )
+  parser.add_argument(
+    '--beta-fed', type=float, default=0.025, help="FedGA's displacement"
+  )
+  parser.add_argument(
+    '--seeds', type=int, default=3, help='number of seeds (runs) per method'
+  )
+  parser.add_argument(
+    '--plot',
+    default=str(OUTPUTS / 'gradalign_federated.png'),
+    help="output PNG path ('' to skip)",
+  )
+  parser.add_argument(
+    '--smoke', action='store_true', help='tiny run for CI (seconds)'
+  )
   args = parser.parse_args(argv)
   if args.smoke:
     args.rounds, args.seeds = 10, 1

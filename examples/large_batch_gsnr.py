@@ -119,9 +119,15 @@ def train(tx, data, batch_size, members, epochs, seed, hidden):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument(
-    '--batch-sizes', type=int, nargs='+', default=[32, 128, 512, 1024]
+    '--batch-sizes',
+    type=int,
+    nargs='+',
+    default=[32, 128, 512, 1024],
+    help='batch sizes to compare',
   )
   parser.add_argument(
     '--members',
@@ -129,11 +135,27 @@ def main(argv=None):
     default=8,
     help='K microbatches per batch (must divide each size)',
   )
-  parser.add_argument('--epochs', type=int, default=30)
-  parser.add_argument('--seeds', type=int, default=3)
-  parser.add_argument('--adam-lr', type=float, default=3e-3)
-  parser.add_argument('--sgd-lr', type=float, default=0.05)
-  parser.add_argument('--hidden', type=int, default=128)
+  parser.add_argument(
+    '--epochs', type=int, default=30, help='passes over the training set'
+  )
+  parser.add_argument(
+    '--seeds', type=int, default=3, help='number of seeds (runs) per method'
+  )
+  parser.add_argument(
+    '--adam-lr',
+    type=float,
+    default=3e-3,
+    help='learning rate of the Adam-based methods',
+  )
+  parser.add_argument(
+    '--sgd-lr',
+    type=float,
+    default=0.05,
+    help='learning rate of the SGD-based methods',
+  )
+  parser.add_argument(
+    '--hidden', type=int, default=128, help='width of the hidden layer'
+  )
   parser.add_argument(
     '--plot',
     default=str(OUTPUTS / 'large_batch_gsnr.png'),

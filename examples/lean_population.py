@@ -72,17 +72,45 @@ def aggregators():
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument(
-    '--aggregator', default='clip_mean', choices=sorted(aggregators())
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  parser.add_argument('--hidden', type=int, default=2048)
-  parser.add_argument('--microbatches', type=int, default=32)
-  parser.add_argument('--per-microbatch', type=int, default=8)
-  parser.add_argument('--epochs', type=int, default=5)
-  parser.add_argument('--learning-rate', type=float, default=1e-3)
-  parser.add_argument('--budget-mb', type=float, default=256.0)
-  parser.add_argument('--smoke', action='store_true')
+  parser.add_argument(
+    '--aggregator',
+    default='clip_mean',
+    choices=sorted(aggregators()),
+    help='the rule that reduces the gradient population',
+  )
+  parser.add_argument(
+    '--hidden', type=int, default=2048, help='width of the hidden layer'
+  )
+  parser.add_argument(
+    '--microbatches',
+    type=int,
+    default=32,
+    help='population size K (microbatch members per step)',
+  )
+  parser.add_argument(
+    '--per-microbatch', type=int, default=8, help='examples per microbatch'
+  )
+  parser.add_argument(
+    '--epochs', type=int, default=5, help='passes over the training set'
+  )
+  parser.add_argument(
+    '--learning-rate',
+    type=float,
+    default=1e-3,
+    help='learning rate of the optimiser',
+  )
+  parser.add_argument(
+    '--budget-mb',
+    type=float,
+    default=256.0,
+    help='memory budget the compiled steps are checked against (MB)',
+  )
+  parser.add_argument(
+    '--smoke', action='store_true', help='tiny run for CI (seconds)'
+  )
   args = parser.parse_args(argv)
   if args.smoke:
     args.hidden, args.epochs, args.budget_mb = 256, 1, 4.0

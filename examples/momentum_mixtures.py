@@ -101,11 +101,21 @@ def train(tx, data, batch_size, epochs, seed, hidden):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--epochs', type=int, default=15)
-  parser.add_argument('--batch-size', type=int, default=64)
-  parser.add_argument('--seeds', type=int, default=3)
-  parser.add_argument('--hidden', type=int, default=128)
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument(
+    '--epochs', type=int, default=15, help='passes over the training set'
+  )
+  parser.add_argument(
+    '--batch-size', type=int, default=64, help='examples per step'
+  )
+  parser.add_argument(
+    '--seeds', type=int, default=3, help='number of seeds (runs) per method'
+  )
+  parser.add_argument(
+    '--hidden', type=int, default=128, help='width of the hidden layer'
+  )
   parser.add_argument(
     '--plot',
     default=str(OUTPUTS / 'momentum_mixtures.png'),

@@ -55,17 +55,33 @@ def methods(lr: float):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--epochs', type=int, default=30)
-  parser.add_argument('--batch-size', type=int, default=32)
-  parser.add_argument('--seeds', type=int, default=5)
-  parser.add_argument(
-    '--learning-rates', type=float, nargs='+', default=[0.05, 0.3]
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   parser.add_argument(
-    '--plot', default=str(OUTPUTS / 'multilayer_lookahead.png')
+    '--epochs', type=int, default=30, help='passes over the training set'
   )
-  parser.add_argument('--smoke', action='store_true')
+  parser.add_argument(
+    '--batch-size', type=int, default=32, help='examples per step'
+  )
+  parser.add_argument(
+    '--seeds', type=int, default=5, help='number of seeds (runs) per method'
+  )
+  parser.add_argument(
+    '--learning-rates',
+    type=float,
+    nargs='+',
+    default=[0.05, 0.3],
+    help='learning rates of the inner SGD to compare',
+  )
+  parser.add_argument(
+    '--plot',
+    default=str(OUTPUTS / 'multilayer_lookahead.png'),
+    help="output PNG path ('' to skip)",
+  )
+  parser.add_argument(
+    '--smoke', action='store_true', help='tiny run for CI (seconds)'
+  )
   args = parser.parse_args(argv)
   if args.smoke:
     args.epochs, args.seeds = 2, 1

@@ -226,14 +226,35 @@ def run(method, data, args, seed):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--epochs', type=int, default=10)
-  parser.add_argument('--batch-size', type=int, default=32)
-  parser.add_argument('--hidden', type=int, default=64)
-  parser.add_argument('--learning-rate', type=float, default=3e-3)
-  parser.add_argument('--seeds', type=int, default=3)
-  parser.add_argument('--plot', default=str(OUTPUTS / 'multitask_digits.png'))
-  parser.add_argument('--smoke', action='store_true')
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument(
+    '--epochs', type=int, default=10, help='passes over the training set'
+  )
+  parser.add_argument(
+    '--batch-size', type=int, default=32, help='examples per step'
+  )
+  parser.add_argument(
+    '--hidden', type=int, default=64, help='width of the hidden layer'
+  )
+  parser.add_argument(
+    '--learning-rate',
+    type=float,
+    default=3e-3,
+    help='learning rate of the optimiser',
+  )
+  parser.add_argument(
+    '--seeds', type=int, default=3, help='number of seeds (runs) per method'
+  )
+  parser.add_argument(
+    '--plot',
+    default=str(OUTPUTS / 'multitask_digits.png'),
+    help="output PNG path ('' to skip)",
+  )
+  parser.add_argument(
+    '--smoke', action='store_true', help='tiny run for CI (seconds)'
+  )
   args = parser.parse_args(argv)
   if args.smoke:
     args.epochs, args.seeds = 1, 1

@@ -61,7 +61,9 @@ def rule(name: str):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument(
     '--rule',
     choices=('dp_sgd', 'upgrad'),

@@ -76,12 +76,22 @@ def create_state(name, seed):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument(
-    '--optimizer', choices=sorted(OPTIMIZERS), default='qhadam'
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  parser.add_argument('--steps', type=int, default=600)
-  parser.add_argument('--checkpoint-dir', default=None)
+  parser.add_argument(
+    '--optimizer',
+    choices=sorted(OPTIMIZERS),
+    default='qhadam',
+    help='the optimiser after the population rule',
+  )
+  parser.add_argument('--steps', type=int, default=600, help='training steps')
+  parser.add_argument(
+    '--checkpoint-dir',
+    default=None,
+    help='where to write the orbax checkpoints (default: a fresh '
+    'temporary folder)',
+  )
   args = parser.parse_args(argv)
   x_train, x_test, y_train, y_test = _digits.load()
   x_np, y_np = np.asarray(x_train), np.asarray(y_train)

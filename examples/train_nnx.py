@@ -100,15 +100,33 @@ def accuracy(model, data):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument(
-    '--optimizer', choices=sorted(OPTIMIZERS), default='qhadam'
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  parser.add_argument('--steps', type=int, default=600)
-  parser.add_argument('--save-every', type=int, default=None)
-  parser.add_argument('--checkpoint-dir', default=None)
   parser.add_argument(
-    '--no-check-resume', dest='check_resume', action='store_false'
+    '--optimizer',
+    choices=sorted(OPTIMIZERS),
+    default='qhadam',
+    help='the optimiser after the population rule',
+  )
+  parser.add_argument('--steps', type=int, default=600, help='training steps')
+  parser.add_argument(
+    '--save-every',
+    type=int,
+    default=None,
+    help='steps between checkpoints (default: half the run)',
+  )
+  parser.add_argument(
+    '--checkpoint-dir',
+    default=None,
+    help='where to write the orbax checkpoints (default: a fresh '
+    'temporary folder)',
+  )
+  parser.add_argument(
+    '--no-check-resume',
+    dest='check_resume',
+    action='store_false',
+    help='skip the check that a resumed run matches the uninterrupted one',
   )
   args = parser.parse_args(argv)
   data = _digits.load()

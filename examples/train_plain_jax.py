@@ -70,12 +70,22 @@ def loss_fn(params, batch):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument(
-    '--aggregator', choices=sorted(AGGREGATORS), default='median'
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  parser.add_argument('--steps', type=int, default=600)
-  parser.add_argument('--checkpoint-dir', default=None)
+  parser.add_argument(
+    '--aggregator',
+    choices=sorted(AGGREGATORS),
+    default='median',
+    help='the rule that reduces the gradient population',
+  )
+  parser.add_argument('--steps', type=int, default=600, help='training steps')
+  parser.add_argument(
+    '--checkpoint-dir',
+    default=None,
+    help='where to write the orbax checkpoints (default: a fresh '
+    'temporary folder)',
+  )
   args = parser.parse_args(argv)
   x_train, x_test, y_train, y_test = _digits.load()
   x_np, y_np = np.asarray(x_train), np.asarray(y_train)

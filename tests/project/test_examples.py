@@ -1,5 +1,6 @@
 """The examples run as the README says (short settings)."""
 
+import ast
 import json
 import pathlib
 import re
@@ -233,3 +234,20 @@ def test_per_example_transformer_smoke(rule):
   before = float(re.search(r'before training: validation (\d\.\d+)', stdout)[1])
   after = float(re.search(r'after 4 steps: validation (\d\.\d+)', stdout)[1])
   assert after < before, stdout
+
+
+def test_every_example_flag_says_what_it_does():
+  """``--help`` is an example's manual: the module docstring and a help
+  text on every flag."""
+  missing = []
+  for path in sorted((ROOT / 'examples').glob('*.py')):
+    for node in ast.walk(ast.parse(path.read_text())):
+      call = getattr(node, 'func', None) if isinstance(node, ast.Call) else None
+      name = getattr(call, 'attr', '')
+      if name == 'add_argument' and not any(
+        k.arg == 'help' for k in node.keywords
+      ):
+        missing.append(f'{path.name}: {ast.unparse(node.args[0])}')
+      if name == 'ArgumentParser':
+        assert 'splitlines()[0]' not in ast.unparse(node), path.name
+  assert not missing, missing
