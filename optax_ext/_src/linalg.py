@@ -22,6 +22,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from optax_ext._src import axes as axes_lib
+
 
 def solve_dtype(dtype) -> jnp.dtype:
   """The dtype the ``K x K`` problems are solved in: float64 for float64
@@ -117,15 +119,18 @@ def box_qp(
       stop,
       lambda c: c,
       lambda c: lax.while_loop(inner_cond, inner_body, c),
-      (z, passive, it, jnp.array(False)),
+      axes_lib.vary_like((z, passive, it, jnp.array(False)), gramian),
     )
     return z, passive, it, stop
 
   z0 = jnp.zeros(k, dtype)
   p0 = jnp.zeros(k, bool)
-  z, _, _, _ = lax.while_loop(
-    outer_cond, outer_body, (z0, p0, jnp.int32(0), jnp.array(False))
+  # A loop's carry varies like its data (a per-device Gramian under
+  # jax.shard_map): constants are marked so, or the carry types differ.
+  init = axes_lib.vary_like(
+    (z0, p0, jnp.int32(0), jnp.array(False)), (gramian, lower)
   )
+  z, _, _, _ = lax.while_loop(outer_cond, outer_body, init)
   return lower + z
 
 
@@ -160,9 +165,8 @@ def simplex_min_quadratic_fw(
     return w, it + 1, gamma
 
   w0 = jnp.full((k,), 1.0 / k, dtype)
-  w, _, _ = lax.while_loop(
-    cond, body, (w0, jnp.int32(0), jnp.array(1.0, dtype))
-  )
+  init = axes_lib.vary_like((w0, jnp.int32(0), jnp.array(1.0, dtype)), gramian)
+  w, _, _ = lax.while_loop(cond, body, init)
   return w
 
 
@@ -262,7 +266,11 @@ def simplex_minimise(
       return lam, objective(w + lam * d), n + 1
 
     lam, _, _ = lax.while_loop(
-      ls_cond, ls_body, (jnp.asarray(1.0, dtype), objective(w + d), 0)
+      ls_cond,
+      ls_body,
+      axes_lib.vary_like(
+        (jnp.asarray(1.0, dtype), objective(w + d), 0), (w, d, f_ref)
+      ),
     )
     w_new = w + lam * d
     f_new, g_new = value_and_grad(w_new)
@@ -282,6 +290,7 @@ def simplex_minimise(
 
   init = (jnp.int32(0), w0, f0, g0, alpha0, history, w0, f0,
           jnp.asarray(jnp.inf, dtype))  # fmt: skip
+  init = axes_lib.vary_like(init, (w0, f0, g0))
   # The best point visited: a non-monotone search may cycle through worse
   # points (BB steps of period 2-3 around the optimum were seen).
   return lax.while_loop(cond, body, init)[6]

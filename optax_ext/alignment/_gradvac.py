@@ -118,7 +118,8 @@ def gradvac_weighting(
       return c, cg, targets.at[j].set(new_target)
 
     c0 = jax.nn.one_hot(i, k, dtype=jnp.float32)
-    c, _, targets = lax.fori_loop(0, k, body, (c0, g[i], targets))
+    init = pop_lib.vary_like((c0, g[i], targets), g)
+    c, _, targets = lax.fori_loop(0, k, body, init)
     return c, targets
 
   cs, new_phi = jax.vmap(row)(jnp.arange(k), orders, phi_hat)

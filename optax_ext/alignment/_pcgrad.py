@@ -87,7 +87,8 @@ def pcgrad_weighting(
       step = jnp.where(project, inner / jnp.where(project, g[j, j], 1.0), 0.0)
       return c.at[j].add(-step)
 
-    return lax.fori_loop(0, k, body, jax.nn.one_hot(i, k, dtype=g.dtype))
+    c0 = pop_lib.vary_like(jax.nn.one_hot(i, k, dtype=g.dtype), g)
+    return lax.fori_loop(0, k, body, c0)
 
   return jnp.sum(jax.vmap(one)(jnp.arange(k), orders), axis=0)
 

@@ -137,7 +137,9 @@ def aggregate_by_centered_clipping(
       shift = pop_lib.mean_of_clipped_deviations(updates, v, tau, axes)
       return jax.tree.map(jnp.add, v, shift)
 
-    v = lax.fori_loop(0, iterations, step, state.center)
+    # The first iteration outside the loop gives the carry its type: per
+    # device (varying over the mesh) or replicated on a named axis.
+    v = lax.fori_loop(1, iterations, step, step(0, state.center))
     out = jax.tree.map(
       lambda c, dt: c.astype(dt), v, pop_lib.member_dtypes(updates)
     )

@@ -166,8 +166,12 @@ def geometric_median(
     step = space.distance(z_new, z)
     return i + 1, z_new, distances(z_new), step, s
 
-  init = (jnp.int32(0), z0, distances(z0), jnp.asarray(jnp.inf, acc))
+  d0 = distances(z0)
+  init = (jnp.int32(0), z0, d0, jnp.asarray(jnp.inf, acc))
   init += (jnp.zeros([], acc),)
+  # Typed like the members' distances (per-device members under
+  # jax.shard_map vary over the mesh axes).
+  init = pop_lib.vary_like(init, d0)
   i, z, d, _, _ = lax.while_loop(cond, body, init)
   objective = jnp.sum(alpha * d)
   return space.materialise(z), GeometricMedianState(
