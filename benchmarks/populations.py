@@ -32,7 +32,12 @@ them round-robin in one run next to the plain step (``jax.grad`` then
 XLA's temporaries of the compiled step (``memory_analysis``).
 """
 
+import argparse
+import json
+import pathlib
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -186,11 +191,49 @@ def measure(quick=False, rounds=5):
   return rows
 
 
+def _memory_model(quick):
+  sizes = (784, 256, 256, 10) if quick else (784, 2048, 2048, 10)
+  return mlp(sizes, batch_size=256)
+
+
+def peak_rss_growth(rule_name: str, make: str, quick: bool = False) -> int:
+  """Bytes the peak RSS of this process grows by while one step runs (call
+  it in a fresh process): the step is compiled and its inputs placed first,
+  then the peak is reset (``benchmarks/memory.py``'s helpers)."""
+  import memory  # noqa: PLC0415 - benchmarks/ on the path
+
+  loss, params, batch = _memory_model(quick)
+  rule = optax.identity() if make == 'plain' else RULES[rule_name](256)
+  tx, step = _step(loss, rule, make, 256)
+  state = tx.init(params)
+  compiled = step.lower(params, state, batch).compile()
+  jax.block_until_ready((params, state, batch))
+  reset = memory._reset_peak_rss()  # noqa: SLF001 - a sibling script
+  base = memory._rss_kib('VmRSS') if reset else memory._maxrss_kib()  # noqa: SLF001
+  jax.block_until_ready(compiled(params, state, batch))
+  peak = memory._rss_kib('VmHWM') if reset else memory._maxrss_kib()  # noqa: SLF001
+  return (peak - base) * 1024
+
+
+def _rss_in_fresh_process(rule_name: str, make: str, quick: bool) -> int:
+  out = subprocess.run(
+    [sys.executable, __file__, '--rss-one', rule_name, make]
+    + (['--quick'] if quick else []),
+    check=True,
+    capture_output=True,
+    text=True,
+    cwd=pathlib.Path(__file__).parent,
+  )
+  return int(out.stdout.strip().splitlines()[-1])
+
+
 def memory_rows(quick=False):
   """XLA temporaries of the compiled steps at ``K = B = 256`` on an MLP whose
-  stacked per-example gradients would need several GB (compiled, not run)."""
-  sizes = (784, 256, 256, 10) if quick else (784, 2048, 2048, 10)
-  loss, params, batch = mlp(sizes, batch_size=256)
+  stacked per-example gradients would need several GB (compiled, not run),
+  and the peak RSS growth of one step of the plain and ghost steps (each in
+  a fresh process; the vmapped steps would need their GBs, so they are only
+  compiled)."""
+  loss, params, batch = _memory_model(quick)
   d = sum(x.size for x in jax.tree.leaves(params))
   rows = []
   for rule_name in ('mean', 'clip + mean', 'upgrad'):
@@ -209,6 +252,9 @@ def memory_rows(quick=False):
           'temp_bytes': None
           if analysis is None
           else analysis.temp_size_in_bytes,
+          'rss_growth_bytes': None
+          if make == 'vmapped'
+          else _rss_in_fresh_process(rule_name, make, quick),
         }
       )
       print(f'memory {rows[-1]}', flush=True)
@@ -258,17 +304,38 @@ def markdown(rows, meta, memory=()) -> str:
       f'## Memory at K = B = 256 (MLP, D = {d / 1e6:.2f}M; stacked '
       f'per-example gradients {256 * d * 4 / 2**30:.1f} GiB)',
       '',
-      'XLA temporaries of the compiled train step (`memory_analysis`).',
+      'XLA temporaries of the compiled train step (`memory_analysis`), '
+      'and how much the peak resident memory of a fresh process grows while '
+      'one step runs (inputs placed and the step compiled first; not run '
+      'for the vmapped steps, which would need their GBs).',
       '',
-      '| rule | population | temporaries MB | / plain |',
-      '|---|---|---:|---:|',
+      '| rule | population | temporaries MB | / plain | peak RSS growth MB |',
+      '|---|---|---:|---:|---:|',
     ]
     plain = next(r for r in memory if r['population'] == 'plain')
     for r in memory:
+      rss = r.get('rss_growth_bytes')
       lines.append(
         f'| {r["rule"]} | {r["population"]} | '
         f'{r["temp_bytes"] / 2**20:.0f} | '
-        f'{r["temp_bytes"] / plain["temp_bytes"]:.2f}x |'
+        f'{r["temp_bytes"] / plain["temp_bytes"]:.2f}x | '
+        f'{"—" if rss is None else f"{rss / 2**20:.0f}"} |'
       )
     lines.append('')
   return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+  # One measurement in this fresh process (see _rss_in_fresh_process).
+  parser = argparse.ArgumentParser(description='peak RSS of one step')
+  parser.add_argument(
+    '--rss-one',
+    nargs=2,
+    metavar=('RULE', 'POPULATION'),
+    required=True,
+    help='rule name (RULES) and population (plain, ghost)',
+  )
+  parser.add_argument('--quick', action='store_true', help='small model')
+  args = parser.parse_args()
+  sys.path.insert(0, str(pathlib.Path(__file__).parent))
+  print(json.dumps(peak_rss_growth(*args.rss_one, quick=args.quick)))
