@@ -458,3 +458,25 @@ def grad_population(
     return jnp.mean(value), grads
 
   return fn
+
+
+def vary_like_members(
+  tree: Any, population: Any, axes: axes_lib.PopulationAxes | None = None
+) -> Any:
+  """``tree`` typed like an aggregate of the local members.
+
+  For a loop carry started from the optimiser state (centered clipping's
+  centre): with per-device members under ``jax.shard_map`` (no named axis
+  in ``axes``) the aggregate varies over the mesh axes its data varies
+  over; on a named axis it is replicated and ``tree`` is returned as is.
+  """
+  axes = axes_lib.resolve(axes)
+  if axes.is_named:
+    return tree
+  if isinstance(population, lean.Microbatches):
+    reference = population.batch
+  elif lean.is_lean(population):
+    reference = getattr(population, 'losses', population.params)
+  else:
+    reference = population
+  return axes_lib.vary_like(tree, reference)

@@ -64,6 +64,7 @@ squared_distances = gram_lib.squared_distances
 all_members = layouts.all_members
 gather = layouts.gather
 member_dtypes = layouts.member_dtypes
+vary_like_members = layouts.vary_like_members
 grad_population = layouts.grad_population
 local_size = layouts.local_size
 map_coordinates = layouts.map_coordinates

@@ -137,9 +137,8 @@ def aggregate_by_centered_clipping(
       shift = pop_lib.mean_of_clipped_deviations(updates, v, tau, axes)
       return jax.tree.map(jnp.add, v, shift)
 
-    # The first iteration outside the loop gives the carry its type: per
-    # device (varying over the mesh) or replicated on a named axis.
-    v = lax.fori_loop(1, iterations, step, step(0, state.center))
+    center = pop_lib.vary_like_members(state.center, updates, axes)
+    v = lax.fori_loop(0, iterations, step, center)
     out = jax.tree.map(
       lambda c, dt: c.astype(dt), v, pop_lib.member_dtypes(updates)
     )
