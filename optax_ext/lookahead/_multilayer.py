@@ -319,9 +319,8 @@ def multilayer_lookahead(
     layer; ``reset_state=False`` as in the original Lookahead.
 
   Args:
-    inner: the fast optimiser (:func:`optax.sgd`, :func:`optax.adam`, ...) with
-      its
-      learning rate.
+    inner: the fast optimiser (:func:`optax.sgd`, :func:`optax.adam`, ...)
+      with its learning rate.
     sync_periods: ``(k_1, ..., k_n)``, integers ``>= 1``; ``k_1`` in base
       steps, ``k_i`` in synchronisations of layer ``i - 1``.
     slow_step_sizes: ``(alpha_1, ..., alpha_n)``, each in ``(0, 1]``.

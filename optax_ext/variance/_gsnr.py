@@ -406,8 +406,8 @@ def aggregate_by_gsnr(
 
   Properties: permutation-invariant; not robust (a NaN or Inf member makes
   the statistics NaN; compose :func:`optax.apply_if_finite` after it to skip
-  such
-  steps). With identical members the factor is 1 and the update is the mean.
+  such steps). With identical members the factor is 1 and the update is the
+  mean.
 
   Args:
     gamma_min: lower bound of the factor, ``> 0``.

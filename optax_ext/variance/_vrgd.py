@@ -188,10 +188,10 @@ def vr_adam(
     \theta \leftarrow \theta - \eta (d + \lambda \theta) .
 
   Chain: :func:`optax.scale_by_adam` on the mean gradient,
-  :func:`scale_by_gsnr`,
-  :func:`optax.add_decayed_weights`, :func:`optax.scale_by_learning_rate`. The
-  factor scales Adam's *output*: fed into Adam's moments it would be largely
-  cancelled by the second-moment normalisation. With ``weight_decay=0`` and
+  :func:`scale_by_gsnr`, :func:`optax.add_decayed_weights`,
+  :func:`optax.scale_by_learning_rate`. The factor scales Adam's *output*:
+  fed into Adam's moments it would be largely cancelled by the
+  second-moment normalisation. With ``weight_decay=0`` and
   ``gamma_min = gamma_max = 1`` this is :func:`optax.adam`.
 
   .. note::
@@ -278,11 +278,10 @@ def vr_lamb(
   Chain: :func:`optax.scale_by_adam`, :func:`scale_by_gsnr`,
   :func:`optax.add_decayed_weights`, :func:`optax.scale_by_trust_ratio`,
   :func:`optax.scale_by_learning_rate` (:func:`optax.lamb` with the factor
-  inserted).
-  The trust ratio still fixes each layer's step norm; with a per-leaf mean of
-  about one the factor redistributes the step within the layer. Weight decay
-  is not GSNR-scaled. With ``gamma_min = gamma_max = 1`` this is
-  :func:`optax.lamb`.
+  inserted). The trust ratio still fixes each layer's step norm; with a
+  per-leaf mean of about one the factor redistributes the step within the
+  layer. Weight decay is not GSNR-scaled. With ``gamma_min = gamma_max = 1``
+  this is :func:`optax.lamb`.
 
   .. note::
     The insertion point is our reading; the paper's algorithm box was
