@@ -1,13 +1,16 @@
 """Sphinx configuration: ``sphinx-build -W -b html docs docs/_build``.
 
-API pages are generated from the docstrings (Google style, reST maths) when
-the build starts: one page per family, its functions first (in ``__all__``
-order), then its states and types. Guides are Markdown (MyST); the notebooks
-are copied in as an examples gallery (myst-nb, with the outputs stored by
-``notebooks/build.py``; not executed here). Maths is rendered by a MathJax
-shipped with the build (no network).
-``tests/project/test_docs.py`` builds the site with warnings as errors and
-checks every public symbol is documented.
+Generated when the build starts: one API page per family from the
+docstrings (Google style, reST maths), opening with a summary table, its
+entries in sections (aggregators, weightings, optimisers, functions, states)
+with the headline methods first; the landing page's methods table from the
+methods' metadata; the notebook gallery (myst-nb, with the outputs stored by
+``notebooks/build.py``; not executed here; cards with each notebook's first
+figure). Guides are Markdown (MyST). Maths is rendered by a MathJax shipped
+with the build, and the intersphinx inventories are read from
+``docs/inventories/`` (no network). ``tests/project/test_docs.py`` builds
+the site with warnings as errors and ``-n``, checks its links and anchors,
+and checks every public symbol is documented.
 """
 
 import base64
@@ -20,6 +23,8 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from optax_ext._src import metadata  # noqa: E402 - after sys.path
 
 project = 'optax_ext'
 author = 'The optax_ext Authors'
@@ -71,8 +76,6 @@ SECTIONS = (
 
 def _section(name: str) -> str:
   """Where a public function goes on its family's page."""
-  from optax_ext._src import metadata  # noqa: PLC0415 - after sys.path
-
   method = metadata.methods().get(name)
   kind = method.case.kind if method is not None and method.case else None
   if kind in ('aggregator', 'population') or name.startswith(
@@ -114,8 +117,6 @@ HEADLINES = {
 
 def _importance(family: str) -> dict[str, int]:
   """Rank of each name on its family's page (the headline methods first)."""
-  from optax_ext._src import metadata  # noqa: PLC0415 - after sys.path
-
   ranks = {n: i for i, n in enumerate(HEADLINES.get(family, ()))}
   for m in metadata.methods().values():
     if m.row is not None and m.public_module == f'optax_ext.{family}':
@@ -163,12 +164,7 @@ def _api_page(family: str, title: str) -> str:
 def _write_generated_pages():
   api = ROOT / 'docs' / 'api'
   for family, title in FAMILIES.items():
-    page = api / f'{family}.rst'
-    text = _api_page(family, title)
-    if not page.exists() or page.read_text() != text:
-      page.write_text(text)
-  from optax_ext._src import metadata  # noqa: PLC0415 - after sys.path
-
+    _write_if_changed(api / f'{family}.rst', _api_page(family, title))
   generated = ROOT / 'docs' / '_generated'
   generated.mkdir(exist_ok=True)
   _write_if_changed(
@@ -187,7 +183,7 @@ def _write_generated_pages():
     _write_if_changed(gallery / nb.name, json.dumps(notebook, indent=1))
     image = ''
     if thumbnail is not None:
-      (gallery / 'thumbnails' / f'{nb.stem}.png').write_bytes(thumbnail)
+      _write_if_changed(gallery / 'thumbnails' / f'{nb.stem}.png', thumbnail)
       image = f':img-top: notebooks/thumbnails/{nb.stem}.png\n'
     cards.append(
       f':::{{grid-item-card}} {title}\n:link: notebooks/{nb.stem}\n'
@@ -199,9 +195,11 @@ def _write_generated_pages():
   )
 
 
-def _write_if_changed(path: pathlib.Path, text: str) -> None:
-  if not path.exists() or path.read_text() != text:
-    path.write_text(text)
+def _write_if_changed(path: pathlib.Path, content: str | bytes) -> None:
+  """Leaves an unchanged file alone (Sphinx rebuilds what is newer)."""
+  data = content.encode() if isinstance(content, str) else content
+  if not path.exists() or path.read_bytes() != data:
+    path.write_bytes(data)
 
 
 def _prepare_notebook(notebook: dict) -> tuple[str, bytes | None]:
