@@ -192,11 +192,17 @@ def peak_rss_growth(name, form, h1, h2, k, per_microbatch=8) -> int:
 
   compiled = jax.jit(step).lower(params, state, batch).compile()
   jax.block_until_ready((params, state, batch))
+  return rss_growth(lambda: compiled(params, state, batch))
+
+
+def rss_growth(run) -> int:
+  """Bytes the peak RSS grows by while ``run()`` computes (compile it and
+  place its inputs first)."""
   # Reset the peak (Linux: the compilation's own peak can exceed a small
   # step's), then read the resident size and the peak around the step.
   reset = _reset_peak_rss()
   base = _rss_kib('VmRSS') if reset else _maxrss_kib()
-  jax.block_until_ready(compiled(params, state, batch))
+  jax.block_until_ready(run())
   peak = _rss_kib('VmHWM') if reset else _maxrss_kib()
   return (peak - base) * 1024
 

@@ -199,7 +199,7 @@ def _memory_model(quick):
 def peak_rss_growth(rule_name: str, make: str, quick: bool = False) -> int:
   """Bytes the peak RSS of this process grows by while one step runs (call
   it in a fresh process): the step is compiled and its inputs placed first,
-  then the peak is reset (``benchmarks/memory.py``'s helpers)."""
+  then the peak is reset (``benchmarks/memory.py``'s ``rss_growth``)."""
   import memory  # noqa: PLC0415 - benchmarks/ on the path
 
   loss, params, batch = _memory_model(quick)
@@ -208,11 +208,7 @@ def peak_rss_growth(rule_name: str, make: str, quick: bool = False) -> int:
   state = tx.init(params)
   compiled = step.lower(params, state, batch).compile()
   jax.block_until_ready((params, state, batch))
-  reset = memory._reset_peak_rss()  # noqa: SLF001 - a sibling script
-  base = memory._rss_kib('VmRSS') if reset else memory._maxrss_kib()  # noqa: SLF001
-  jax.block_until_ready(compiled(params, state, batch))
-  peak = memory._rss_kib('VmHWM') if reset else memory._maxrss_kib()  # noqa: SLF001
-  return (peak - base) * 1024
+  return memory.rss_growth(lambda: compiled(params, state, batch))
 
 
 def _rss_in_fresh_process(rule_name: str, make: str, quick: bool) -> int:
@@ -337,5 +333,4 @@ if __name__ == '__main__':
   )
   parser.add_argument('--quick', action='store_true', help='small model')
   args = parser.parse_args()
-  sys.path.insert(0, str(pathlib.Path(__file__).parent))
   print(json.dumps(peak_rss_growth(*args.rss_one, quick=args.quick)))
