@@ -59,20 +59,23 @@ from optax_ext import robust
 from optax_ext import variance
 
 # Each takes f, the number of members a rule should withstand (the Byzantine
-# count, or a quarter of the population when there is no attack).
+# count, or a quarter of the population when there is no attack), and K.
 AGGREGATORS = {
-  'mean': lambda f: optax_ext.aggregate_by_mean(),
-  'sum': lambda f: optax_ext.aggregate_by_sum(),
-  'geometric_median': lambda f: robust.aggregate_by_geometric_median(
+  'mean': lambda f, k: optax_ext.aggregate_by_mean(),
+  'sum': lambda f, k: optax_ext.aggregate_by_sum(),
+  'geometric_median': lambda f, k: robust.aggregate_by_geometric_median(
     maxiter=20
   ),
-  'coordinate_median': lambda f: robust.aggregate_by_coordinate_median(),
-  'krum': lambda f: robust.aggregate_by_krum(f),
-  'multi_krum': lambda f: robust.aggregate_by_krum(f, num_selected=f),
-  'trimmed_mean': lambda f: robust.aggregate_by_trimmed_mean(f),
-  'centered_clipping': lambda f: robust.aggregate_by_centered_clipping(1.0, 3),
-  'upgrad': lambda f: alignment.aggregate_by_upgrad(),
-  'gsnr': lambda f: variance.aggregate_by_gsnr(),
+  'coordinate_median': lambda f, k: robust.aggregate_by_coordinate_median(),
+  'krum': lambda f, k: robust.aggregate_by_krum(f),
+  # Multi-Krum averages the K - f members Krum scores best.
+  'multi_krum': lambda f, k: robust.aggregate_by_krum(f, num_selected=k - f),
+  'trimmed_mean': lambda f, k: robust.aggregate_by_trimmed_mean(f),
+  'centered_clipping': lambda f, k: robust.aggregate_by_centered_clipping(
+    1.0, 3
+  ),
+  'upgrad': lambda f, k: alignment.aggregate_by_upgrad(),
+  'gsnr': lambda f, k: variance.aggregate_by_gsnr(),
 }
 ATTACKS = ('none', 'sign_flip', 'nan', 'alie')
 
@@ -126,10 +129,15 @@ OPTIMIZERS = {
 
 
 def make_optimizer(
-  aggregator: str, optimizer: str, learning_rate: float, tolerate: int = 0
+  aggregator: str,
+  optimizer: str,
+  learning_rate: float,
+  tolerate: int,
+  members: int,
 ):
   return optax.chain(
-    AGGREGATORS[aggregator](tolerate),  # population [K, *param] -> param
+    # population [K, *param] -> param-shaped
+    AGGREGATORS[aggregator](tolerate, members),
     optax.clip_by_global_norm(1.0),
     OPTIMIZERS[optimizer](learning_rate),
   )
@@ -212,7 +220,7 @@ def main(argv=None):
   optimizer = nnx.Optimizer(
     model,
     make_optimizer(
-      args.aggregator, args.optimizer, args.learning_rate, tolerate
+      args.aggregator, args.optimizer, args.learning_rate, tolerate, members
     ),
     wrt=nnx.Param,
   )
