@@ -73,22 +73,35 @@ def _lookup_rows(x, d) -> tuple[jax.Array, jax.Array]:
   return ids, d.reshape(k, t, -1)
 
 
-def _row_products(tap: taps_lib.Tap, x, d, pairs: str):
-  """``(X X^T, D D^T)`` over the rows of members (``pairs``: ``'ktls'`` for
-  every pair of members, ``'kts'`` within each member)."""
+def _member_rows(tap: taps_lib.Tap, x, d) -> tuple[jax.Array, jax.Array]:
+  """What a ghost leaf's Gramian is made of: ``[K, T]`` looked-up ids or
+  ``[K, T, I]`` activation rows, and ``[K, T, O]`` cotangent rows."""
   if tap.kind == 'gather':
-    ids, dr = _lookup_rows(x, d.astype(_F32))
-    if pairs == 'ktls':
-      xx = (ids[:, :, None, None] == ids[None, None, :, :]).astype(_F32)
-    else:
-      xx = (ids[:, :, None] == ids[:, None, :]).astype(_F32)
+    return _lookup_rows(x, d.astype(_F32))
+  return _rows(tap, x.astype(_F32), d.astype(_F32))
+
+
+def _row_block(tap: taps_lib.Tap, mine, other) -> jax.Array:
+  """``[K, L]``: :math:`\\sum_{t,s} (x_{kt} \\cdot x_{ls})(d_{kt} \\cdot
+  d_{ls})` between two sets of members' rows."""
+  (xa, da), (xb, db) = mine, other
+  if tap.kind == 'gather':
+    xx = (xa[:, :, None, None] == xb[None, None, :, :]).astype(_F32)
   else:
-    xr, dr = _rows(tap, x.astype(_F32), d.astype(_F32))
-    left = 'kti,lsi->ktls' if pairs == 'ktls' else 'kti,ksi->kts'
-    xx = jnp.einsum(left, xr, xr, precision=_HIGHEST)
-  right = 'kto,lso->ktls' if pairs == 'ktls' else 'kto,kso->kts'
-  dd = jnp.einsum(right, dr, dr, precision=_HIGHEST)
-  return xx, dd
+    xx = jnp.einsum('kti,lsi->ktls', xa, xb, precision=_HIGHEST)
+  dd = jnp.einsum('kto,lso->ktls', da, db, precision=_HIGHEST)
+  return jnp.einsum('ktls,ktls->kl', xx, dd, precision=_HIGHEST)
+
+
+def _within_members(tap: taps_lib.Tap, rows) -> jax.Array:
+  """``[K]``: the diagonal of :func:`_row_block` of rows with themselves."""
+  x, d = rows
+  if tap.kind == 'gather':
+    xx = (x[:, :, None] == x[:, None, :]).astype(_F32)
+  else:
+    xx = jnp.einsum('kti,ksi->kts', x, x, precision=_HIGHEST)
+  dd = jnp.einsum('kto,kso->kts', d, d, precision=_HIGHEST)
+  return jnp.sum(xx * dd, axis=(1, 2))
 
 
 def _rows(tap: taps_lib.Tap, x, d) -> tuple[jax.Array, jax.Array]:
@@ -135,6 +148,30 @@ def _summed_grad(tap: taps_lib.Tap, x, d, param):
   """:math:`\\sum_k x_k^\\top d_k`: the equation's own transpose."""
   out, vjp = jax.vjp(lambda w: _applied(tap, x, w), param)
   return vjp(d.astype(out.dtype))[0]
+
+
+def _pack(tree) -> jax.Array:
+  """Every leaf of ``tree`` in one flat float32 buffer (integer ids kept
+  bit for bit)."""
+  parts = []
+  for x in jax.tree.leaves(tree):
+    if jnp.issubdtype(x.dtype, jnp.integer):
+      x = lax.bitcast_convert_type(x.astype(jnp.int32), _F32)
+    parts.append(x.astype(_F32).reshape(-1))
+  return jnp.concatenate(parts)
+
+
+def _unpack(flat: jax.Array, like):
+  """The inverse of :func:`_pack`, shaped and typed like ``like``."""
+  leaves, treedef = jax.tree.flatten(like)
+  out, start = [], 0
+  for x in leaves:
+    part = flat[start : start + x.size].reshape(x.shape)
+    start += x.size
+    if jnp.issubdtype(x.dtype, jnp.integer):
+      part = lax.bitcast_convert_type(part, jnp.int32).astype(x.dtype)
+    out.append(part.astype(x.dtype))
+  return jax.tree.unflatten(treedef, out)
 
 
 def _per_member_axis(w: jax.Array, ndim: int) -> jax.Array:
@@ -199,31 +236,97 @@ class GhostPopulation(lean.MemberFree):
   def _pairs(self):
     return zip(self._leaves, jax.tree.leaves(self.params), strict=True)
 
-  def gramian(self) -> jax.Array:
-    k = self.local_size()
-    g = jnp.zeros((k, k), _F32)
-    for leaf, param in self._pairs():
-      if leaf.kind == 'ghost':
-        xx, dd = _row_products(leaf.tap, leaf.x, leaf.d, 'ktls')
-        g = g + jnp.einsum('ktls,ktls->kl', xx, dd, precision=_HIGHEST)
-      else:
-        p = self._per_member(leaf, param).reshape(k, -1)
-        g = g + jnp.matmul(p, p.T, precision=_HIGHEST)
+  def _ghost_rows(self) -> list:
+    """The ghost leaves' rows: ``([K, T]`` ids or ``[K, T, I]``
+    activations, ``[K, T, O]`` cotangents) per leaf."""
+    return [
+      _member_rows(leaf.tap, leaf.x, leaf.d)
+      for leaf in self._leaves
+      if leaf.kind == 'ghost'
+    ]
+
+  def _row_blocks(self, mine: list, other: list) -> jax.Array:
+    """``[K, L]``: the ghost leaves' inner products between two sets of
+    members' rows."""
+    taps = [leaf.tap for leaf in self._leaves if leaf.kind == 'ghost']
+    g = jnp.zeros((mine[0][0].shape[0], other[0][0].shape[0]), _F32)
+    for tap, a, b in zip(taps, mine, other, strict=True):
+      g = g + _row_block(tap, a, b)
+    return g
+
+  def _formed(self) -> list:
+    """The other leaves' per-member gradients, ``[K, *shape]`` float32."""
+    return [
+      self._per_member(leaf, param)
+      for leaf, param in self._pairs()
+      if leaf.kind != 'ghost'
+    ]
+
+  def _with_scales(self, g: jax.Array, scales) -> jax.Array:
     g = 0.5 * (g + g.T)
-    if self.scales is None:
+    if scales is None:
       return g
-    s = self.scales
-    return jnp.where(
-      s[:, None] * s[None, :] != 0, s[:, None] * s[None, :] * g, 0.0
-    )
+    s = scales[:, None] * scales[None, :]
+    return jnp.where(s != 0, s * g, 0.0)
+
+  def gramian(self) -> jax.Array:
+    """``[K, K]`` over the local members."""
+    k = self.local_size()
+    rows = self._ghost_rows()
+    g = self._row_blocks(rows, rows) if rows else jnp.zeros((k, k), _F32)
+    for p in self._formed():
+      p = p.reshape(k, -1)
+      g = g + jnp.matmul(p, p.T, precision=_HIGHEST)
+    return self._with_scales(g, self.scales)
+
+  def gathered_gramian(self, axis_name) -> tuple[jax.Array, list]:
+    """The Gramian over the members of every index of ``axis_name`` (index
+    first, then local position), in two parts.
+
+    Returns:
+      The ghost leaves' part, ``[K N, K N]``: every index gathers every
+      index's rows (one ``all_gather`` of one buffer: the batch's tapped
+      activations and cotangents, not ``K N`` gradients) and forms its
+      ``[K, K N]`` row block; one ``all_gather`` of the blocks completes
+      it. And the other leaves' scaled per-member gradients, ``[K, *shape]``
+      each: their part is the Gramian of a population stacked on the axis,
+      which the core forms with its coordinate-sharded collectives (per
+      device ``K`` members, not ``K N``).
+    """
+    k = self.local_size()
+    n = lax.axis_size(axis_name)
+    rows = self._ghost_rows()
+    scales = self.scales
+    every_scale = None
+    if scales is not None:
+      every_scale = axes_lib.all_gather(scales, axis_name, tiled=True)
+    if rows:
+      # One buffer, one collective, rather than one in flight per leaf.
+      every = axes_lib.all_gather(_pack(rows)[None], axis_name, tiled=True)
+      blocks = [
+        self._row_blocks(rows, _unpack(every[i], rows)) for i in range(n)
+      ]
+      row_block = jnp.concatenate(blocks, axis=1)  # [K, K N], index order
+      g = axes_lib.all_gather(row_block, axis_name, tiled=True)
+      g = self._with_scales(g, every_scale)
+    else:
+      g = jnp.zeros((k * n, k * n), _F32)
+    formed = self._formed()
+    if scales is not None:
+      formed = [
+        jnp.where(_per_member_axis(scales != 0, p.ndim), p, 0.0)
+        * _per_member_axis(scales, p.ndim)
+        for p in formed
+      ]
+    return g, formed
 
   def _squared_norms(self) -> jax.Array:
     k = self.local_size()
     sq = jnp.zeros((k,), _F32)
     for leaf, param in self._pairs():
       if leaf.kind == 'ghost':
-        xx, dd = _row_products(leaf.tap, leaf.x, leaf.d, 'kts')
-        sq = sq + jnp.sum(xx * dd, axis=(1, 2))
+        rows = _member_rows(leaf.tap, leaf.x, leaf.d)
+        sq = sq + _within_members(leaf.tap, rows)
       else:
         p = self._per_member(leaf, param).reshape(k, -1)
         sq = sq + jnp.sum(jnp.square(p), axis=1)

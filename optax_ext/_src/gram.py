@@ -176,16 +176,25 @@ def _gramian(
 ) -> jax.Array:
   """:func:`gramian` with the centring decided."""
   if lean.is_lean(population):
-    if axes.is_named:
+    if not axes.is_named:
+      return lean.gramian(population)
+    if not isinstance(population, lean.MemberFree):
       raise ValueError(
-        'gramian: a lean population (population.microbatches or '
-        'population.ghost) on a named axis gives each index only its own '
-        'members; the Gramian rules need every pair across the indices. '
-        'Gather the gradients with grad_population, or keep the Gramian '
-        'rules to one index (the mean, per-member clipping and the private '
-        'mean work across indices).'
+        'gramian: a population.microbatches population on a named axis '
+        'gives each index only its own members; the Gramian rules need '
+        'every pair across the indices. Use population.ghost (it gathers '
+        "the members' activations and cotangents) or grad_population, or "
+        'keep the Gramian rules to one index (the mean, per-member clipping '
+        'and the private mean work across indices).'
       )
-    return lean.gramian(population)
+    # Ghost leaves from their gathered rows; the other leaves' per-member
+    # gradients as a population stacked on the axis.
+    g, formed = population.gathered_gramian(axes.axis_name)
+    if formed:
+      g = g + _gramian(
+        formed, axes.locally_stacked(), center_on_median=False
+      ).astype(g.dtype)
+    return g
   acc = numerics.tree_common_accumulation_dtype(population)
   k = layouts.size(population, axes)
   sharded = jnp.zeros((k, k), acc)  # partial sums, summed over the axis

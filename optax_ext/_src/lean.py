@@ -238,7 +238,10 @@ class MemberFree:
   ``local_size()``, ``gramian()``, ``norms(center)``,
   ``inner_products(vector)``, ``combine(weights, skip_zero_weights=)``,
   ``mean_and_var_local()`` and ``with_scales(scales)``; ``params`` is the
-  params the gradients are taken at.
+  params the gradients are taken at. On a named axis the Gramian rules ask
+  ``gathered_gramian(axis_name)``: the part of the Gramian over every
+  index's members it forms itself, and per-member gradients (``[K, ...]``)
+  whose part the core forms as for a stacked population.
   """
 
   params: Any

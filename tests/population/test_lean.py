@@ -275,6 +275,27 @@ def test_lean_streamed_rules_across_devices(mesh):
     )
 
 
+def test_lean_gramian_rules_across_devices_name_the_ghost_population(mesh):
+  """A Gramian rule needs every pair of members: microbatches on a named
+  axis cannot give it (the ghost population can: test_ghost.py)."""
+  loss, params, batch = _problem()
+  n = mesh.shape['data']
+  big = jax.tree.map(lambda x: jnp.concatenate([x] * n), batch)
+  tx = robust.aggregate_by_krum(
+    0, num_selected=2, axes=population.PopulationAxes(axis_name='data')
+  )
+  run = jax.shard_map(
+    lambda b: tx.update(
+      population.microbatches(loss, params, b, K), tx.init(params), params
+    )[0],
+    mesh=mesh,
+    in_specs=P('data'),
+    out_specs=P(),
+  )
+  with pytest.raises(ValueError, match=r'every pair.*population\.ghost'):
+    jax.jit(run)(big)
+
+
 def test_microbatches_validates():
   loss, params, batch = _problem()
   with pytest.raises(ValueError, match='not divisible'):
