@@ -32,11 +32,12 @@ table), evaluates the jaxpr with a zero added to each such output, and
 differentiates once with respect to those zeros (the output cotangents) and
 to the other leaves, per member under ``vmap``. Each leaf is then one of:
 
-* ``'ghost'``: a ``dot_general`` (or a lookup of whole rows of a table,
-  ``gather``) whose per-member rows are few enough that the Gramian from
+* ``'ghost'``: a ``dot_general``, a convolution (its rows: the input
+  patches of each output position) or a lookup of whole rows of a table
+  (``gather``) whose per-member rows are few enough that the Gramian from
   the rows is the cheaper (see ``mode``): Gramian and norms from the rows;
-* ``'materialised'``: a ``dot_general`` with many rows per member, or a
-  convolution: its per-member gradients formed from ``x`` and ``d`` (one
+* ``'materialised'``: a ``dot_general`` or a convolution with many rows per
+  member: its per-member gradients formed from ``x`` and ``d`` (one
   contraction per member, no second backward pass);
 * ``'fallback'``: any other use (biases, normalisation scales, other
   gathers, leaves used twice or inside a loop): per-member gradients of
@@ -73,12 +74,49 @@ def _lookup_rows(x, d) -> tuple[jax.Array, jax.Array]:
   return ids, d.reshape(k, t, -1)
 
 
-def _member_rows(tap: taps_lib.Tap, x, d) -> tuple[jax.Array, jax.Array]:
-  """What a ghost leaf's Gramian is made of: ``[K, T]`` looked-up ids or
-  ``[K, T, I]`` activation rows, and ``[K, T, O]`` cotangent rows."""
+def _member_rows(
+  tap: taps_lib.Tap, x, d, shape: tuple[int, ...]
+) -> tuple[jax.Array, jax.Array]:
+  """What a ghost leaf (of ``shape``) has its Gramian made of: ``[K, T]``
+  looked-up ids or ``[K, T, I]`` activation rows (a convolution's patches),
+  and ``[K, T, O]`` cotangent rows."""
   if tap.kind == 'gather':
     return _lookup_rows(x, d.astype(_F32))
+  if tap.kind == 'conv':
+    return _conv_rows(tap, x.astype(_F32), d.astype(_F32), shape)
   return _rows(tap, x.astype(_F32), d.astype(_F32))
+
+
+def _conv_rows(
+  tap: taps_lib.Tap, x, d, kernel_shape: tuple[int, ...]
+) -> tuple[jax.Array, jax.Array]:
+  """``[K, T, I]`` input patches and ``[K, T, O]`` cotangent rows of a
+  convolution (``T``: a member's examples times output positions; ``I``:
+  input features times the window), with :math:`g_k = \\sum_t p_{kt}
+  \\otimes d_{kt}` up to the order of the kernel's entries (which no inner
+  product sees)."""
+  p = tap.params
+  dn = p['dimension_numbers']
+  window = [kernel_shape[i] for i in dn.rhs_spec[2:]]
+
+  def patches(xk):  # the convolution with a one-hot kernel: exact
+    return lax.conv_general_dilated_patches(
+      xk,
+      window,
+      p['window_strides'],
+      p['padding'],
+      p['lhs_dilation'],
+      p['rhs_dilation'],
+      dn,
+      precision=_HIGHEST,
+    )
+
+  def rows(a):  # [K, *out] -> [K, examples x positions, features]
+    out = dn.out_spec
+    a = jnp.transpose(a, (0, 1 + out[0], *(1 + i for i in out[2:]), 1 + out[1]))
+    return a.reshape(a.shape[0], -1, a.shape[-1])
+
+  return rows(jax.vmap(patches)(x)), rows(d)
 
 
 def _row_block(tap: taps_lib.Tap, mine, other) -> jax.Array:
@@ -240,8 +278,8 @@ class GhostPopulation(lean.MemberFree):
     """The ghost leaves' rows: ``([K, T]`` ids or ``[K, T, I]``
     activations, ``[K, T, O]`` cotangents) per leaf."""
     return [
-      _member_rows(leaf.tap, leaf.x, leaf.d)
-      for leaf in self._leaves
+      _member_rows(leaf.tap, leaf.x, leaf.d, param.shape)
+      for leaf, param in self._pairs()
       if leaf.kind == 'ghost'
     ]
 
@@ -325,7 +363,7 @@ class GhostPopulation(lean.MemberFree):
     sq = jnp.zeros((k,), _F32)
     for leaf, param in self._pairs():
       if leaf.kind == 'ghost':
-        rows = _member_rows(leaf.tap, leaf.x, leaf.d)
+        rows = _member_rows(leaf.tap, leaf.x, leaf.d, param.shape)
         sq = sq + _within_members(leaf.tap, rows)
       else:
         p = self._per_member(leaf, param).reshape(k, -1)
@@ -426,13 +464,14 @@ def ghost(
     params: the params the gradients are taken at.
     batch: a pytree whose leaves share a leading axis ``B``.
     num_members: ``K``, dividing ``B``; default ``B``.
-    mode: ``'auto'``: a ``dot_general`` (or lookup) with ``T`` rows of
-      widths ``I`` and ``O`` per member is ghost when the Gramian from its
-      rows, :math:`K^2 T^2 (I + O)` multiply-adds, costs no more than
-      forming the per-member gradients and their Gramian, :math:`K T I O +
-      K^2 I O`; materialised otherwise. ``'ghost'`` (the least memory:
+    mode: ``'auto'``: a ``dot_general``, convolution (``T``: examples
+      times output positions, ``I``: the patch size) or lookup with ``T``
+      rows of widths ``I`` and ``O`` per member is ghost when the Gramian
+      from its rows, :math:`K^2 T^2 (I + O)` multiply-adds, costs no more
+      than forming the per-member gradients and their Gramian, :math:`K T I
+      O + K^2 I O`; materialised otherwise. ``'ghost'`` (the least memory:
       :math:`K^2 T^2` floats instead of :math:`K I O`) or
-      ``'materialise'`` forces one form for every ``dot_general``.
+      ``'materialise'`` forces one form for every contraction.
 
   Returns:
     A :class:`GhostPopulation`.
@@ -516,13 +555,16 @@ def ghost(
   for path, tap in taps.items():
     x, d = xs[path], ds[path]
     kind = 'materialised'
-    if tap.kind in ('dot', 'gather') and mode != 'materialise':
-      if tap.kind == 'dot':
-        xr, dr = _rows(tap, x[:1], d[:1])
-        t, width = xr.shape[1], xr.shape[2] + dr.shape[2]
-      else:  # a lookup's rows compare ids: I = 1
-        ids, dr = _lookup_rows(x[:1], d[:1])
-        t, width = ids.shape[1], 1 + dr.shape[2]
+    if mode != 'materialise':
+      shape = leaves[tap.leaf].shape
+      xr, dr = jax.eval_shape(
+        lambda x, d, tap=tap, shape=shape: _member_rows(tap, x, d, shape),
+        x[:1],
+        d[:1],
+      )
+      # A lookup's rows compare ids: I = 1.
+      t = xr.shape[1]
+      width = (1 if tap.kind == 'gather' else xr.shape[2]) + dr.shape[2]
       size = leaves[tap.leaf].size
       # Multiply-adds of the Gramian from the rows (K^2 T^2 (I + O)) and of
       # forming and multiplying the per-member gradients (K T I O + K^2 I O);

@@ -205,8 +205,9 @@ def test_per_example_norms_equal_the_vmapped_ones(model):
 
 
 @pytest.mark.parametrize('mode', ['ghost', 'materialise'])
-def test_both_forms_of_a_contraction_agree(mode):
-  loss, params, batch = _transformer()
+@pytest.mark.parametrize('model', ['cnn', 'transformer'])
+def test_both_forms_of_a_contraction_agree(model, mode):
+  loss, params, batch = MODELS[model]()
   tx = alignment.aggregate_by_upgrad()
   ghost, stacked = _ghost_and_stacked(tx, loss, params, batch, K, mode=mode)
   _close(ghost, stacked, 2e-5)
@@ -231,6 +232,72 @@ def test_report_names_each_leaf_form():
   assert kinds["['conv']['kernel'].value"] == 'materialised'
   assert kinds["['conv1d']['kernel'].value"] == 'materialised'
   assert kinds["['head']['kernel'].value"] in ('ghost', 'materialised')
+  kinds = population.ghost_report(
+    population.ghost(loss, params, batch, mode='ghost')
+  )
+  assert kinds["['conv']['kernel'].value"] == 'ghost'
+  assert kinds["['conv1d']['kernel'].value"] == 'ghost'
+
+
+# Convolutions the ghost form reads as patches: layouts, strides, padding,
+# dilations of the input (a transposed convolution) and of the kernel.
+CONVOLUTIONS = {
+  'nhwc_same': dict(dn=('NHWC', 'HWIO', 'NHWC'), strides=(1, 1), pad='SAME'),
+  'nchw_strided': dict(
+    dn=('NCHW', 'OIHW', 'NCHW'), strides=(2, 1), pad=((1, 0), (0, 2))
+  ),
+  'kernel_dilated': dict(
+    dn=('NHWC', 'HWIO', 'NHWC'), strides=(1, 1), pad='VALID', rhs=(2, 1)
+  ),
+  'transposed': dict(
+    dn=('NHWC', 'HWIO', 'NHWC'),
+    strides=(1, 1),
+    pad=((1, 1), (0, 1)),
+    lhs=(2, 2),
+  ),
+  'one_d': dict(dn=('NWC', 'WIO', 'NWC'), strides=(2,), pad='SAME'),
+}
+
+
+@pytest.mark.parametrize('conv', sorted(CONVOLUTIONS))
+def test_convolution_patches_give_the_gramian(conv):
+  spec = CONVOLUTIONS[conv]
+  lhs_spec, rhs_spec, _ = spec['dn']
+  spatial = len(lhs_spec) - 2
+  rng = np.random.default_rng(0)
+  sizes = {'N': 8, 'C': 3, 'I': 3, 'O': 4}
+  x_shape = [sizes.get(c, 6) for c in lhs_spec]
+  w_shape = [
+    sizes.get(c, 3 if c == 'H' or spatial == 1 else 2) for c in rhs_spec
+  ]
+  params = {'w': jnp.asarray(rng.normal(size=w_shape) * 0.3, jnp.float32)}
+  batch = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
+
+  def loss(p, b):
+    out = jax.lax.conv_general_dilated(
+      b,
+      p['w'],
+      spec['strides'],
+      spec['pad'],
+      lhs_dilation=spec.get('lhs'),
+      rhs_dilation=spec.get('rhs'),
+      dimension_numbers=spec['dn'],
+    )
+    return jnp.sum(jnp.tanh(out) ** 2)
+
+  for k in (4, 8):
+    pop = population.ghost(loss, params, batch, k, mode='ghost')
+    assert population.ghost_report(pop) == {"['w']": 'ghost'}
+    stacked = population.grad_population(loss, k)(params, batch)[1]
+    np.testing.assert_allclose(
+      population.gramian(pop),
+      population.gramian(stacked),
+      rtol=2e-5,
+      atol=1e-5,
+    )
+    np.testing.assert_allclose(
+      population.norms(pop), population.norms(stacked), rtol=2e-5
+    )
 
 
 def test_dp_sgd_equals_the_vmapped_step():
