@@ -296,6 +296,37 @@ def test_box_qp_satisfies_kkt_on_near_collinear_gramians():
     assert float(jnp.max(jnp.abs(grad * (v - u)))) <= 1e-5
 
 
+@pytest.mark.parametrize('reg', [1e-4, 1e-7])
+@pytest.mark.parametrize('k', [2, 9, 40])
+def test_box_qp_batch_equals_one_problem_at_a_time(k, reg):
+  """The batched solver (bordered inverses, UPGrad's K projections) gives
+  each problem's factorised solution; on a rank-deficient Gramian with a
+  1e-7 ridge (ill-conditioned in float32) it still meets the KKT
+  conditions (its fallback)."""
+  rng = np.random.default_rng(k)
+  jac = rng.normal(size=(k, max(k // 2, 1) + 1))
+  jac[: k // 2] *= -1  # conflicting rows: many active bounds
+  g = linalg.normalised_gramian(jnp.asarray(jac @ jac.T, jnp.float32), 0, reg)
+  lowers = jnp.asarray(
+    rng.uniform(-1, 1, size=(k, k)) * (rng.uniform(size=(k, k)) < 0.4),
+    jnp.float32,
+  )
+  batch = jax.jit(linalg.box_qp)(g, lowers)
+  grad = batch @ g
+  assert float(jnp.min(batch - lowers)) >= 0.0
+  assert float(jnp.min(grad)) >= -2e-5
+  assert float(jnp.max(jnp.abs(grad * (batch - lowers)))) <= 2e-5
+  one_by_one = jax.jit(jax.vmap(lambda u: linalg.box_qp(g, u)))(lowers)
+  # The objective (what the problem determines; the minimiser itself only
+  # to the Gramian's conditioning in float32).
+  objective = lambda v: jnp.sum((v @ g) * v, axis=1)
+  np.testing.assert_allclose(
+    objective(batch), objective(one_by_one), rtol=1e-4, atol=1e-7
+  )
+  if reg == 1e-4:
+    np.testing.assert_allclose(batch, one_by_one, rtol=1e-3, atol=1e-4)
+
+
 def test_mgda_active_set_reaches_a_lower_objective_than_frank_wolfe():
   for seed in range(5):
     jac = _random_jacobian(seed, 10, d=30)
