@@ -260,9 +260,11 @@ class GhostPopulation(lean.MemberFree):
   # The member-free interface (lean.MemberFree).
 
   def _scaled(self, values: jax.Array, power: int = 1) -> jax.Array:
+    """``values`` (leading axis: members) times the scales; 0 where a scale
+    is 0 (a NaN of a dropped member stays out)."""
     if self.scales is None:
       return values
-    s = self.scales**power
+    s = _per_member_axis(self.scales**power, values.ndim)
     return jnp.where(s != 0, s * values, 0.0)
 
   def _per_member(self, leaf: _Leaf, param) -> jax.Array:
@@ -334,29 +336,18 @@ class GhostPopulation(lean.MemberFree):
     k = self.local_size()
     n = lax.axis_size(axis_name)
     rows = self._ghost_rows()
-    scales = self.scales
+    formed = [self._scaled(p) for p in self._formed()]
+    if not rows:
+      return jnp.zeros((k * n, k * n), _F32), formed
+    # One buffer, one collective, rather than one in flight per leaf.
+    every = axes_lib.all_gather(_pack(rows)[None], axis_name, tiled=True)
+    blocks = [self._row_blocks(rows, _unpack(every[i], rows)) for i in range(n)]
+    row_block = jnp.concatenate(blocks, axis=1)  # [K, K N], index order
+    g = axes_lib.all_gather(row_block, axis_name, tiled=True)
     every_scale = None
-    if scales is not None:
-      every_scale = axes_lib.all_gather(scales, axis_name, tiled=True)
-    if rows:
-      # One buffer, one collective, rather than one in flight per leaf.
-      every = axes_lib.all_gather(_pack(rows)[None], axis_name, tiled=True)
-      blocks = [
-        self._row_blocks(rows, _unpack(every[i], rows)) for i in range(n)
-      ]
-      row_block = jnp.concatenate(blocks, axis=1)  # [K, K N], index order
-      g = axes_lib.all_gather(row_block, axis_name, tiled=True)
-      g = self._with_scales(g, every_scale)
-    else:
-      g = jnp.zeros((k * n, k * n), _F32)
-    formed = self._formed()
-    if scales is not None:
-      formed = [
-        jnp.where(_per_member_axis(scales != 0, p.ndim), p, 0.0)
-        * _per_member_axis(scales, p.ndim)
-        for p in formed
-      ]
-    return g, formed
+    if self.scales is not None:
+      every_scale = axes_lib.all_gather(self.scales, axis_name, tiled=True)
+    return self._with_scales(g, every_scale), formed
 
   def _squared_norms(self) -> jax.Array:
     k = self.local_size()
@@ -430,10 +421,7 @@ class GhostPopulation(lean.MemberFree):
     k = self.local_size()
     means, m2s = [], []
     for leaf, param in self._pairs():
-      p = self._per_member(leaf, param)
-      if self.scales is not None:
-        s = self.scales.reshape((-1,) + (1,) * (p.ndim - 1))
-        p = jnp.where(s != 0, s * p, 0.0)
+      p = self._scaled(self._per_member(leaf, param))
       mean = jnp.mean(p, axis=0)
       means.append(mean)
       m2s.append(jnp.sum(jnp.square(p - mean[None]), axis=0))

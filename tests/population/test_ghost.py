@@ -175,6 +175,11 @@ RULES = {
   'centered_clipping': lambda axes=None: robust.aggregate_by_centered_clipping(
     0.05, iterations=2, axes=axes
   ),
+  # Scaled members (clipped) into a Gramian rule.
+  'clip_then_krum': lambda axes=None: optax.chain(
+    robust.clip_each_by_global_norm(0.05, axes=axes),
+    robust.aggregate_by_krum(0, num_selected=2, axes=axes),
+  ),
 }
 
 
@@ -523,7 +528,9 @@ def test_every_rule_across_devices(entry, devices):
   )
 
 
-@pytest.mark.parametrize('rule', ['upgrad', 'krum', 'centered_clipping'])
+@pytest.mark.parametrize(
+  'rule', ['upgrad', 'krum', 'centered_clipping', 'clip_then_krum']
+)
 @pytest.mark.parametrize('model', sorted(MODELS))
 def test_models_across_devices(model, rule):
   """Per-example members, half of them on each of two devices."""
